@@ -1,0 +1,62 @@
+#include "echo_server.hpp"
+
+#include <array>
+#include <cerrno>
+
+namespace coring::apps {
+
+task<> echo_connection(tcp_stream conn, bool nodelay) {
+    if (nodelay) (void)conn.set_nodelay(true);
+    std::array<std::byte, 16 * 1024> buf;  // in the frame, which outlives every op on it
+    for (;;) {
+        auto n = co_await conn.recv(buf);
+        if (!n || *n == 0) break;  // reset, cancelled, or the peer closed its side
+        const auto sent = co_await conn.write_all(std::span(buf).first(*n));
+        if (!sent) break;
+    }
+    (void)co_await conn.close();
+}
+
+namespace {
+
+task<> accept_loop(tcp_listener listener, bool nodelay) {
+    core& here = core::current();
+    for (;;) {
+        auto accepted = co_await listener.accept();
+        if (accepted) {
+            here.spawn(echo_connection(std::move(*accepted), nodelay));
+            continue;
+        }
+        const std::error_code ec = accepted.error();
+        if (ec == std::errc::operation_canceled) break;  // the core is stopping
+        if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
+            ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory) {
+            // The connection stays queued: retrying at once would spin. Wait for fds to close.
+            log("accept: {}; pausing 50 ms", ec.message());
+            const auto slept = co_await sleep_for(std::chrono::milliseconds{50});
+            if (!slept) break;  // cancelled while pausing
+        }
+        // ECONNABORTED and friends: that one connection is gone, the next may be fine.
+    }
+    (void)co_await listener.close();
+}
+
+}  // namespace
+
+result<address> start_echo_server(echo_options opts) {
+    auto listener = tcp_listener::bind(opts.listen, {.reuse_port = true});
+    if (!listener) return listener.error();
+    auto bound = listener->local_address();
+    if (!bound) return bound.error();
+    core::current().spawn(accept_loop(std::move(*listener), opts.nodelay));
+    return bound;
+}
+
+task<> echo_server(echo_options opts) {
+    auto bound = start_echo_server(opts);
+    if (!bound) throw std::system_error(bound.error(), "bind " + opts.listen.to_string());
+    if (core::current().id() == 0) log("echo server listening on {}", bound->to_string());
+    co_return;
+}
+
+}  // namespace coring::apps

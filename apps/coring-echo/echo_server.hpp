@@ -1,0 +1,24 @@
+#pragma once
+// The echo server as a library part, so tests and benchmarks run the very code coring-echo runs.
+#include <coring/coring.hpp>
+#include <coring/log.hpp>
+
+namespace coring::apps {
+
+struct echo_options {
+    address listen = address::ipv4_loopback(7000);
+    bool nodelay = true;  // answer each message at once (pipelined clients see no Nagle delay)
+};
+
+// One connection: echo everything until the peer closes, errors or the task is cancelled.
+task<> echo_connection(tcp_stream conn, bool nodelay);
+
+// Binds `listen` (SO_REUSEPORT, so every core can bind the same address) and serves until the
+// core stops. A bind failure throws std::system_error naming the address.
+task<> echo_server(echo_options opts);
+
+// Binds now, serves in a task owned by the current core; returns the bound address (port 0
+// becomes the real port). For tests.
+result<address> start_echo_server(echo_options opts);
+
+}  // namespace coring::apps

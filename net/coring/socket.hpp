@@ -1,0 +1,85 @@
+#pragma once
+// socket_base: an owned socket fd on the current core, plus the awaitables every socket type
+// shares. It remembers the op in flight in each direction (one at most: asserted), so that
+// close() and the destructor can cancel them before the fd goes: a queued SQE resolves the fd
+// *number* at submit time, and must never meet a newer socket that reused it.
+#include <coring/core.hpp>
+#include <coring/op.hpp>
+#include <coring/result.hpp>
+
+#include <coroutine>
+#include <cstddef>
+
+namespace coring::detail {
+
+enum stream_direction : int { input = 0, output = 1 };
+
+// The common awaitable: pins an op in the awaiting frame and starts it in await_suspend.
+class op_awaiter {
+public:
+    op_awaiter(op_kind kind, int fd, op** slot, int flags = 0) noexcept : op_{kind, fd}, slot_{slot} {
+        op_.flags = flags;
+        if (fd < 0) op_.res = -EBADF;  // a closed or empty socket: answered without the kernel
+    }
+    op_awaiter(const op_awaiter&) = delete;  // &op_ is the kernel's cookie
+    op_awaiter& operator=(const op_awaiter&) = delete;
+
+    bool await_ready() const noexcept { return op_.fd < 0; }
+    void await_suspend(std::coroutine_handle<> h) noexcept;
+
+    // Before co_await only: the address connect reads.
+    void bind_address(const sockaddr* addr, socklen_t len) noexcept {
+        op_.addr = const_cast<sockaddr*>(addr);  // connect only reads it
+        op_.addr_len = len;
+    }
+
+protected:
+    op op_;
+    op** slot_;  // the socket's in-flight slot for this direction, or null
+};
+
+// recv/send: a byte count (0 from recv means the peer closed its side).
+class transfer_awaiter : public op_awaiter {
+public:
+    transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags) noexcept;
+    result<std::size_t> await_resume() const noexcept {
+        if (op_.res < 0) return to_error(op_.res);
+        return static_cast<std::size_t>(op_.res);
+    }
+};
+
+// shutdown/close/connect: success or an error.
+class status_awaiter : public op_awaiter {
+public:
+    using op_awaiter::op_awaiter;
+    result<void> await_resume() const noexcept {
+        if (op_.res < 0) return to_error(op_.res);
+        return {};
+    }
+};
+
+class socket_base {
+public:
+    int fd() const noexcept { return fd_; }
+    bool is_open() const noexcept { return fd_ >= 0; }
+
+    // Cancels whatever is in flight on this socket (those ops finish with ECANCELED), then
+    // closes the fd, ordered after every SQE already queued for it.
+    [[nodiscard]] status_awaiter close() noexcept;
+
+protected:
+    socket_base() noexcept = default;
+    explicit socket_base(int fd) noexcept : fd_{fd} {}
+    socket_base(socket_base&& other) noexcept;
+    socket_base& operator=(socket_base&& other) noexcept;
+    ~socket_base();  // the fallback: cancels, then closes without waiting
+
+    op** slot(stream_direction d) noexcept { return &in_flight_[d]; }
+    void cancel_in_flight() noexcept;
+    void take_slots_from(socket_base& other) noexcept;
+
+    int fd_ = -1;
+    op* in_flight_[2] = {nullptr, nullptr};
+};
+
+}  // namespace coring::detail

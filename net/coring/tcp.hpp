@@ -1,0 +1,78 @@
+#pragma once
+// TCP: a listener and a connected stream, each owned by the core that made it. Every call
+// that may wait returns an awaitable whose co_await yields result<T>: peer resets, closes and
+// cancellation are values (std::errc::connection_reset, broken_pipe, operation_canceled).
+#include <coring/address.hpp>
+#include <coring/socket.hpp>
+#include <coring/task.hpp>
+
+#include <span>
+#include <string_view>
+#include <sys/socket.h>
+
+namespace coring {
+
+class tcp_stream : public detail::socket_base {
+public:
+    tcp_stream() noexcept = default;
+    explicit tcp_stream(int fd) noexcept : socket_base{fd} {}  // an fd from this core's backend
+    tcp_stream(tcp_stream&&) noexcept = default;
+    tcp_stream& operator=(tcp_stream&&) noexcept = default;
+
+    // Opens a socket on the current core and connects it.
+    [[nodiscard]] static task<result<tcp_stream>> connect(address peer);
+
+    // Up to buf.size() bytes; 0 means the peer will send no more.
+    [[nodiscard]] detail::transfer_awaiter recv(std::span<std::byte> buf) noexcept {
+        return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0};
+    }
+    // Some of buf (a short send is a success); EPIPE/ECONNRESET, never SIGPIPE.
+    [[nodiscard]] detail::transfer_awaiter send(std::span<const std::byte> buf) noexcept {
+        return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0};
+    }
+    // All of buf, looping over short sends. buf must stay alive until this completes.
+    [[nodiscard]] task<result<void>> write_all(std::span<const std::byte> buf);
+    // SHUT_WR sends FIN after queued data: the peer's recv then returns 0.
+    [[nodiscard]] detail::status_awaiter shutdown(int how = SHUT_WR) noexcept;
+
+    result<void> set_nodelay(bool on) noexcept;
+    result<address> local_address() const noexcept;
+    result<address> peer_address() const noexcept;
+};
+
+struct listen_options {
+    bool reuse_port = false;    // SO_REUSEPORT: one listener per core, the kernel spreads connections
+    bool reuse_address = true;  // SO_REUSEADDR: restart without waiting out TIME_WAIT
+    int backlog = 4096;         // the kernel caps it at net.core.somaxconn
+};
+
+class tcp_listener : public detail::socket_base {
+public:
+    tcp_listener() noexcept = default;
+    tcp_listener(tcp_listener&&) noexcept = default;
+    tcp_listener& operator=(tcp_listener&&) noexcept = default;
+
+    // socket + options + bind + listen on the current core. Errors name nothing but the errno:
+    // callers add the address (see format_error in apps).
+    static result<tcp_listener> bind(const address& where, listen_options opts = {});
+    static result<tcp_listener> bind(std::string_view where, listen_options opts = {});
+
+    class accept_awaiter : public detail::op_awaiter {
+    public:
+        explicit accept_awaiter(tcp_listener& l) noexcept;
+        result<tcp_stream> await_resume() noexcept;
+        const address& peer() const noexcept { return peer_; }
+
+    private:
+        address peer_;  // the kernel writes the peer here at completion: a member, not a local
+    };
+    // The next connection. ECANCELED when the core stops or the listener is closed.
+    [[nodiscard]] accept_awaiter accept() noexcept { return accept_awaiter{*this}; }
+
+    result<address> local_address() const noexcept;
+
+private:
+    explicit tcp_listener(int fd) noexcept : socket_base{fd} {}
+};
+
+}  // namespace coring

@@ -1,0 +1,74 @@
+#include <coring/log.hpp>
+#include <coring/socket.hpp>
+
+#include <cstdlib>
+#include <unistd.h>
+#include <utility>
+
+namespace coring::detail {
+
+void op_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
+    if (slot_) {
+        if (*slot_) {  // two receives (or two sends) at once would interleave bytes
+            log("fd {}: two ops in one direction at once (one reader and one writer at most)", op_.fd);
+            std::abort();
+        }
+        *slot_ = &op_;
+        op_.tracked_by = slot_;
+    }
+    op_.waiter = h;
+    core::current().start(op_);
+}
+
+transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags) noexcept
+    : op_awaiter{kind, fd, slot, flags} {
+    op_.buf = buf;
+    op_.len = len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(len);  // a partial transfer
+}
+
+socket_base::socket_base(socket_base&& other) noexcept : fd_{std::exchange(other.fd_, -1)} {
+    take_slots_from(other);
+}
+
+socket_base& socket_base::operator=(socket_base&& other) noexcept {
+    if (this != &other) {
+        this->~socket_base();
+        fd_ = std::exchange(other.fd_, -1);
+        take_slots_from(other);
+    }
+    return *this;
+}
+
+void socket_base::take_slots_from(socket_base& other) noexcept {
+    // Ops in flight follow the socket: their completion clears the slot at its new address.
+    for (int d = 0; d < 2; ++d) {
+        in_flight_[d] = std::exchange(other.in_flight_[d], nullptr);
+        if (in_flight_[d]) in_flight_[d]->tracked_by = &in_flight_[d];
+    }
+}
+
+void socket_base::cancel_in_flight() noexcept {
+    for (op*& o : in_flight_) {
+        if (!o) continue;
+        op* target = std::exchange(o, nullptr);
+        target->tracked_by = nullptr;  // this socket may be gone when it completes
+        core::current().cancel(*target);
+    }
+}
+
+socket_base::~socket_base() {
+    if (fd_ < 0) return;
+    cancel_in_flight();
+    if (core* c = core::current_or_null()) c->io().close_detached(std::exchange(fd_, -1));
+    else ::close(std::exchange(fd_, -1));  // after its core is gone: nothing can be in flight
+}
+
+status_awaiter socket_base::close() noexcept {
+    // Cancelling here rather than in await_suspend: from this call on the socket is closed
+    // to its user, and the ops in flight must not outlive the fd. The close op itself starts
+    // when awaited ([[nodiscard]]: dropping the awaitable would leak the fd).
+    cancel_in_flight();
+    return status_awaiter{op_kind::close, std::exchange(fd_, -1), nullptr};
+}
+
+}  // namespace coring::detail

@@ -1,0 +1,374 @@
+#include <coring/core.hpp>
+#include <coring/log.hpp>
+#include <coring/task_group.hpp>
+#include <coring/timer.hpp>
+
+#include <cerrno>
+#include <ctime>
+#include <sys/eventfd.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace coring {
+
+namespace {
+thread_local core* this_thread_core = nullptr;
+}
+
+// ---- the root coroutine: owns a task, its context, and its own frame -----------------------
+
+namespace detail {
+
+struct root_task {
+    using promise_type = root_promise;
+    std::coroutine_handle<root_promise> handle;
+};
+
+struct root_promise {
+    task_context ctx;
+    core* owner = core::current_or_null();
+
+    static void* operator new(std::size_t size) { return allocate_frame(size); }
+    static void operator delete(void* frame, std::size_t size) noexcept { free_frame(frame, size); }
+
+    root_task get_return_object() noexcept {
+        return {std::coroutine_handle<root_promise>::from_promise(*this)};
+    }
+    std::suspend_always initial_suspend() const noexcept { return {}; }
+    std::suspend_never final_suspend() const noexcept { return {}; }  // the frame frees itself
+    void return_void() const noexcept {}
+    void unhandled_exception() const noexcept {
+        try {
+            throw;
+        } catch (const std::exception& e) {
+            log("core {}: task ended with an exception: {}", owner->id(), e.what());
+        } catch (...) {
+            log("core {}: task ended with an unknown exception", owner->id());
+        }
+    }
+    ~root_promise() { owner->on_root_exit(ctx); }
+};
+
+namespace {
+root_task run_root(task<> t) { co_await std::move(t); }
+}  // namespace
+
+void ready_queue::push(ready_item item) {
+    if (size() == items_.size()) {  // full: unroll into a buffer twice the size
+        std::vector<ready_item> bigger(items_.size() * 2);
+        for (std::size_t i = 0; i < items_.size(); ++i) bigger[i] = pop();
+        head_ = 0;
+        tail_ = items_.size();
+        items_ = std::move(bigger);
+    }
+    items_[tail_++ & (items_.size() - 1)] = item;
+}
+
+void timer_heap::push(op& o) {
+    heap_.push_back(&o);
+    place(heap_.size() - 1, &o);
+    sift_up(heap_.size() - 1);
+}
+
+void timer_heap::erase(op& o) noexcept {
+    const std::size_t i = o.heap_index;
+    op* last = heap_.back();
+    heap_.pop_back();
+    if (i == heap_.size()) return;  // o was the last one
+    place(i, last);
+    sift_up(i);
+    sift_down(last->heap_index);
+}
+
+void timer_heap::sift_up(std::size_t i) noexcept {
+    op* o = heap_[i];
+    while (i > 0) {
+        const std::size_t parent = (i - 1) / 2;
+        if (heap_[parent]->deadline_ns <= o->deadline_ns) break;
+        place(i, heap_[parent]);
+        i = parent;
+    }
+    place(i, o);
+}
+
+void timer_heap::sift_down(std::size_t i) noexcept {
+    op* o = heap_[i];
+    for (;;) {
+        std::size_t child = 2 * i + 1;
+        if (child >= heap_.size()) break;
+        if (child + 1 < heap_.size() && heap_[child + 1]->deadline_ns < heap_[child]->deadline_ns)
+            ++child;
+        if (o->deadline_ns <= heap_[child]->deadline_ns) break;
+        place(i, heap_[child]);
+        i = child;
+    }
+    place(i, o);
+}
+
+}  // namespace detail
+
+// ---- construction and teardown ---------------------------------------------------------------
+
+core::core(const core_config& cfg) : id_{cfg.id}, drain_timeout_{cfg.drain_timeout} {
+    if (this_thread_core) throw std::logic_error("coring: a thread can run only one core");
+    backend_ = make_backend(cfg.backend, *this, &fallback_reason_);
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+    backend_->adopt(wake_fd_);
+    this_thread_core = this;
+    spawn_root(watch_wakeups(), true);
+}
+
+core::~core() {
+    drain_everything();
+    ::close(wake_fd_);
+    this_thread_core = nullptr;
+}
+
+core& core::current() noexcept {
+    if (!this_thread_core) {
+        std::fputs("coring: no core on this thread (I/O must run inside coring::run or a core)\n",
+                   stderr);
+        std::abort();
+    }
+    return *this_thread_core;
+}
+
+core* core::current_or_null() noexcept { return this_thread_core; }
+
+std::int64_t core::now_ns() noexcept {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// ---- tasks -------------------------------------------------------------------------------------
+
+void core::spawn(task<> t) { spawn_root(std::move(t), false); }
+
+void core::spawn(task<> t, task_group& group) {
+    detail::task_context& ctx = spawn_root(std::move(t), false);
+    group.child_started(ctx);
+    if (current_ && current_->cancelled) cancel_task(ctx);  // a cancelled parent has no new children
+}
+
+detail::task_context& core::spawn_root(task<> t, bool system) {
+    auto root = detail::run_root(std::move(t)).handle;
+    detail::task_context& ctx = root.promise().ctx;
+    ctx.system = system;
+    ctx.next = live_;
+    if (live_) live_->prev = &ctx;
+    live_ = &ctx;
+    if (!system) ++live_user_tasks_;
+    ++stats_.tasks_spawned;
+    ready_.push({root, &ctx});
+    return ctx;
+}
+
+task<> core::watchdog(std::chrono::nanoseconds limit, bool* fired) {
+    // g++ 12 mis-compiles a co_await inside an if condition: await into a variable first.
+    const auto slept = co_await sleep_for(limit);
+    if (slept) {
+        *fired = true;
+        log("core {}: deadline of {} ms passed: cancelling every task", id_, limit.count() / 1'000'000);
+        cancel_all();
+    }
+}
+
+void core::on_root_exit(detail::task_context& ctx) noexcept {
+    if (ctx.prev) ctx.prev->next = ctx.next;
+    else live_ = ctx.next;
+    if (ctx.next) ctx.next->prev = ctx.prev;
+    if (!ctx.system) --live_user_tasks_;
+    if (ctx.group) ctx.group->child_ended(ctx);
+}
+
+void core::cancel_task(detail::task_context& ctx) noexcept {
+    if (ctx.cancelled) return;  // its later ops were refused at start, so nothing is left to do
+    ctx.cancelled = true;
+    if (ctx.waiting_on) cancel(*ctx.waiting_on);
+}
+
+void core::cancel_all() noexcept {
+    for (auto* ctx = live_; ctx; ctx = ctx->next) cancel_task(*ctx);
+}
+
+// ---- ops ---------------------------------------------------------------------------------------
+
+void core::start(op& o) noexcept {
+    o.ctx = current_;
+    if (current_) current_->waiting_on = &o;
+    // A cancelled task may still close fds and wait for its children; everything else fails.
+    const bool refused = current_ && current_->cancelled && o.kind != op_kind::close && o.kind != op_kind::join;
+    if (refused || (stopping_ && o.kind == op_kind::accept)) {
+        o.res = -ECANCELED;  // completes through the ready queue like any other op
+        ++o.pending;
+        return complete(o);
+    }
+    if (o.kind == op_kind::timer) {
+        ++o.pending;
+        return timers_.push(o);
+    }
+    if (o.kind == op_kind::join) {  // task_group::join_awaiter registered itself already
+        ++o.pending;
+        return;
+    }
+    backend_->start(o);
+}
+
+void core::cancel(op& o) noexcept {
+    if (o.kind == op_kind::join) {
+        // Cancelling a task that waits for its children cancels the children; the join itself
+        // still completes only when the last one has ended.
+        return static_cast<task_group*>(o.buf)->cancel();
+    }
+    if (o.kind == op_kind::timer) {
+        if (o.pending == 0) return;  // already fired
+        timers_.erase(o);
+        o.res = -ECANCELED;
+        return complete(o);
+    }
+    backend_->cancel(o);
+}
+
+void core::complete(op& o) noexcept {
+    --o.pending;
+    if (o.tracked_by) *std::exchange(o.tracked_by, nullptr) = nullptr;  // the socket may close now
+    if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
+    ready_.push({o.waiter, o.ctx});
+}
+
+// ---- the loop ----------------------------------------------------------------------------------
+
+void core::run_until(const bool& done) {
+    while (!done) turn();
+}
+
+void core::turn() {
+    // Wait for I/O, then run what became ready: the caller checks its condition right after
+    // the tasks ran, never after a blocking wait that nothing would end.
+    ++stats_.loop_turns;
+    std::int64_t timeout = -1;
+    if (!ready_.empty()) {
+        timeout = 0;  // never block while work is waiting
+    } else if (!timers_.empty()) {
+        timeout = std::max<std::int64_t>(0, timers_.top().deadline_ns - now_ns());
+    }
+    backend_->poll(timeout);  // other threads reach us through wake_fd_, read by watch_wakeups
+    fire_timers();
+    run_ready();
+}
+
+void core::run_ready() noexcept {
+    // Only what was queued before this turn: tasks that keep re-queueing cannot starve I/O.
+    for (std::size_t n = ready_.size(); n > 0; --n) {
+        const detail::ready_item item = ready_.pop();
+        current_ = item.ctx;
+        ++stats_.resumes;
+        item.handle.resume();
+    }
+    current_ = nullptr;
+}
+
+void core::fire_timers() noexcept {
+    if (timers_.empty()) return;
+    const std::int64_t now = now_ns();
+    while (!timers_.empty() && timers_.top().deadline_ns <= now) {
+        op& o = timers_.top();
+        timers_.erase(o);
+        o.res = 0;
+        ++stats_.timers_fired;
+        complete(o);
+    }
+}
+
+void core::run() {
+    while (live_user_tasks_ > 0) turn();  // a server's accept loop lives until stopped
+    drain_everything();
+}
+
+void core::drain_everything() noexcept {
+    // Cancel until nothing is alive and the kernel owes nothing: only then may frames and
+    // buffers go. Cancelled tasks fail every later op at once, so this terminates unless a
+    // task ignores ECANCELED and loops forever.
+    while (live_ || backend_->in_flight() > 0 || !ready_.empty()) {
+        cancel_all();
+        turn();
+    }
+}
+
+// ---- stopping ----------------------------------------------------------------------------------
+
+void core::request_stop() noexcept {
+    if (stopping_) return cancel_all();  // the second request: at once
+    begin_stop();
+}
+
+void core::begin_stop() noexcept {
+    stopping_ = true;
+    for (auto* ctx = live_; ctx; ctx = ctx->next)  // listeners first: accepts end now
+        if (ctx->waiting_on && ctx->waiting_on->kind == op_kind::accept) cancel(*ctx->waiting_on);
+    spawn_root(cancel_after_drain(), true);
+}
+
+task<> core::cancel_after_drain() {
+    const auto slept = co_await sleep_for(drain_timeout_);  // ECANCELED: the core is going down
+    if (slept) {
+        if (live_user_tasks_ > 0)
+            log("core {}: drain timeout: cancelling {} task(s)", id_, live_user_tasks_);
+        for (auto* ctx = live_; ctx; ctx = ctx->next)
+            if (!ctx->system) cancel_task(*ctx);
+    }
+}
+
+void core::request_stop_from_any_thread() noexcept {
+    stop_requested_.store(true);
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);  // the doorbell
+}
+
+task<> core::watch_wakeups() {
+    for (;;) {
+        op o{op_kind::read, wake_fd_};
+        o.buf = &wake_buf_;
+        o.len = sizeof wake_buf_;
+        struct awaiter {
+            op& o;
+            bool await_ready() const noexcept { return false; }
+            void await_suspend(std::coroutine_handle<> h) noexcept {
+                o.waiter = h;
+                core::current().start(o);
+            }
+            int await_resume() const noexcept { return o.res; }
+        };
+        if (co_await awaiter{o} < 0) co_return;  // cancelled: the core is shutting down
+        // One read takes the whole counter, so two quick rings may arrive as one; the flag
+        // exchange still sees each request made after the previous read.
+        if (stop_requested_.exchange(false)) request_stop();
+    }
+}
+
+core_stats core::stats() const noexcept {
+    core_stats s = stats_;
+    s.backend = backend_->stats();
+    return s;
+}
+
+core_stats& core_stats::operator+=(const core_stats& o) noexcept {
+    tasks_spawned += o.tasks_spawned;
+    resumes += o.resumes;
+    loop_turns += o.loop_turns;
+    timers_fired += o.timers_fired;
+    backend.ops_started += o.backend.ops_started;
+    backend.sqes_submitted += o.backend.sqes_submitted;
+    backend.enter_calls += o.backend.enter_calls;
+    backend.completions += o.backend.completions;
+    backend.sq_full_waits += o.backend.sq_full_waits;
+    backend.parked_for_cq += o.backend.parked_for_cq;
+    backend.cq_overflow += o.backend.cq_overflow;
+    backend.cancels += o.backend.cancels;
+    backend.eagain_retries += o.backend.eagain_retries;
+    return *this;
+}
+
+}  // namespace coring

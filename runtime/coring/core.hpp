@@ -1,0 +1,253 @@
+#pragma once
+// core: one per thread. It owns a backend (io_uring or epoll), a FIFO ready queue, a timer heap
+// and the tasks spawned on it. Everything here is touched only by its own thread, except
+// request_stop_from_any_thread(), which is an atomic flag plus an eventfd write.
+//
+// Ownership of tasks: every coroutine runs under a root (core::spawn, block_on). The root's
+// frame holds a task_context that knows which op the task is blocked on, so the core can cancel
+// any task, and shutdown can cancel all of them and reap every kernel completion before a frame
+// is freed.
+#include <coring/backend.hpp>
+#include <coring/op.hpp>
+#include <coring/stats.hpp>
+#include <coring/task.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace coring {
+
+class core;
+class task_group;
+
+namespace detail {
+
+struct task_context {
+    op* waiting_on = nullptr;  // the op this task is suspended on, if any
+    bool cancelled = false;    // sticky: every later op of the task fails with ECANCELED
+    bool system = false;       // the core's own tasks: they do not keep run() alive
+    task_context* prev = nullptr;  // the core's list of live tasks
+    task_context* next = nullptr;
+    task_group* group = nullptr;   // the group this task is a child of, if any
+    task_context* group_prev = nullptr;
+    task_context* group_next = nullptr;
+};
+
+struct ready_item {
+    std::coroutine_handle<> handle;
+    task_context* ctx;
+};
+
+// FIFO of coroutines to resume; a ring buffer that doubles when full.
+class ready_queue {
+public:
+    bool empty() const noexcept { return head_ == tail_; }
+    std::size_t size() const noexcept { return tail_ - head_; }
+    void push(ready_item item);
+    ready_item pop() noexcept { return items_[head_++ & (items_.size() - 1)]; }
+
+private:
+    std::vector<ready_item> items_ = std::vector<ready_item>(256);
+    std::size_t head_ = 0;
+    std::size_t tail_ = 0;
+};
+
+// Binary min-heap of timer ops by deadline; each op knows its index, so cancel is O(log n).
+class timer_heap {
+public:
+    bool empty() const noexcept { return heap_.empty(); }
+    std::size_t size() const noexcept { return heap_.size(); }
+    op& top() const noexcept { return *heap_.front(); }
+    void push(op& o);
+    void erase(op& o) noexcept;
+
+private:
+    void sift_up(std::size_t i) noexcept;
+    void sift_down(std::size_t i) noexcept;
+    void place(std::size_t i, op* o) noexcept {
+        heap_[i] = o;
+        o->heap_index = static_cast<std::uint32_t>(i);
+    }
+    std::vector<op*> heap_;
+};
+
+struct root_promise;
+
+}  // namespace detail
+
+struct core_config {
+    unsigned id = 0;
+    backend_config backend;
+    std::chrono::milliseconds drain_timeout{5000};
+};
+
+class core final : private detail::completion_sink {
+public:
+    explicit core(const core_config& cfg);
+    core(const core&) = delete;
+    core& operator=(const core&) = delete;
+    ~core();  // cancels what is left and reaps every completion before freeing anything
+
+    // The core of the calling thread; a programming error (abort) when there is none.
+    static core& current() noexcept;
+    static core* current_or_null() noexcept;
+
+    unsigned id() const noexcept { return id_; }
+    backend& io() noexcept { return *backend_; }
+    backend_kind kind() const noexcept { return backend_->kind(); }
+    // Why `auto` did not pick io_uring (empty when it did, or when the choice was explicit).
+    const std::string& fallback_reason() const noexcept { return fallback_reason_; }
+
+    // Runs t as a new task owned by this core. An exception that escapes it is logged.
+    void spawn(task<> t);
+    void spawn(task<> t, task_group& group);  // see task_group::spawn
+
+    // Runs the loop until t finishes and returns its value (or rethrows its exception). Other
+    // tasks keep running meanwhile and stay alive afterwards.
+    template <class T>
+    T block_on(task<T> t);
+    // The same, but when `limit` passes first every task is cancelled and, once t has ended,
+    // std::runtime_error is thrown: for tests that must end in bounded time.
+    template <class T>
+    T block_on(task<T> t, std::chrono::nanoseconds limit);
+
+    // Runs until every user task has finished (a server: until a stop ends its accept loop),
+    // then cancels the core's own tasks and reaps every completion.
+    void run();
+
+    // Graceful stop: accepts end at once (ECANCELED), other tasks get drain_timeout, then are
+    // cancelled. A second request cancels everything at once.
+    void request_stop() noexcept;
+    void request_stop_from_any_thread() noexcept;
+    bool stopping() const noexcept { return stopping_; }
+    // Cancels every task (user and system): their current and future ops fail with ECANCELED.
+    void cancel_all() noexcept;
+    std::size_t live_tasks() const noexcept { return live_user_tasks_; }
+
+    core_stats stats() const noexcept;
+
+    // For awaitables. start: o.waiter is set; o completes through the ready queue, never
+    // inline. cancel: see backend::cancel.
+    void start(op& o) noexcept;
+    void cancel(op& o) noexcept;
+    void cancel_task(detail::task_context& ctx) noexcept;
+    void complete_join(op& o) noexcept { complete(o); }  // task_group: the last child ended
+    detail::task_context* current_task() const noexcept { return current_; }
+
+    static std::int64_t now_ns() noexcept;
+
+private:
+    friend struct detail::root_promise;
+
+    void complete(op& o) noexcept override;
+    detail::task_context& spawn_root(task<> t, bool system);
+    task<> watchdog(std::chrono::nanoseconds limit, bool* fired);
+    void on_root_exit(detail::task_context& ctx) noexcept;
+    void run_until(const bool& done);
+    void turn();
+    void run_ready() noexcept;
+    void fire_timers() noexcept;
+    void begin_stop() noexcept;
+    void drain_everything() noexcept;
+    task<> watch_wakeups();
+    task<> cancel_after_drain();
+
+    unsigned id_;
+    std::chrono::milliseconds drain_timeout_;
+    std::string fallback_reason_;
+    std::unique_ptr<backend> backend_;
+    detail::ready_queue ready_;
+    detail::timer_heap timers_;
+    detail::task_context* current_ = nullptr;
+    detail::task_context* live_ = nullptr;  // intrusive list of every root task
+    std::size_t live_user_tasks_ = 0;
+    bool stopping_ = false;
+    core_stats stats_;
+    int wake_fd_ = -1;                        // eventfd: other threads' doorbell
+    std::uint64_t wake_buf_ = 0;
+    std::atomic<bool> stop_requested_{false};
+};
+
+namespace detail {
+template <class T>
+task<> capture(task<T> t, std::optional<T>* out, std::exception_ptr* error, bool* done) {
+    try {
+        out->emplace(co_await std::move(t));
+    } catch (...) {
+        *error = std::current_exception();
+    }
+    *done = true;
+}
+inline task<> capture(task<> t, std::optional<bool>* out, std::exception_ptr* error, bool* done) {
+    try {
+        co_await std::move(t);
+        out->emplace(true);
+    } catch (...) {
+        *error = std::current_exception();
+    }
+    *done = true;
+}
+}  // namespace detail
+
+template <class T>
+T core::block_on(task<T> t) {
+    using slot_type = std::conditional_t<std::is_void_v<T>, bool, T>;
+    std::optional<slot_type> value;
+    std::exception_ptr error;
+    bool done = false;
+    spawn_root(detail::capture(std::move(t), &value, &error, &done), false);
+    run_until(done);
+    if (error) std::rethrow_exception(error);
+    if constexpr (!std::is_void_v<T>) return std::move(*value);
+}
+
+template <class T>
+T core::block_on(task<T> t, std::chrono::nanoseconds limit) {
+    bool fired = false;
+    struct stop_watchdog {  // on every way out, exceptions included
+        core& self;
+        detail::task_context& dog;
+        const bool& fired;
+        ~stop_watchdog() {
+            if (!fired) self.cancel_task(dog);  // still sleeping: its frame and context are alive
+        }
+    } guard{*this, spawn_root(watchdog(limit, &fired), true), fired};
+    auto check = [&] {
+        if (fired) throw std::runtime_error("block_on: the deadline passed; every task was cancelled");
+    };
+    if constexpr (std::is_void_v<T>) {
+        block_on(std::move(t));
+        check();
+    } else {
+        T value = block_on(std::move(t));
+        check();
+        return value;
+    }
+}
+
+// co_await yield(): lets every other ready task run once (through the backend, so I/O
+// completions that are due are reaped too).
+class [[nodiscard]] yield_awaiter {
+public:
+    yield_awaiter() noexcept : op_{op_kind::nop, -1} {}
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+        op_.waiter = h;
+        core::current().start(op_);
+    }
+    void await_resume() const noexcept {}
+
+private:
+    op op_;
+};
+[[nodiscard]] inline yield_awaiter yield() noexcept { return {}; }
+
+}  // namespace coring

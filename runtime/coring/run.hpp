@@ -1,0 +1,41 @@
+#pragma once
+// run(): the thread-per-core launcher. One thread per core, each pinned to its own CPU, each
+// with its own core (backend, ready queue, timers); main_fn(core&) starts on every core. The
+// calling thread watches SIGINT/SIGTERM: the first starts a graceful stop on every core, the
+// second cancels everything at once.
+#include <coring/backend.hpp>
+#include <coring/core.hpp>
+#include <coring/task.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace coring {
+
+struct runtime_options {
+    unsigned cores = 1;                            // 0: one per CPU this process may use
+    backend_kind backend = backend_kind::automatic;
+    unsigned sq_entries = 1024;
+    std::chrono::milliseconds drain_timeout{5000};  // graceful stop: time for live tasks to end
+    bool quiet = false;                            // no start-up line
+
+    // Takes one runtime flag ("--cores", "--backend", "--drain-timeout", "--sq-entries").
+    // Returns false for a flag that is not a runtime flag; throws std::invalid_argument naming
+    // the flag and value when the value is bad.
+    bool set(std::string_view flag, std::string_view value);
+    // Help text for those flags, one per line, for an app's --help.
+    static std::string_view help() noexcept;
+    // For programs with no flags of their own: parses argv, prints help on --help and exits 0,
+    // prints one line and exits 2 on a bad or unknown flag.
+    static runtime_options from_args(int argc, char** argv);
+};
+
+unsigned available_cpus() noexcept;  // CPUs in this process's affinity mask
+
+// Runs main_fn on every core and returns when every core has stopped: 0 after a clean run or
+// stop, 2 when a core could not start (the reason is printed), 1 when a core's loop failed.
+int run(const runtime_options& opts, std::function<task<>(core&)> main_fn);
+
+}  // namespace coring

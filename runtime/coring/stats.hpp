@@ -1,0 +1,29 @@
+#pragma once
+// Per-core counters (DESIGN.md §10). Plain integers: each core writes only its own.
+#include <cstdint>
+
+namespace coring {
+
+struct backend_stats {
+    std::uint64_t ops_started = 0;
+    std::uint64_t sqes_submitted = 0;   // io_uring
+    std::uint64_t enter_calls = 0;      // io_uring_enter / epoll_wait calls
+    std::uint64_t completions = 0;      // CQEs reaped / readiness-driven completions
+    std::uint64_t sq_full_waits = 0;    // io_uring_get_sqe found no room
+    std::uint64_t parked_for_cq = 0;    // ops held back so the CQ cannot overflow
+    std::uint64_t cq_overflow = 0;      // kernel overflow count (must stay 0)
+    std::uint64_t cancels = 0;
+    std::uint64_t eagain_retries = 0;   // epoll: syscalls that had to wait for readiness
+};
+
+struct core_stats {
+    std::uint64_t tasks_spawned = 0;
+    std::uint64_t resumes = 0;          // coroutines run from the ready queue
+    std::uint64_t loop_turns = 0;
+    std::uint64_t timers_fired = 0;
+    backend_stats backend;
+
+    core_stats& operator+=(const core_stats& o) noexcept;
+};
+
+}  // namespace coring

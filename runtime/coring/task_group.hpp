@@ -1,0 +1,56 @@
+#pragma once
+// task_group: a nursery. Children run concurrently as tasks of the current core; join() waits
+// until every child has ended; cancel() cancels them all (their ops end with ECANCELED, and each
+// child resumes only after the kernel let go of its op). A child's frame frees itself when it
+// ends and then tells the group: the group counts children, it never destroys one.
+//
+// Cancelling the task that is waiting in join() cancels the children, and join() still waits
+// for all of them: no child outlives the scope that owns it. The destructor asserts the group
+// is empty, because a destructor cannot wait.
+#include <coring/core.hpp>
+#include <coring/task.hpp>
+
+#include <cstddef>
+
+namespace coring {
+
+class task_group {
+public:
+    task_group() noexcept = default;
+    task_group(const task_group&) = delete;
+    task_group& operator=(const task_group&) = delete;
+    ~task_group();
+
+    // Starts t on the current core as a child of this group. An exception escaping it is logged.
+    void spawn(task<> t);
+    std::size_t size() const noexcept { return count_; }
+
+    class [[nodiscard]] join_awaiter {
+    public:
+        explicit join_awaiter(task_group& g) noexcept : group_{g}, op_{op_kind::join, -1} {}
+        join_awaiter(const join_awaiter&) = delete;
+        bool await_ready() const noexcept { return group_.count_ == 0; }
+        void await_suspend(std::coroutine_handle<> h) noexcept;
+        void await_resume() const noexcept {}
+
+    private:
+        task_group& group_;
+        op op_;
+    };
+    join_awaiter join() noexcept { return join_awaiter{*this}; }
+
+    void cancel() noexcept;
+    // Cancels every child, then waits for all of them.
+    task<> cancel_and_join();
+
+private:
+    friend class core;
+    void child_started(detail::task_context& ctx) noexcept;
+    void child_ended(detail::task_context& ctx) noexcept;
+
+    detail::task_context* children_ = nullptr;  // intrusive list through group_prev/group_next
+    std::size_t count_ = 0;
+    op* joiner_ = nullptr;  // the join op waiting for count_ to reach 0
+};
+
+}  // namespace coring

@@ -1,0 +1,189 @@
+#include <coring/epoll_backend.hpp>
+#include <coring/log.hpp>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace coring {
+
+namespace {
+
+enum direction : int { reading = 0, writing = 1, neither = 2 };
+
+direction direction_of(op_kind k) noexcept {
+    switch (k) {
+    case op_kind::accept:
+    case op_kind::recv:
+    case op_kind::read: return reading;
+    case op_kind::connect:
+    case op_kind::send: return writing;
+    default: return neither;
+    }
+}
+
+int errno_or(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
+
+}  // namespace
+
+epoll_backend::epoll_backend(detail::completion_sink& sink) : sink_{sink} {
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+}
+
+epoll_backend::~epoll_backend() { ::close(epfd_); }
+
+std::string epoll_backend::describe() const { return "epoll (edge-triggered, one registration per fd)"; }
+
+epoll_backend::fd_state& epoll_backend::state_of(int fd) {
+    if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(std::max<std::size_t>(fd + 1, fds_.size() * 2));
+    return fds_[fd];
+}
+
+void epoll_backend::register_fd(int fd) noexcept {
+    state_of(fd) = fd_state{};
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0)
+        log("epoll_ctl ADD fd {}: {}", fd, std::system_category().message(errno));
+}
+
+void epoll_backend::forget_fd(int fd) noexcept {
+    // Explicit DEL: a dup of fd elsewhere would keep the registration (and its errors) alive.
+    ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+    if (static_cast<std::size_t>(fd) < fds_.size()) fds_[fd] = fd_state{};
+}
+
+int epoll_backend::open_socket(int domain, int type, int protocol) noexcept {
+    const int fd = ::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    if (fd < 0) return -errno;
+    register_fd(fd);
+    return fd;
+}
+
+void epoll_backend::adopt(int fd) noexcept {
+    const int fl = ::fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    register_fd(fd);
+}
+
+int epoll_backend::perform(op& o) noexcept {
+    switch (o.kind) {
+    case op_kind::nop: return 0;
+    case op_kind::accept: {
+        const int fd = ::accept4(o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return -errno;
+        register_fd(fd);
+        return fd;
+    }
+    case op_kind::connect: {
+        if (!o.started_once) {  // the first call starts the handshake; later ones ask how it went
+            o.started_once = true;
+            const int r = ::connect(o.fd, o.addr, o.addr_len);
+            if (r == 0) return 0;
+            return errno == EINPROGRESS ? -EAGAIN : -errno;
+        }
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(o.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+        if (err == 0) {
+            // Writable with no error can also be "not connected yet" after a spurious edge.
+            sockaddr_storage peer;
+            socklen_t plen = sizeof peer;
+            if (::getpeername(o.fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0)
+                return errno == ENOTCONN ? -EAGAIN : -errno;
+        }
+        return -err;
+    }
+    case op_kind::recv: return errno_or(::recv(o.fd, o.buf, o.len, o.flags));
+    case op_kind::send: return errno_or(::send(o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL));
+    case op_kind::read: return errno_or(::read(o.fd, o.buf, o.len));
+    case op_kind::shutdown: return errno_or(::shutdown(o.fd, o.flags));
+    case op_kind::close:
+        forget_fd(o.fd);
+        return errno_or(::close(o.fd));
+    case op_kind::timer:
+    case op_kind::join: break;
+    }
+    std::abort();  // the core keeps timers and joins
+}
+
+void epoll_backend::finish(op& o, int res) noexcept {
+    o.res = res;
+    sink_.complete(o);  // through the ready queue, as on io_uring
+}
+
+void epoll_backend::start(op& o) noexcept {
+    ++stats_.ops_started;
+    ++o.pending;
+    const direction d = direction_of(o.kind);
+    if (d == neither) return finish(o, perform(o));
+    fd_state* s = &state_of(o.fd);
+    if (s->waiter[d]) {  // one op per direction per fd: a second would be a programming error
+        log("epoll: two {} ops at once on fd {}", d == reading ? "read" : "write", o.fd);
+        std::abort();
+    }
+    if (s->ready[d]) {
+        const int r = perform(o);
+        if (r != -EAGAIN) return finish(o, r);
+        s = &fds_[o.fd];  // an accept may have grown fds_
+        s->ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
+    }
+    ++stats_.eagain_retries;
+    s->waiter[d] = &o;
+    o.parked = true;
+    ++parked_;
+}
+
+void epoll_backend::on_ready(int fd, int dir) noexcept {
+    fds_[fd].ready[dir] = true;
+    op* o = fds_[fd].waiter[dir];
+    if (!o) return;
+    const int r = perform(*o);  // may grow fds_ (accept), so index afresh below
+    if (r == -EAGAIN) {
+        fds_[fd].ready[dir] = false;  // a spurious edge: keep waiting
+        return;
+    }
+    fds_[fd].waiter[dir] = nullptr;
+    o->parked = false;
+    --parked_;
+    finish(*o, r);
+}
+
+void epoll_backend::cancel(op& o) noexcept {
+    if (!o.parked) return;  // it finished already (no syscall here is ever left half done)
+    ++stats_.cancels;
+    fd_state& s = fds_[o.fd];
+    s.waiter[direction_of(o.kind)] = nullptr;
+    o.parked = false;
+    --parked_;
+    finish(o, -ECANCELED);
+}
+
+void epoll_backend::close_detached(int fd) noexcept {
+    forget_fd(fd);
+    ::close(fd);
+}
+
+void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
+    epoll_event events[256];
+    // Round up to whole milliseconds: waking early would spin until the deadline.
+    const int timeout_ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+    const int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
+    ++stats_.enter_calls;
+    for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
+        const std::uint32_t ev = events[i].events;
+        const bool failed = ev & (EPOLLERR | EPOLLHUP);
+        if (failed || (ev & (EPOLLIN | EPOLLRDHUP))) on_ready(fd, reading);
+        if (failed || (ev & EPOLLOUT)) on_ready(fd, writing);
+        ++stats_.completions;
+    }
+}
+
+}  // namespace coring

@@ -1,0 +1,220 @@
+#include <coring/log.hpp>
+#include <coring/run.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <latch>
+#include <memory>
+#include <mutex>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdexcept>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace coring {
+
+namespace {
+
+unsigned parse_count(std::string_view flag, std::string_view value, unsigned min, unsigned max) {
+    unsigned n = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc{} || end != value.data() + value.size() || n < min || n > max)
+        throw std::invalid_argument(format("{} {}: expected a whole number from {} to {}", flag, value, min, max));
+    return n;
+}
+
+std::vector<int> allowed_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> cpus;
+    if (::sched_getaffinity(0, sizeof set, &set) == 0)
+        for (int c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    if (cpus.empty()) cpus.push_back(0);
+    return cpus;
+}
+
+// Wraps each core's main task: an exception escaping it (a bind that failed, say) is a start-up
+// failure of the whole program: recorded once, and every core is asked to stop.
+struct launch_state {
+    std::vector<core*> cores;
+    std::mutex lock;  // guards cores (the relay must not ring a core being destroyed) and first_error
+    std::string first_error;
+    bool main_failed = false;
+
+    void fail(std::string message) {
+        std::lock_guard g{lock};
+        if (first_error.empty()) first_error = std::move(message);
+        main_failed = true;
+        for (core* c : cores)
+            if (c) c->request_stop_from_any_thread();
+    }
+};
+
+task<> guard_main(task<> main_task, launch_state* state) {
+    try {
+        co_await std::move(main_task);
+    } catch (const std::exception& e) {
+        state->fail(e.what());
+    }
+}
+
+}  // namespace
+
+unsigned available_cpus() noexcept { return static_cast<unsigned>(allowed_cpus().size()); }
+
+bool runtime_options::set(std::string_view flag, std::string_view value) {
+    if (flag == "--cores") {
+        cores = parse_count(flag, value, 0, 1024);
+    } else if (flag == "--backend") {
+        auto k = parse_backend_kind(value);
+        if (!k) throw std::invalid_argument(format("--backend {}: expected uring, epoll or auto", value));
+        backend = *k;
+    } else if (flag == "--drain-timeout") {
+        drain_timeout = std::chrono::milliseconds{parse_count(flag, value, 0, 3'600'000)};
+    } else if (flag == "--sq-entries") {
+        sq_entries = parse_count(flag, value, 2, 32768);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+std::string_view runtime_options::help() noexcept {
+    return "  --cores N            cores (threads, one per CPU); 0 = every CPU allowed (default 1)\n"
+           "  --backend B          uring | epoll | auto (default auto: io_uring, else epoll)\n"
+           "  --drain-timeout MS   on SIGINT/SIGTERM, time for connections to finish (default 5000)\n"
+           "  --sq-entries N       io_uring submission queue size; the CQ is 4x (default 1024)\n";
+}
+
+runtime_options runtime_options::from_args(int argc, char** argv) {
+    runtime_options opts;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view flag = argv[i];
+        if (flag == "--help" || flag == "-h") {
+            std::printf("usage: %s [flags]\n%.*s", argv[0], static_cast<int>(help().size()), help().data());
+            std::exit(0);
+        }
+        try {
+            if (i + 1 >= argc || !opts.set(flag, argv[i + 1]))
+                throw std::invalid_argument(i + 1 >= argc ? format("{}: missing value", flag)
+                                                          : format("unknown flag {} (see --help)", flag));
+            ++i;
+        } catch (const std::invalid_argument& e) {
+            std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
+            std::exit(2);
+        }
+    }
+    return opts;
+}
+
+int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
+    const std::vector<int> cpus = allowed_cpus();
+    const unsigned n = opts.cores ? opts.cores : static_cast<unsigned>(cpus.size());
+
+    // Signals go to a signalfd read by this thread; every core thread inherits the block.
+    sigset_t stop_signals, old_mask;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+    const int sig_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    const int done_fd = ::eventfd(0, EFD_CLOEXEC);
+
+    launch_state state;
+    state.cores.assign(n, nullptr);
+    std::latch started{static_cast<std::ptrdiff_t>(n)};
+    std::atomic<bool> start_failed{false};
+    std::atomic<bool> loop_failed{false};
+
+    auto core_main = [&](unsigned k) {
+        std::unique_ptr<core> c;
+        try {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpus[k % cpus.size()], &one);  // more cores than CPUs: they share, still run
+            if (const int e = pthread_setaffinity_np(pthread_self(), sizeof one, &one); e != 0)
+                throw std::system_error(e, std::system_category(), format("pin core {} to CPU {}", k, cpus[k % cpus.size()]));
+            core_config cfg;
+            cfg.id = k;
+            cfg.backend = {opts.backend, opts.sq_entries, 0};
+            cfg.drain_timeout = opts.drain_timeout;
+            c = std::make_unique<core>(cfg);
+            std::lock_guard g{state.lock};
+            state.cores[k] = c.get();
+            if (k == 0 && !opts.quiet) {
+                if (!c->fallback_reason().empty()) log("{}", c->fallback_reason());
+                log("{} core(s), {}", n, c->io().describe());
+            }
+        } catch (const std::exception& e) {
+            start_failed = true;
+            state.fail(format("core {}: {}", k, e.what()));
+        }
+        started.arrive_and_wait();  // all up, or none runs main_fn
+        if (c && !start_failed) {
+            try {
+                c->spawn(guard_main(main_fn(*c), &state));
+                c->run();
+            } catch (const std::exception& e) {
+                log("core {}: {}", k, e.what());
+                loop_failed = true;
+            }
+        }
+        {
+            std::lock_guard g{state.lock};
+            state.cores[k] = nullptr;
+        }
+        c.reset();
+        const std::uint64_t one = 1;
+        [[maybe_unused]] ssize_t w = ::write(done_fd, &one, sizeof one);
+    };
+
+    std::vector<std::thread> threads;
+    threads.reserve(n);
+    for (unsigned k = 0; k < n; ++k) threads.emplace_back(core_main, k);
+
+    // Wait for the cores to finish, relaying stop signals to every core meanwhile.
+    std::uint64_t finished = 0;
+    int signals_seen = 0;
+    while (finished < n) {
+        pollfd fds[2] = {{done_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) continue;  // EINTR
+        if (fds[0].revents & POLLIN) {
+            std::uint64_t count = 0;
+            if (::read(done_fd, &count, sizeof count) == sizeof count) finished += count;
+        }
+        if (fds[1].revents & POLLIN) {
+            signalfd_siginfo info{};
+            if (::read(sig_fd, &info, sizeof info) != sizeof info) continue;
+            ++signals_seen;
+            if (!opts.quiet)
+                log(signals_seen == 1 ? "{}: stopping (up to {} ms for connections to finish)"
+                                      : "{}: stopping now", strsignal(static_cast<int>(info.ssi_signo)),
+                    opts.drain_timeout.count());
+            std::lock_guard g{state.lock};
+            for (core* c : state.cores)
+                if (c) c->request_stop_from_any_thread();
+        }
+    }
+    for (auto& t : threads) t.join();
+    ::close(sig_fd);
+    ::close(done_fd);
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+
+    if (state.main_failed) {
+        log("{}", state.first_error);
+        return 2;
+    }
+    return loop_failed ? 1 : 0;
+}
+
+}  // namespace coring

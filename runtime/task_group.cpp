@@ -1,0 +1,53 @@
+#include <coring/log.hpp>
+#include <coring/task_group.hpp>
+
+#include <cstdlib>
+
+namespace coring {
+
+task_group::~task_group() {
+    if (count_ != 0) {  // children would tell a dead group that they ended
+        log("task_group destroyed with {} child task(s) still running: co_await join() first", count_);
+        std::abort();
+    }
+}
+
+void task_group::spawn(task<> t) { core::current().spawn(std::move(t), *this); }
+
+void task_group::child_started(detail::task_context& ctx) noexcept {
+    ctx.group = this;
+    ctx.group_next = children_;
+    if (children_) children_->group_prev = &ctx;
+    children_ = &ctx;
+    ++count_;
+}
+
+void task_group::child_ended(detail::task_context& ctx) noexcept {
+    if (ctx.group_prev) ctx.group_prev->group_next = ctx.group_next;
+    else children_ = ctx.group_next;
+    if (ctx.group_next) ctx.group_next->group_prev = ctx.group_prev;
+    if (--count_ == 0 && joiner_) {
+        op& j = *std::exchange(joiner_, nullptr);
+        j.res = 0;
+        core::current().complete_join(j);
+    }
+}
+
+void task_group::cancel() noexcept {
+    core& c = core::current();
+    for (auto* ctx = children_; ctx; ctx = ctx->group_next) c.cancel_task(*ctx);
+}
+
+void task_group::join_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
+    op_.waiter = h;
+    op_.buf = &group_;
+    group_.joiner_ = &op_;
+    core::current().start(op_);  // a join op: parked in the group, cancellable like any op
+}
+
+task<> task_group::cancel_and_join() {
+    cancel();
+    co_await join();
+}
+
+}  // namespace coring

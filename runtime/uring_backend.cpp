@@ -1,0 +1,218 @@
+#include <coring/log.hpp>
+#include <coring/uring_backend.hpp>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <system_error>
+#include <unistd.h>
+
+namespace coring {
+
+namespace {
+
+constexpr std::uint64_t cancel_tag = 1;  // ops are 8-aligned: bit 0 marks a cancel's CQE
+constexpr std::uint64_t detached_user_data = 0;  // a CQE nobody waits for (detached close)
+
+std::uint64_t user_data_of(const op& o) noexcept { return reinterpret_cast<std::uintptr_t>(&o); }
+op& op_from(std::uint64_t user_data) noexcept {
+    return *reinterpret_cast<op*>(static_cast<std::uintptr_t>(user_data & ~cancel_tag));
+}
+
+std::string flag_names(unsigned flags) {
+    std::string s;
+    auto add = [&](unsigned f, const char* name) {
+        if (flags & f) s += (s.empty() ? "" : "|") + std::string{name};
+    };
+    add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
+    add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
+    add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
+    add(IORING_SETUP_TASKRUN_FLAG, "TASKRUN_FLAG");
+    return s.empty() ? "plain" : s;
+}
+
+}  // namespace
+
+uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : sink_{sink} {
+    const unsigned sq = cfg.sq_entries;
+    const unsigned cq = cfg.cq_entries ? cfg.cq_entries : 4 * sq;
+    // Best first: one issuer with task work run only when we ask (fewest interrupts), then
+    // cooperative task work, then whatever this kernel has.
+    const unsigned attempts[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        0,
+    };
+    int rc = -EINVAL;
+    for (unsigned flags : attempts) {
+        io_uring_params p{};
+        p.flags = flags | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+        p.cq_entries = cq;
+        rc = io_uring_queue_init_params(sq, &ring_, &p);
+        if (rc == -EINVAL) continue;  // this kernel lacks a flag: try the next set
+        if (rc < 0) break;
+        if (!(p.features & IORING_FEAT_NODROP)) {
+            io_uring_queue_exit(&ring_);
+            throw std::system_error(EOPNOTSUPP, std::system_category(),
+                                    "io_uring lacks IORING_FEAT_NODROP (kernel too old)");
+        }
+        setup_flags_ = flags;
+        // Every op may be cancelled (one more CQE each), and detached closes need room too;
+        // keep normal ops to half the CQ so the worst case still fits.
+        in_flight_limit_ = p.cq_entries / 2;
+        return;
+    }
+    throw std::system_error(-rc, std::system_category(),
+                            format("io_uring_queue_init_params ({} entries)", sq));
+}
+
+uring_backend::~uring_backend() { io_uring_queue_exit(&ring_); }
+
+std::string uring_backend::describe() const {
+    return format("io_uring ({}, {} SQ / {} CQ entries)", flag_names(setup_flags_), ring_.sq.ring_entries,
+                  ring_.cq.ring_entries);
+}
+
+int uring_backend::open_socket(int domain, int type, int protocol) noexcept {
+    const int fd = ::socket(domain, type | SOCK_CLOEXEC, protocol);
+    return fd < 0 ? -errno : fd;
+}
+
+void uring_backend::adopt(int fd) noexcept {
+    const int fl = ::fcntl(fd, F_GETFL);  // blocking mode: io_uring waits inside the kernel
+    if (fl >= 0 && (fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+io_uring_sqe* uring_backend::get_sqe() noexcept {
+    io_uring_sqe* sqe;
+    while (!(sqe = io_uring_get_sqe(&ring_))) {
+        ++stats_.sq_full_waits;  // SQ full: hand the batch to the kernel and take a new slot
+        const int r = io_uring_submit(&ring_);
+        ++stats_.enter_calls;
+        if (r > 0) stats_.sqes_submitted += static_cast<unsigned>(r);
+        if (r == -EBUSY) reap();  // completions must be taken before more can be submitted
+    }
+    return sqe;
+}
+
+void uring_backend::start(op& o) noexcept {
+    ++stats_.ops_started;
+    ++o.pending;
+    if (in_flight_ >= in_flight_limit_) {  // the CQ could overflow: wait for room
+        ++stats_.parked_for_cq;
+        o.parked = true;
+        o.next = nullptr;
+        (parked_tail_ ? parked_tail_->next : parked_head_) = &o;
+        parked_tail_ = &o;
+        ++parked_count_;
+        return;
+    }
+    submit(o);
+}
+
+void uring_backend::submit(op& o) noexcept {
+    io_uring_sqe* sqe = get_sqe();
+    switch (o.kind) {
+    case op_kind::nop: io_uring_prep_nop(sqe); break;
+    case op_kind::accept:
+        io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
+        break;
+    case op_kind::connect: io_uring_prep_connect(sqe, o.fd, o.addr, o.addr_len); break;
+    case op_kind::recv: io_uring_prep_recv(sqe, o.fd, o.buf, o.len, o.flags); break;
+    case op_kind::send: io_uring_prep_send(sqe, o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL); break;
+    case op_kind::read: io_uring_prep_read(sqe, o.fd, o.buf, o.len, 0); break;
+    case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
+    case op_kind::close: io_uring_prep_close(sqe, o.fd); break;
+    case op_kind::timer:
+    case op_kind::join: std::abort();  // the core keeps these
+    }
+    io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
+    ++in_flight_;
+}
+
+void uring_backend::cancel(op& o) noexcept {
+    if (o.pending == 0) return;  // already complete; its waiter is queued
+    ++stats_.cancels;
+    if (o.parked) {  // never reached the kernel: unlink and finish here
+        op** link = &parked_head_;
+        op* prev = nullptr;
+        while (*link != &o) {
+            prev = *link;
+            link = &(*link)->next;
+        }
+        *link = o.next;
+        if (parked_tail_ == &o) parked_tail_ = prev;
+        --parked_count_;
+        o.parked = false;
+        o.res = -ECANCELED;
+        return sink_.complete(o);
+    }
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, user_data_of(o), 0);
+    io_uring_sqe_set_data64(sqe, user_data_of(o) | cancel_tag);
+    ++o.pending;  // the cancel's CQE names this op too: the frame must outlive it
+    ++in_flight_;
+}
+
+void uring_backend::close_detached(int fd) noexcept {
+    io_uring_sqe* sqe = get_sqe();  // after every SQE already queued for fd, so none hits a reused number
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, detached_user_data);
+    ++in_flight_;
+}
+
+void uring_backend::poll(std::int64_t timeout_ns) noexcept {
+    int r;
+    if (timeout_ns == 0) {
+        // Submit and run deferred task work without waiting (DEFER_TASKRUN needs GETEVENTS).
+        r = io_uring_submit_and_get_events(&ring_);
+    } else {
+        __kernel_timespec ts{};
+        if (timeout_ns > 0) {
+            ts.tv_sec = timeout_ns / 1'000'000'000;
+            ts.tv_nsec = timeout_ns % 1'000'000'000;
+        }
+        io_uring_cqe* cqe = nullptr;
+        r = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, timeout_ns > 0 ? &ts : nullptr, nullptr);
+    }
+    ++stats_.enter_calls;
+    if (r > 0) stats_.sqes_submitted += static_cast<unsigned>(r);
+    // -ETIME (timeout), -EINTR (signal) and -EBUSY (reap first) all mean: look at the CQ.
+    reap();
+    unpark();
+}
+
+void uring_backend::reap() noexcept {
+    unsigned head;
+    unsigned count = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+        ++count;
+        --in_flight_;
+        const std::uint64_t ud = cqe->user_data;
+        if (ud == detached_user_data) continue;
+        op& o = op_from(ud);
+        if ((ud & cancel_tag) == 0) {  // the op's own CQE carries the result; the cancel's does not
+            o.res = cqe->res;
+            o.cqe_flags = cqe->flags;
+        }
+        if (o.pending == 1) sink_.complete(o);  // the last CQE for o: its waiter may run
+        else --o.pending;
+    }
+    io_uring_cq_advance(&ring_, count);  // before any coroutine runs: the CQ slots are free again
+    stats_.completions += count;
+    if (ring_.cq.koverflow) stats_.cq_overflow = *ring_.cq.koverflow;
+}
+
+void uring_backend::unpark() noexcept {
+    while (parked_head_ && in_flight_ < in_flight_limit_) {
+        op& o = *parked_head_;
+        parked_head_ = o.next;
+        if (!parked_head_) parked_tail_ = nullptr;
+        --parked_count_;
+        o.parked = false;
+        submit(o);
+    }
+}
+
+}  // namespace coring

@@ -1,0 +1,73 @@
+#pragma once
+// Shared test helpers: a core per test on a chosen backend, deadlines, payloads.
+#include <catch2/catch.hpp>
+#include <coring/coring.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace coring {
+// Catch prints a failed result as its error text.
+template <class T>
+std::ostream& operator<<(std::ostream& out, const result<T>& r) {
+    if (r) return out << "value";
+    return out << "error: " << r.error().message();
+}
+}  // namespace coring
+
+namespace coring::testing {
+
+using namespace std::chrono_literals;
+
+// REQUIRE(co_await x) would put the co_await inside Catch's loop condition as well, which g++ 12
+// mis-compiles (a co_await in a condition); this awaits into a variable first.
+#define CO_REQUIRE(...)                              \
+    do {                                             \
+        const auto co_require_value_ = (__VA_ARGS__); \
+        REQUIRE(co_require_value_);                  \
+    } while (false)
+
+// Every networking test runs on both backends: `const auto kind = GENERATE(BOTH_BACKENDS);`
+#define BOTH_BACKENDS ::coring::backend_kind::uring, ::coring::backend_kind::epoll
+
+class test_core {
+public:
+    explicit test_core(backend_kind kind, unsigned sq_entries = 256)
+        : core_{core_config{0, {kind, sq_entries, 0}, std::chrono::milliseconds{1000}}} {}
+
+    core& get() noexcept { return core_; }
+    core* operator->() noexcept { return &core_; }
+
+    // Runs t to completion; past `limit`, everything is cancelled and the test fails.
+    template <class T>
+    T run_for(std::chrono::milliseconds limit, task<T> t) {
+        return core_.block_on(std::move(t), limit);
+    }
+
+private:
+    core core_;
+};
+
+inline std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
+    std::mt19937_64 gen{seed};
+    std::vector<std::byte> out(n);
+    for (std::size_t i = 0; i < n; i += 8) {
+        const std::uint64_t v = gen();
+        for (std::size_t j = 0; j < 8 && i + j < n; ++j) out[i + j] = std::byte(v >> (8 * j));
+    }
+    return out;
+}
+
+// FNV-1a, continued over several pieces.
+inline std::uint64_t fnv1a(std::span<const std::byte> data, std::uint64_t h = 1469598103934665603ull) {
+    for (std::byte b : data) h = (h ^ std::uint64_t(b)) * 1099511628211ull;
+    return h;
+}
+
+inline std::span<const std::byte> as_bytes(std::string_view s) {
+    return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+}  // namespace coring::testing
