@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <unistd.h>
@@ -31,11 +32,23 @@ std::string flag_names(unsigned flags) {
     return s.empty() ? "plain" : s;
 }
 
+// The CQ must hold a completion for every op that can be in flight. Each fd has at most one op
+// per direction (asserted by the sockets), so two per allowed fd covers them all; a smaller CQ
+// would force ops to wait for room behind receives that wait for those very ops' peers.
+unsigned default_cq_entries(unsigned sq) noexcept {
+    rlimit r{};
+    std::uint64_t fds = 1024;
+    if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur != RLIM_INFINITY) fds = r.rlim_cur;
+    std::uint64_t cq = 4ull * sq;
+    while (cq < 2 * fds && cq < 65536) cq *= 2;  // the kernel's maximum CQ size
+    return static_cast<unsigned>(std::min<std::uint64_t>(cq, 65536));
+}
+
 }  // namespace
 
 uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : sink_{sink} {
     const unsigned sq = cfg.sq_entries;
-    const unsigned cq = cfg.cq_entries ? cfg.cq_entries : 4 * sq;
+    const unsigned cq = cfg.cq_entries ? cfg.cq_entries : default_cq_entries(sq);
     // Best first: one issuer with task work run only when we ask (fewest interrupts), then
     // cooperative task work, then whatever this kernel has.
     const unsigned attempts[] = {
@@ -57,9 +70,10 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
                                     "io_uring lacks IORING_FEAT_NODROP (kernel too old)");
         }
         setup_flags_ = flags;
-        // Every op may be cancelled (one more CQE each), and detached closes need room too;
-        // keep normal ops to half the CQ so the worst case still fits.
-        in_flight_limit_ = p.cq_entries / 2;
+        // An eighth of the CQ stays free for cancels and detached closes, which are never
+        // held back. Beyond that, IORING_FEAT_NODROP keeps extra CQEs in the kernel's overflow
+        // list rather than losing them; stats count it (it should stay 0).
+        in_flight_limit_ = p.cq_entries - p.cq_entries / 8;
         return;
     }
     throw std::system_error(-rc, std::system_category(),

@@ -232,7 +232,7 @@ task<> slow_reader(tcp_stream* conn, std::vector<std::byte>* out, std::size_t ex
 
 task<std::vector<std::byte>> write_all_to_slow_reader(const std::vector<std::byte>* payload, std::size_t* short_sends) {
     auto [server, client] = co_await connected_pair();
-    const int small = 4096;
+    const int small = 16 * 1024;  // much smaller and loopback TCP crawls on delayed ACKs
     REQUIRE(::setsockopt(client.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
     REQUIRE(::setsockopt(server.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
     std::vector<std::byte> received;
@@ -389,7 +389,6 @@ TEST_CASE("close() with a recv in flight cancels it, then closes the fd", "[tcp]
     INFO("backend: " << to_string(kind));
     test_core c{kind};
     CHECK(c.run_for(5s, close_with_recv_in_flight()) == std::errc::operation_canceled);
-    CHECK(c->io().in_flight() <= 1);  // only the core's own doorbell read
 }
 
 TEST_CASE("task_group cancel ends 1,000 blocked receives with ECANCELED", "[tcp][cancel]") {
@@ -401,7 +400,7 @@ TEST_CASE("task_group cancel ends 1,000 blocked receives with ECANCELED", "[tcp]
     CHECK(other == 0);
 }
 
-TEST_CASE("a tiny ring (8 SQ entries) under 200 connections loses no completion", "[tcp][pressure]") {
+TEST_CASE("a tiny submission queue (8 entries) under 200 connections loses no completion", "[tcp][pressure]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
     INFO("backend: " << to_string(kind));
     test_core c{kind, 8};
@@ -412,8 +411,39 @@ TEST_CASE("a tiny ring (8 SQ entries) under 200 connections loses no completion"
     CHECK(verified == 200);
     const auto s = c->stats().backend;
     CHECK(s.cq_overflow == 0);
-    if (kind == backend_kind::uring) {
-        CHECK(s.sq_full_waits > 0);
-        CHECK(s.parked_for_cq > 0);
+    if (kind == backend_kind::uring) CHECK(s.sq_full_waits > 0);
+}
+
+namespace {
+task<> yield_n(int n, int* done) {
+    for (int i = 0; i < n; ++i) co_await yield();
+    ++*done;
+}
+task<> send_n(tcp_stream* conn, int n, int* done) {
+    const std::array<std::byte, 100> msg{};
+    for (int i = 0; i < n; ++i) {
+        const auto sent = co_await conn->send(msg);
+        REQUIRE(sent);
     }
+    ++*done;
+}
+task<int> crowd_a_small_cq(int tasks) {
+    auto [server, client] = co_await connected_pair();
+    int done = 0;
+    task_group group;
+    for (int i = 0; i < tasks; ++i) group.spawn(yield_n(20, &done));
+    group.spawn(send_n(&client, 20, &done));  // sends complete without the peer reading
+    co_await group.join();
+    co_return done;
+}
+}  // namespace
+
+TEST_CASE("with a 16-entry CQ, 100 concurrent ops wait for room and all complete", "[tcp][pressure]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    test_core c{kind, 8, 16};
+    CHECK(c.run_for(30s, crowd_a_small_cq(100)) == 101);
+    const auto s = c->stats().backend;
+    CHECK(s.cq_overflow == 0);
+    if (kind == backend_kind::uring) CHECK(s.parked_for_cq > 0);
 }

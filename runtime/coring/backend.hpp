@@ -21,8 +21,8 @@ result<backend_kind> parse_backend_kind(std::string_view text) noexcept;  // uri
 
 struct backend_config {
     backend_kind kind = backend_kind::automatic;
-    unsigned sq_entries = 1024;  // io_uring submission queue; the CQ gets 4x
-    unsigned cq_entries = 0;     // 0: 4 * sq_entries
+    unsigned sq_entries = 1024;  // io_uring submission queue
+    unsigned cq_entries = 0;     // 0: room for two ops per allowed fd (RLIMIT_NOFILE), at least 4x SQ
 };
 
 namespace detail {
