@@ -71,5 +71,6 @@ void free_frame(void* frame, std::size_t size) noexcept {
 }
 
 frame_stats frame_allocator_stats() noexcept { return cache.stats; }
+bool frame_cache_enabled() noexcept { return max_cached > 0; }
 
 }  // namespace coring::detail

@@ -107,5 +107,6 @@ TEST_CASE("frames are recycled by the per-core allocator", "[task][allocator]") 
     for (int i = 0; i < 1000; ++i) CHECK(c.run_for(1s, answer()) == 42);
     const auto after = detail::frame_allocator_stats();
     CHECK(after.allocations - before.allocations >= 1000);
-    CHECK(after.cache_hits - before.cache_hits >= 990);
+    if (detail::frame_cache_enabled()) CHECK(after.cache_hits - before.cache_hits >= 990);
+    else CHECK(after.cache_hits == before.cache_hits);  // ASan build: every frame from the heap
 }

@@ -16,5 +16,6 @@ struct frame_stats {
     std::size_t cache_hits = 0;    // of those, from the cache rather than the heap
 };
 frame_stats frame_allocator_stats() noexcept;  // this thread's counters
+bool frame_cache_enabled() noexcept;           // false under AddressSanitizer (see the .cpp)
 
 }  // namespace coring::detail
