@@ -23,7 +23,9 @@ op& op_from(std::uint64_t user_data) noexcept {
 std::string flag_names(unsigned flags) {
     std::string s;
     auto add = [&](unsigned f, const char* name) {
-        if (flags & f) s += (s.empty() ? "" : "|") + std::string{name};
+        if (!(flags & f)) return;
+        if (!s.empty()) s += '|';
+        s += name;
     };
     add(IORING_SETUP_SINGLE_ISSUER, "SINGLE_ISSUER");
     add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
