@@ -90,7 +90,7 @@ task<> one_connection(settings s, unsigned id, std::int64_t measure_from, std::i
             out->latency_ns.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(end - start, UINT32_MAX)));
         }
     }
-    (void)co_await conn->close();
+    co_await conn->close();
 }
 
 task<> drive(settings s, totals* out) {

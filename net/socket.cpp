@@ -63,12 +63,12 @@ socket_base::~socket_base() {
     else ::close(std::exchange(fd_, -1));  // after its core is gone: nothing can be in flight
 }
 
-status_awaiter socket_base::close() noexcept {
+close_awaiter socket_base::close() noexcept {
     // Cancelling here rather than in await_suspend: from this call on the socket is closed
     // to its user, and the ops in flight must not outlive the fd. The close op itself starts
     // when awaited ([[nodiscard]]: dropping the awaitable would leak the fd).
     cancel_in_flight();
-    return status_awaiter{op_kind::close, std::exchange(fd_, -1), nullptr};
+    return close_awaiter{op_kind::close, std::exchange(fd_, -1), nullptr};
 }
 
 }  // namespace coring::detail

@@ -14,7 +14,7 @@ task<> echo_connection(tcp_stream conn, bool nodelay) {
         const auto sent = co_await conn.write_all(std::span(buf).first(*n));
         if (!sent) break;
     }
-    (void)co_await conn.close();
+    co_await conn.close();
 }
 
 namespace {
@@ -38,7 +38,7 @@ task<> accept_loop(tcp_listener listener, bool nodelay) {
         }
         // ECONNABORTED and friends: that one connection is gone, the next may be fine.
     }
-    (void)co_await listener.close();
+    co_await listener.close();
 }
 
 }  // namespace

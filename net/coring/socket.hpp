@@ -58,6 +58,14 @@ public:
     }
 };
 
+// close: the fd is released whatever happens (Linux frees it even when close reports an
+// error), so there is nothing for the caller to handle and nothing to return.
+class close_awaiter : public op_awaiter {
+public:
+    using op_awaiter::op_awaiter;
+    void await_resume() const noexcept {}
+};
+
 class socket_base {
 public:
     int fd() const noexcept { return fd_; }
@@ -65,7 +73,7 @@ public:
 
     // Cancels whatever is in flight on this socket (those ops finish with ECANCELED), then
     // closes the fd, ordered after every SQE already queued for it.
-    [[nodiscard]] status_awaiter close() noexcept;
+    [[nodiscard]] close_awaiter close() noexcept;
 
 protected:
     socket_base() noexcept = default;
