@@ -116,6 +116,8 @@ core::core(const core_config& cfg) : id_{cfg.id}, drain_timeout_{cfg.drain_timeo
     if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
     backend_->adopt(wake_fd_);
     this_thread_core = this;
+    peers_ = {this};
+    outboxes_.resize(1);
     spawn_root(watch_wakeups(), true);
 }
 
@@ -248,15 +250,88 @@ void core::turn() {
     // Wait for I/O, then run what became ready: the caller checks its condition right after
     // the tasks ran, never after a blocking wait that nothing would end.
     ++stats_.loop_turns;
+    send_mail();
     std::int64_t timeout = -1;
     if (!ready_.empty()) {
         timeout = 0;  // never block while work is waiting
     } else if (!timers_.empty()) {
         timeout = std::max<std::int64_t>(0, timers_.top().deadline_ns - now_ns());
     }
-    backend_->poll(timeout);  // other threads reach us through wake_fd_, read by watch_wakeups
+    if (outbox_pending_ > 0 && (timeout < 0 || timeout > 1'000'000))
+        timeout = 1'000'000;  // a full inbox elsewhere: retry within 1 ms (a wait, not a spin)
+    if (timeout != 0) {
+        // Say we are about to sleep, then look at the inbox once more: a sender either sees the
+        // flag (and wakes us) or its mail is already visible here (seq_cst on both sides).
+        sleeping_.store(true);
+        if (!inbox_.empty()) timeout = 0;
+    }
+    backend_->poll(timeout);  // other threads reach us through wake_fd_ or MSG_RING
+    sleeping_.store(false, std::memory_order_relaxed);
+    receive_mail();
     fire_timers();
     run_ready();
+}
+
+void core::join_group(std::vector<core*> peers, detail::run_group* group) {
+    peers_ = std::move(peers);
+    group_ = group;
+    outboxes_.assign(peers_.size(), {});
+}
+
+void core::log_bad_core(unsigned k) const noexcept {
+    log("submit_to({}): this run has {} core(s)", k, peers_.size());
+}
+
+void core::post(detail::mail& m) noexcept {
+    outbox& out = outboxes_[m.to];
+    m.next = nullptr;
+    if (out.head || !peers_[m.to]->inbox_.try_push(&m)) {  // keep order behind earlier overflow
+        (out.tail ? out.tail->next : out.head) = &m;
+        out.tail = &m;
+        ++outbox_pending_;
+        ++stats_.mail_deferred;
+    }
+    if (!out.wake && m.to != id_) {
+        out.wake = true;
+        sent_to_.push_back(m.to);
+    }
+}
+
+void core::send_mail() noexcept {
+    if (outbox_pending_ > 0) {
+        for (unsigned k = 0; k < outboxes_.size(); ++k) {
+            outbox& out = outboxes_[k];
+            while (out.head && peers_[k]->inbox_.try_push(out.head)) {
+                out.head = out.head->next;
+                --outbox_pending_;
+            }
+            if (!out.head) out.tail = nullptr;
+            if (!out.wake && k != id_) {
+                out.wake = true;
+                sent_to_.push_back(k);
+            }
+        }
+    }
+    if (sent_to_.empty()) return;
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pushes before the sleeping checks
+    for (unsigned k : sent_to_) {
+        outboxes_[k].wake = false;
+        core& dest = *peers_[k];
+        if (!dest.sleeping_.exchange(false)) continue;  // awake: it drains its inbox every turn
+        ++stats_.wakes_sent;
+        if (!backend_->post_wake(dest.backend_->ring_fd())) dest.ring_doorbell();
+    }
+    sent_to_.clear();
+}
+
+void core::receive_mail() noexcept {
+    // At most one inbox's worth per turn, so a flood cannot keep this core from its own I/O.
+    for (std::size_t n = 0; n < 4096; ++n) {
+        detail::mail* m = inbox_.try_pop();
+        if (!m) break;
+        ++stats_.mail_received;
+        m->deliver(*m);
+    }
 }
 
 void core::run_ready() noexcept {
@@ -283,7 +358,14 @@ void core::fire_timers() noexcept {
 }
 
 void core::run() {
-    while (live_user_tasks_ > 0) turn();  // a server's accept loop lives until stopped
+    while (live_user_tasks_ > 0 || outbox_pending_ > 0) turn();  // a server lives until stopped
+    if (group_) {
+        // Done here, but a peer may still send work: serve mail until every core is done.
+        group_->finished.fetch_add(1);
+        for (core* p : peers_)
+            if (p != this) p->ring_doorbell();  // so sleeping peers look at the count
+        while (group_->finished.load() < group_->size || live_user_tasks_ > 0 || outbox_pending_ > 0) turn();
+    }
     drain_everything();
 }
 
@@ -323,8 +405,12 @@ task<> core::cancel_after_drain() {
 
 void core::request_stop_from_any_thread() noexcept {
     stop_requested_.store(true);
+    ring_doorbell();
+}
+
+void core::ring_doorbell() noexcept {
     const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);  // the doorbell
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
 }
 
 task<> core::watch_wakeups() {
@@ -359,6 +445,9 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     resumes += o.resumes;
     loop_turns += o.loop_turns;
     timers_fired += o.timers_fired;
+    mail_received += o.mail_received;
+    wakes_sent += o.wakes_sent;
+    mail_deferred += o.mail_deferred;
     backend.ops_started += o.backend.ops_started;
     backend.sqes_submitted += o.backend.sqes_submitted;
     backend.enter_calls += o.backend.enter_calls;

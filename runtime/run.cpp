@@ -132,7 +132,10 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
 
     launch_state state;
     state.cores.assign(n, nullptr);
+    detail::run_group group;
+    group.size = n;
     std::latch started{static_cast<std::ptrdiff_t>(n)};
+    std::latch stopped{static_cast<std::ptrdiff_t>(n)};  // no core dies while a peer may ring it
     std::atomic<bool> start_failed{false};
     std::atomic<bool> loop_failed{false};
 
@@ -161,6 +164,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
         }
         started.arrive_and_wait();  // all up, or none runs main_fn
         if (c && !start_failed) {
+            c->join_group(state.cores, &group);  // complete: every core was set before the latch
             try {
                 c->spawn(guard_main(main_fn(*c), &state));
                 c->run();
@@ -169,6 +173,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
                 loop_failed = true;
             }
         }
+        stopped.arrive_and_wait();
         {
             std::lock_guard g{state.lock};
             state.cores[k] = nullptr;

@@ -14,6 +14,7 @@ namespace {
 
 constexpr std::uint64_t cancel_tag = 1;  // ops are 8-aligned: bit 0 marks a cancel's CQE
 constexpr std::uint64_t detached_user_data = 0;  // a CQE nobody waits for (detached close)
+constexpr std::uint64_t wake_user_data = 2;      // a MSG_RING from another core: only a wake-up
 
 std::uint64_t user_data_of(const op& o) noexcept { return reinterpret_cast<std::uintptr_t>(&o); }
 op& op_from(std::uint64_t user_data) noexcept {
@@ -72,6 +73,10 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
                                     "io_uring lacks IORING_FEAT_NODROP (kernel too old)");
         }
         setup_flags_ = flags;
+        if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
+            has_msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+            io_uring_free_probe(probe);
+        }
         // An eighth of the CQ stays free for cancels and detached closes, which are never
         // held back. Beyond that, IORING_FEAT_NODROP keeps extra CQEs in the kernel's overflow
         // list rather than losing them; stats count it (it should stay 0).
@@ -85,8 +90,8 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
 uring_backend::~uring_backend() { io_uring_queue_exit(&ring_); }
 
 std::string uring_backend::describe() const {
-    return format("io_uring ({}, {} SQ / {} CQ entries)", flag_names(setup_flags_), ring_.sq.ring_entries,
-                  ring_.cq.ring_entries);
+    return format("io_uring ({}, {} SQ / {} CQ entries{})", flag_names(setup_flags_), ring_.sq.ring_entries,
+                  ring_.cq.ring_entries, has_msg_ring_ ? ", MSG_RING" : "");
 }
 
 int uring_backend::open_socket(int domain, int type, int protocol) noexcept {
@@ -177,6 +182,16 @@ void uring_backend::close_detached(int fd) noexcept {
     ++in_flight_;
 }
 
+bool uring_backend::post_wake(int target_ring_fd) noexcept {
+    if (!has_msg_ring_ || target_ring_fd < 0) return false;
+    io_uring_sqe* sqe = get_sqe();
+    // The target sees a CQE with user_data = wake_user_data; we get one for the send itself.
+    io_uring_prep_msg_ring(sqe, target_ring_fd, 0, wake_user_data, 0);
+    io_uring_sqe_set_data64(sqe, detached_user_data);
+    ++in_flight_;
+    return true;
+}
+
 void uring_backend::poll(std::int64_t timeout_ns) noexcept {
     int r;
     if (timeout_ns == 0) {
@@ -204,8 +219,9 @@ void uring_backend::reap() noexcept {
     io_uring_cqe* cqe;
     io_uring_for_each_cqe(&ring_, head, cqe) {
         ++count;
-        --in_flight_;
         const std::uint64_t ud = cqe->user_data;
+        if (ud == wake_user_data) continue;  // sent by another ring: never counted here
+        --in_flight_;
         if (ud == detached_user_data) continue;
         op& o = op_from(ud);
         if ((ud & cancel_tag) == 0) {  // the op's own CQE carries the result; the cancel's does not

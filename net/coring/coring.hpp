@@ -4,7 +4,9 @@
 #include <coring/core.hpp>
 #include <coring/result.hpp>
 #include <coring/run.hpp>
+#include <coring/sharded.hpp>
 #include <coring/task.hpp>
 #include <coring/task_group.hpp>
 #include <coring/tcp.hpp>
 #include <coring/timer.hpp>
+#include <coring/when.hpp>

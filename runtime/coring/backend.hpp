@@ -61,6 +61,12 @@ public:
     // Submits what was prepared, waits up to timeout_ns (-1: no limit, 0: do not block) for
     // completions, and delivers every one that is there.
     virtual void poll(std::int64_t timeout_ns) noexcept = 0;
+    // Cross-core doorbell without a syscall of its own: io_uring's MSG_RING posts a CQE into
+    // another ring from this one's next submit. ring_fd() names this backend as a target (-1:
+    // none); post_wake(fd) queues the message and returns false when this backend cannot.
+    virtual int ring_fd() const noexcept { return -1; }
+    virtual bool post_wake(int /*target_ring_fd*/) noexcept { return false; }
+
     // Completions still owed by the kernel, including those of cancels and detached closes.
     virtual std::size_t in_flight() const noexcept = 0;
 

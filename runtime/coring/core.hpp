@@ -8,6 +8,7 @@
 // any task, and shutdown can cancel all of them and reap every kernel completion before a frame
 // is freed.
 #include <coring/backend.hpp>
+#include <coring/mailbox.hpp>
 #include <coring/op.hpp>
 #include <coring/stats.hpp>
 #include <coring/task.hpp>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace coring {
@@ -80,6 +82,15 @@ private:
 };
 
 struct root_promise;
+template <class Fn>
+class remote_call;
+
+// The cores of one run(): how many have finished their own tasks. A finished core keeps
+// serving mail until all have, because a peer may still be waiting on it.
+struct run_group {
+    std::atomic<unsigned> finished{0};
+    unsigned size = 1;
+};
 
 }  // namespace detail
 
@@ -134,6 +145,24 @@ public:
 
     core_stats stats() const noexcept;
 
+    // ---- across cores --------------------------------------------------------------------
+    // The cores of this run (set by run(); a lone core knows only itself).
+    unsigned core_count() const noexcept { return static_cast<unsigned>(peers_.size()); }
+    core& peer(unsigned k) const noexcept { return *peers_[k]; }
+    void join_group(std::vector<core*> peers, detail::run_group* group);
+
+    // co_await core::current().submit_to(k, fn): runs fn() on core k and gives its result here
+    // (fn may return a task<T>, which then runs on core k). fn is moved into the awaiting
+    // frame and invoked on core k, so it must be safe to run there. Exceptions travel back.
+    template <class Fn>
+    [[nodiscard]] detail::remote_call<Fn> submit_to(unsigned k, Fn fn);
+
+    // Sends m to core m.to: into its inbox, or, when that is full, into a local outbox that
+    // each loop turn retries (back-pressure without loss). At most one wake per destination
+    // per turn, and only when the destination is about to sleep or sleeping.
+    void post(detail::mail& m) noexcept;
+    void resume_later(std::coroutine_handle<> h, detail::task_context* ctx) { ready_.push({h, ctx}); }
+
     // For awaitables. start: o.waiter is set; o completes through the ready queue, never
     // inline. cancel: see backend::cancel.
     void start(op& o) noexcept;
@@ -143,6 +172,7 @@ public:
     detail::task_context* current_task() const noexcept { return current_; }
 
     static std::int64_t now_ns() noexcept;
+    void log_bad_core(unsigned k) const noexcept;
 
 private:
     friend struct detail::root_promise;
@@ -155,6 +185,9 @@ private:
     void turn();
     void run_ready() noexcept;
     void fire_timers() noexcept;
+    void send_mail() noexcept;     // outboxes into inboxes, then the wakes this turn owes
+    void receive_mail() noexcept;  // everything in the inbox, delivered here
+    void ring_doorbell() noexcept;  // eventfd write: reaches this core from any thread
     void begin_stop() noexcept;
     void drain_everything() noexcept;
     task<> watch_wakeups();
@@ -172,6 +205,18 @@ private:
     bool stopping_ = false;
     core_stats stats_;
     int wake_fd_ = -1;                        // eventfd: other threads' doorbell
+    detail::mailbox inbox_{4096};
+    std::vector<core*> peers_;                // every core of the run, by id
+    detail::run_group* group_ = nullptr;
+    struct outbox {
+        detail::mail* head = nullptr;         // mail that found the destination's inbox full
+        detail::mail* tail = nullptr;
+        bool wake = false;                    // mail was sent there this turn
+    };
+    std::vector<outbox> outboxes_;            // by destination id
+    std::vector<unsigned> sent_to_;           // destinations with wake set, this turn
+    std::size_t outbox_pending_ = 0;
+    std::atomic<bool> sleeping_{false};       // set (seq_cst) just before a blocking wait
     std::uint64_t wake_buf_ = 0;
     std::atomic<bool> stop_requested_{false};
 };
@@ -249,5 +294,107 @@ private:
     op op_;
 };
 [[nodiscard]] inline yield_awaiter yield() noexcept { return {}; }
+
+namespace detail {
+
+template <class T>
+struct unwrap_task {
+    using type = T;
+    static constexpr bool is_task = false;
+};
+template <class T>
+struct unwrap_task<task<T>> {
+    using type = T;
+    static constexpr bool is_task = true;
+};
+
+// The awaitable behind submit_to: one mail, sent to core k as the request and back as the
+// reply. It lives in the caller's frame, which stays suspended until the reply is delivered, so
+// everything the target touches outlives its use.
+template <class Fn>
+class remote_call {
+    using returned = std::invoke_result_t<Fn&>;
+    using value_type = typename unwrap_task<returned>::type;
+    using slot_type = std::conditional_t<std::is_void_v<value_type>, bool, value_type>;
+
+public:
+    remote_call(core& origin, unsigned to, Fn fn) : origin_{origin}, fn_{std::move(fn)} {
+        mail_.context = this;
+        mail_.to = to;
+    }
+    remote_call(const remote_call&) = delete;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+        waiter_ = h;
+        ctx_ = origin_.current_task();
+        mail_.deliver = &on_target;
+        origin_.post(mail_);
+    }
+    value_type await_resume() {
+        if (error_) std::rethrow_exception(error_);
+        if constexpr (!std::is_void_v<value_type>) return std::move(*value_);
+    }
+
+private:
+    static void on_target(mail& m) noexcept {
+        auto* self = static_cast<remote_call*>(m.context);
+        if constexpr (unwrap_task<returned>::is_task) {
+            core::current().spawn(run_async(self));
+        } else {
+            try {
+                if constexpr (std::is_void_v<value_type>) {
+                    self->fn_();
+                    self->value_.emplace(true);
+                } else {
+                    self->value_.emplace(self->fn_());
+                }
+            } catch (...) {
+                self->error_ = std::current_exception();
+            }
+            self->reply();
+        }
+    }
+    static task<> run_async(remote_call* self) {
+        try {
+            if constexpr (std::is_void_v<value_type>) {
+                co_await self->fn_();
+                self->value_.emplace(true);
+            } else {
+                self->value_.emplace(co_await self->fn_());
+            }
+        } catch (...) {
+            self->error_ = std::current_exception();
+        }
+        self->reply();
+    }
+    void reply() noexcept {
+        mail_.deliver = &on_origin;
+        mail_.to = origin_.id();
+        core::current().post(mail_);
+    }
+    static void on_origin(mail& m) noexcept {
+        auto* self = static_cast<remote_call*>(m.context);
+        self->origin_.resume_later(self->waiter_, self->ctx_);
+    }
+
+    mail mail_;
+    core& origin_;
+    Fn fn_;
+    std::coroutine_handle<> waiter_;
+    task_context* ctx_ = nullptr;
+    std::optional<slot_type> value_;
+    std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+template <class Fn>
+detail::remote_call<Fn> core::submit_to(unsigned k, Fn fn) {
+    if (k >= peers_.size()) {
+        log_bad_core(k);
+        std::abort();
+    }
+    return detail::remote_call<Fn>{*this, k, std::move(fn)};
+}
 
 }  // namespace coring

@@ -21,6 +21,9 @@ struct core_stats {
     std::uint64_t resumes = 0;          // coroutines run from the ready queue
     std::uint64_t loop_turns = 0;
     std::uint64_t timers_fired = 0;
+    std::uint64_t mail_received = 0;    // cross-core messages delivered here
+    std::uint64_t wakes_sent = 0;       // doorbells rung for sleeping peers
+    std::uint64_t mail_deferred = 0;    // posts that found the destination inbox full
     backend_stats backend;
 
     core_stats& operator+=(const core_stats& o) noexcept;

@@ -28,6 +28,8 @@ public:
     void close_detached(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
     std::size_t in_flight() const noexcept override { return in_flight_ + parked_count_; }
+    int ring_fd() const noexcept override { return has_msg_ring_ ? ring_.ring_fd : -1; }
+    bool post_wake(int target_ring_fd) noexcept override;
 
 private:
     io_uring_sqe* get_sqe() noexcept;
@@ -38,6 +40,7 @@ private:
     io_uring ring_{};
     detail::completion_sink& sink_;
     unsigned setup_flags_ = 0;
+    bool has_msg_ring_ = false;     // IORING_OP_MSG_RING (5.18+), probed at setup
     unsigned in_flight_ = 0;        // CQEs the kernel owes us
     unsigned in_flight_limit_ = 0;  // CQ size minus room for cancels and detached closes
     op* parked_head_ = nullptr;     // FIFO of ops waiting for CQ room
