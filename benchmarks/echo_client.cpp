@@ -114,6 +114,7 @@ double percentile_us(std::vector<std::uint32_t>& v, double p) {
 int main(int argc, char** argv) {
     runtime_options runtime;
     runtime.quiet = true;
+    runtime.cores = 1;
     settings s;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
         if (flag == "--target") {

@@ -15,7 +15,7 @@
 namespace coring {
 
 struct runtime_options {
-    unsigned cores = 1;                            // 0: one per CPU this process may use
+    unsigned cores = 0;                            // 0: one per CPU this process may use
     backend_kind backend = backend_kind::automatic;
     unsigned sq_entries = 1024;
     std::chrono::milliseconds drain_timeout{5000};  // graceful stop: time for live tasks to end
