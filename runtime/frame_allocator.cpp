@@ -1,76 +1,149 @@
 #include <coring/frame_allocator.hpp>
 
 #include <array>
+#include <atomic>
+#include <mutex>
 #include <new>
 #include <utility>
+#include <vector>
+
+// Who owns a frame's memory: the thread (core) that allocated it. Each block carries a 16-byte
+// header naming its owner's cache and size class. Freed on its own thread, a block goes on that
+// thread's free list for its class. Freed on another thread, it is handed back: pushed onto the
+// owner's lock-free `returned` stack, which the owner sorts into its lists the next time a class
+// runs empty. A block is never put on a foreign list and never freed by a foreign thread while
+// its owner lives; once the owner has exited, its `returned` stack is closed and a late free
+// goes straight to the heap.
 
 namespace coring::detail {
 namespace {
 
-constexpr std::size_t granule = 64;          // class k holds frames of up to (k + 1) * 64 bytes
-constexpr std::size_t class_count = 32;      // so frames up to 2 KiB are cached
+constexpr std::size_t granule = 64;       // class k holds blocks of (k + 1) * 64 bytes, header included
+constexpr std::size_t class_count = 32;   // so frames up to ~2 KiB are cached
+
 // Under AddressSanitizer frames go straight to the heap, so ASan sees each frame's lifetime
 // (a cached block would hide a use-after-free behind the next frame of its class).
 #if defined(__SANITIZE_ADDRESS__)
-constexpr std::size_t max_cached = 0;
+#define CORING_FRAME_CACHE 0
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-constexpr std::size_t max_cached = 0;
-#else
-constexpr std::size_t max_cached = 4096;  // per class and thread
+#define CORING_FRAME_CACHE 0
 #endif
-#else
-constexpr std::size_t max_cached = 4096;  // per class and thread
 #endif
+#ifndef CORING_FRAME_CACHE
+#define CORING_FRAME_CACHE 1
+#endif
+constexpr std::size_t max_cached = CORING_FRAME_CACHE ? 4096 : 0;  // per class and thread
+
+struct frame_cache;
+
+struct alignas(16) header {
+    frame_cache* owner;  // null: a heap block outside the classes
+    std::size_t klass;
+};
 
 struct free_block {
     free_block* next;
 };
 
-thread_local bool gone = false;  // trivially destructible, so still readable after the cache dies
+free_block* const closed = reinterpret_cast<free_block*>(alignof(header));  // owner has exited
 
 struct frame_cache {
     std::array<free_block*, class_count> heads{};
     std::array<std::size_t, class_count> counts{};
+    std::atomic<free_block*> returned{nullptr};  // blocks freed by other threads
     frame_stats stats;
 
-    ~frame_cache() {
-        gone = true;  // frames freed later in thread exit go straight to the heap
-        for (free_block* head : heads)
-            while (head) ::operator delete(std::exchange(head, head->next));
+    // Takes back what other threads returned, sorting each block into its class.
+    void take_returned(free_block* replacement = nullptr) noexcept {
+        free_block* b = returned.exchange(replacement, std::memory_order_acquire);
+        while (b && b != closed) {
+            free_block* next = b->next;
+            const header* h = reinterpret_cast<const header*>(b);
+            push(h->klass, b);
+            b = next;
+        }
+    }
+    void push(std::size_t k, free_block* b) noexcept {
+        b->next = heads[k];
+        heads[k] = b;
+        ++counts[k];
     }
 };
 
-thread_local frame_cache cache;
+// The cache struct of an exited thread stays allocated (it is small), so a late cross-thread
+// free can still read its `returned` head and see that it is closed.
+frame_cache* new_cache() {
+    static std::mutex lock;
+    static std::vector<frame_cache*> all;  // keeps them reachable (leak checkers stay quiet)
+    auto* c = new frame_cache;
+    std::lock_guard g{lock};
+    all.push_back(c);
+    return c;
+}
 
-constexpr std::size_t class_of(std::size_t size) noexcept { return (size - 1) / granule; }
+struct thread_cache {
+    frame_cache* cache = new_cache();
+    ~thread_cache() {
+        cache->take_returned(closed);  // from now on, late frees from other threads go to the heap
+        for (free_block*& head : cache->heads)
+            while (head) ::operator delete(std::exchange(head, head->next));
+        gone = true;
+    }
+    static thread_local bool gone;  // trivially destructible: readable after the cache is torn down
+};
+thread_local bool thread_cache::gone = false;
+thread_local thread_cache local;
+
+constexpr std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / granule; }
+
+void* payload(header* h) noexcept { return h + 1; }
+header* header_of(void* frame) noexcept { return static_cast<header*>(frame) - 1; }
 
 }  // namespace
 
 void* allocate_frame(std::size_t size) {
-    const std::size_t k = class_of(size);
-    if (gone || k >= class_count) return ::operator new(size);
-    ++cache.stats.allocations;
-    if (free_block* b = cache.heads[k]) {
-        cache.heads[k] = b->next;
-        --cache.counts[k];
-        ++cache.stats.cache_hits;
-        return b;
+    const std::size_t k = class_of(size + sizeof(header));
+    if (!thread_cache::gone) ++local.cache->stats.allocations;
+    if (thread_cache::gone || k >= class_count || max_cached == 0) {
+        auto* h = static_cast<header*>(::operator new(size + sizeof(header)));
+        *h = {nullptr, 0};
+        return payload(h);
     }
-    return ::operator new((k + 1) * granule);  // the class size, so any frame of the class fits later
+    frame_cache& c = *local.cache;
+    if (!c.heads[k]) c.take_returned();
+    if (free_block* b = c.heads[k]) {
+        c.heads[k] = b->next;
+        --c.counts[k];
+        ++c.stats.cache_hits;
+        auto* h = reinterpret_cast<header*>(b);
+        *h = {&c, k};
+        return payload(h);
+    }
+    auto* h = static_cast<header*>(::operator new((k + 1) * granule));  // the class size: reusable by any frame of it
+    *h = {&c, k};
+    return payload(h);
 }
 
-void free_frame(void* frame, std::size_t size) noexcept {
-    const std::size_t k = class_of(size);
-    if (gone || k >= class_count || cache.counts[k] >= max_cached) {
-        ::operator delete(frame);
-        return;
+void free_frame(void* frame, std::size_t) noexcept {
+    header* h = header_of(frame);
+    frame_cache* owner = h->owner;
+    if (!owner) return ::operator delete(h);
+    const std::size_t k = h->klass;
+    auto* b = reinterpret_cast<free_block*>(h);  // the header stays readable: klass is reused below
+    if (!thread_cache::gone && owner == local.cache) {
+        if (owner->counts[k] >= max_cached) return ::operator delete(h);
+        return owner->push(k, b);
     }
-    cache.heads[k] = new (frame) free_block{cache.heads[k]};
-    ++cache.counts[k];
+    // Another thread's block: hand it back, never keep or free it here while its owner lives.
+    free_block* head = owner->returned.load(std::memory_order_relaxed);
+    do {
+        if (head == closed) return ::operator delete(h);  // the owner has exited
+        b->next = head;
+    } while (!owner->returned.compare_exchange_weak(head, b, std::memory_order_release, std::memory_order_relaxed));
 }
 
-frame_stats frame_allocator_stats() noexcept { return cache.stats; }
+frame_stats frame_allocator_stats() noexcept { return local.cache->stats; }
 bool frame_cache_enabled() noexcept { return max_cached > 0; }
 
 }  // namespace coring::detail

@@ -1,9 +1,8 @@
 #pragma once
 // Coroutine frames come from a per-thread (so per-core) cache of size classes: a frame freed is
 // kept for the next frame of its class, so a busy server allocates frames without touching the
-// global heap or taking a lock. Every cached block is its own ::operator new allocation, which
-// makes a cross-thread free safe: the block simply joins the freeing thread's cache. Each class
-// keeps at most max_cached blocks, so memory cannot pile up on one thread.
+// global heap or taking a lock. A frame freed on another core is handed back to the core that
+// allocated it (see frame_allocator.cpp for the rule), never kept or freed by the other core.
 #include <cstddef>
 
 namespace coring::detail {
