@@ -53,3 +53,4 @@ void submit_to_round_trips(benchmark::State& state, backend_kind kind) {
 // Arg: calls in flight. 1 = latency of one round trip; 256 = batched throughput.
 BENCHMARK_CAPTURE(submit_to_round_trips, uring, backend_kind::uring)->Arg(1)->Arg(256)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(submit_to_round_trips, epoll, backend_kind::epoll)->Arg(1)->Arg(256)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_MAIN();
