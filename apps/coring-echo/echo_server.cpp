@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cerrno>
+#include <sys/socket.h>
+#include <unistd.h>
 
 namespace coring::apps {
 
@@ -42,6 +44,24 @@ task<> accept_loop(tcp_listener listener, bool nodelay) {
 }
 
 }  // namespace
+
+result<address> reserve_port(address where) {
+    const bool ip = where.family() == AF_INET || where.family() == AF_INET6;
+    if (!ip || where.port() != 0) return where;
+    const int fd = ::socket(where.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return to_error(-errno);
+    const int on = 1;
+    address bound;
+    socklen_t len = address::capacity();
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0 || ::bind(fd, where.data(), where.size()) < 0 ||
+        ::getsockname(fd, bound.data(), &len) < 0) {
+        const int e = errno;
+        ::close(fd);
+        return to_error(-e);
+    }
+    bound.set_size(len);
+    return bound;  // fd stays open: the port stays ours
+}
 
 result<address> start_echo_server(echo_options opts) {
     auto listener = tcp_listener::bind(opts.listen, {.reuse_port = true});

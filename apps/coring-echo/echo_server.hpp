@@ -17,6 +17,11 @@ task<> echo_connection(tcp_stream conn, bool nodelay);
 // core stops. A bind failure throws std::system_error naming the address.
 task<> echo_server(echo_options opts);
 
+// Port 0 means "any free port", but each core binds its own listener: resolved separately they
+// would get different ports. This picks one port for all of them, held (bound with SO_REUSEPORT,
+// never listening, so it takes no connections) until the process exits.
+result<address> reserve_port(address where);
+
 // Binds now, serves in a task owned by the current core; returns the bound address (port 0
 // becomes the real port). For tests.
 result<address> start_echo_server(echo_options opts);

@@ -30,5 +30,11 @@ int main(int argc, char** argv) {
         }
         return true;
     });
+    if (auto port = apps::reserve_port(echo.listen)) {
+        echo.listen = *port;
+    } else {
+        std::fprintf(stderr, "coring-echo: bind %s: %s\n", echo.listen.to_string().c_str(), port.error().message().c_str());
+        return 2;
+    }
     return run(runtime, [echo](core&) { return apps::echo_server(echo); });
 }
