@@ -32,6 +32,8 @@ unsigned parse_count(std::string_view flag, std::string_view value, unsigned min
     return n;
 }
 
+}  // namespace
+
 std::vector<int> allowed_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -42,6 +44,8 @@ std::vector<int> allowed_cpus() {
     if (cpus.empty()) cpus.push_back(0);
     return cpus;
 }
+
+namespace {
 
 // Wraps each core's main task: an exception escaping it (a bind that failed, say) is a start-up
 // failure of the whole program: recorded once, and every core is asked to stop.

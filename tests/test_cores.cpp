@@ -5,6 +5,7 @@
 // Checks (REQUIRE/CHECK) run on the test's own thread only: Catch is not thread-safe, so the
 // core threads record what they saw in atomics or under a mutex and the test checks it after
 // run() has returned.
+#include "child_process.hpp"
 #include "support.hpp"
 
 #include <algorithm>
@@ -13,11 +14,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <mutex>
 #include <netinet/in.h>
-#include <optional>
-#include <poll.h>
 #include <sched.h>
 #include <set>
 #include <string>
@@ -34,28 +32,6 @@ using namespace coring::testing;
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-std::vector<int> allowed_cpus() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    std::vector<int> cpus;
-    if (::sched_getaffinity(0, sizeof set, &set) == 0)
-        for (int c = 0; c < CPU_SETSIZE; ++c)
-            if (CPU_ISSET(c, &set)) cpus.push_back(c);
-    return cpus;
-}
-
-// A socket fd closed on every way out.
-struct fd_guard {
-    int fd = -1;
-    fd_guard() = default;
-    explicit fd_guard(int f) : fd{f} {}
-    fd_guard(fd_guard&& o) noexcept : fd{std::exchange(o.fd, -1)} {}
-    fd_guard& operator=(fd_guard&&) = delete;
-    ~fd_guard() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 // Holds a free loopback port: a socket bound with SO_REUSEADDR and SO_REUSEPORT but never
 // listening, so it takes no connections, yet no other user can take the port while listeners
@@ -240,6 +216,8 @@ task<> spread_core_main(spread_state* s) {
 TEST_CASE("SO_REUSEPORT spreads 10,000 connections over 2 cores", "[cores][reuseport]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
     INFO("backend: " << to_string(kind));
+    // A reserved port, not port 0: each core binds its own listener, and with port 0 each would get
+    // a different random port.
     const reserved_port port = reserve_loopback_port();
     spread_state s;
     s.where = address::ipv4_loopback(port.port);
@@ -265,124 +243,6 @@ TEST_CASE("SO_REUSEPORT spreads 10,000 connections over 2 cores", "[cores][reuse
 // ---- 3. a two-core coring-echo stops on SIGTERM under load -------------------------------------
 
 namespace {
-
-// A child process with stderr on a pipe; stdin and stdout are /dev/null. Every wait takes a
-// deadline, and the destructor SIGKILLs and reaps the child if a failed check left it running.
-// (A trimmed copy of test_echo_app.cpp's echo_process; worth sharing through support.hpp.)
-class child_process {
-public:
-    explicit child_process(std::vector<std::string> args) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);  // built before fork: the child only dups, resets and execs
-        int err[2];
-        if (::pipe2(err, O_CLOEXEC) != 0) FAIL("pipe: " << std::strerror(errno));
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            const int null = ::open("/dev/null", O_RDWR);
-            if (null >= 0) {
-                ::dup2(null, STDIN_FILENO);
-                ::dup2(null, STDOUT_FILENO);
-            }
-            ::dup2(err[1], STDERR_FILENO);  // dup2 clears close-on-exec on the copy
-            // The mask survives exec: the server must get SIGTERM as a shell would deliver it.
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            ::signal(SIGINT, SIG_DFL);
-            ::signal(SIGTERM, SIG_DFL);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(err[1]);
-        err_fd_ = err[0];
-        if (pid_ < 0) FAIL("fork: " << std::strerror(errno));
-    }
-    child_process(const child_process&) = delete;
-    child_process& operator=(const child_process&) = delete;
-    ~child_process() {
-        if (pid_ > 0 && !status_) {
-            ::kill(pid_, SIGKILL);  // only the child this object started
-            int status = 0;
-            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
-        }
-        if (err_fd_ >= 0) ::close(err_fd_);
-    }
-
-    pid_t pid() const noexcept { return pid_; }
-    const std::string& err() const noexcept { return err_; }
-
-    // Reads stderr until done(err()) holds, the pipe ends, or the deadline passes.
-    template <class Pred>
-    bool read_until(clock_type::time_point deadline, Pred done) {
-        while (!done(err_)) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-            if (err_fd_ < 0 || left.count() <= 0) return false;
-            read_some(static_cast<int>(left.count()));
-        }
-        return true;
-    }
-
-    // The wait status once the child exited; past the deadline it is SIGKILLed and reaped, so
-    // nothing outlives the test, and the answer is nothing.
-    std::optional<int> wait_exit_or_kill(clock_type::time_point deadline) {
-        while (!status_) {
-            int status = 0;
-            const pid_t w = ::waitpid(pid_, &status, WNOHANG);
-            if (w == pid_) {
-                status_ = status;
-                break;
-            }
-            if ((w < 0 && errno != EINTR) || clock_type::now() >= deadline) {
-                ::kill(pid_, SIGKILL);
-                while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
-                status_ = status;
-                return std::nullopt;
-            }
-            read_some(10);  // 10 ms steps (a plain sleep once the pipe has ended)
-        }
-        while (err_fd_ >= 0) read_some(100);  // the last lines
-        return status_;
-    }
-
-private:
-    void read_some(int timeout_ms) {
-        if (err_fd_ < 0) {
-            ::poll(nullptr, 0, timeout_ms);
-            return;
-        }
-        pollfd p{err_fd_, POLLIN, 0};
-        if (::poll(&p, 1, timeout_ms) <= 0) return;
-        char buf[4096];
-        const ssize_t got = ::read(err_fd_, buf, sizeof buf);
-        if (got > 0) {
-            err_.append(buf, static_cast<std::size_t>(got));
-        } else if (got == 0 || errno != EINTR) {
-            ::close(err_fd_);
-            err_fd_ = -1;
-        }
-    }
-
-    pid_t pid_ = -1;
-    int err_fd_ = -1;
-    std::string err_;
-    std::optional<int> status_;
-};
-
-// The port in the server's "listening on 127.0.0.1:PORT" line; 0 until that line is complete.
-std::uint16_t listening_port(const std::string& err) {
-    static constexpr std::string_view marker = "listening on 127.0.0.1:";
-    const auto at = err.find(marker);
-    if (at == std::string::npos) return 0;
-    const auto end = err.find('\n', at);
-    if (end == std::string::npos) return 0;
-    unsigned port = 0;
-    for (auto i = at + marker.size(); i < end; ++i) {
-        if (err[i] < '0' || err[i] > '9') return 0;
-        port = port * 10 + static_cast<unsigned>(err[i] - '0');
-    }
-    return port < 65536 ? static_cast<std::uint16_t>(port) : 0;
-}
 
 constexpr int load_clients = 500;
 constexpr std::size_t max_message = 4096;  // well inside loopback buffers: write-then-read cannot deadlock
@@ -492,20 +352,20 @@ task<load_tally> stream_through_shutdown(address server, pid_t server_pid, clock
 TEST_CASE("shutdown while 500 connections are mid-transfer", "[cores][signal]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
     INFO("backend: " << to_string(kind));
-    // A fixed port, not 127.0.0.1:0: with port 0 each of the two cores binds its own random port
-    // and only core 0's is printed, so core 1 would never see a connection.
-    const reserved_port port = reserve_loopback_port();
-    const std::string listen = "127.0.0.1:" + std::to_string(port.port);
-    child_process server{{CORING_ECHO_BINARY, "--cores", "2", "--backend", std::string{to_string(kind)}, "--listen",
-                          listen, "--drain-timeout", std::to_string(drain.count())}};
-    const bool up = server.read_until(clock_type::now() + 10s, [](const std::string& e) { return listening_port(e) != 0; });
+    // Port 0: coring-echo resolves it once, before the cores start, so both cores listen on the
+    // one port its log line names.
+    child_process server{CORING_ECHO_BINARY,
+                         {"--cores", "2", "--backend", std::string{to_string(kind)}, "--listen", "127.0.0.1:0",
+                          "--drain-timeout", std::to_string(drain.count())}};
+    const bool up =
+        server.read_until(clock_type::now() + 10s, [](const child_process& e) { return listening_port(e.err()) != 0; });
     INFO("server stderr:\n" << server.err());
     REQUIRE(up);
-    REQUIRE(listening_port(server.err()) == port.port);
+    const std::uint16_t port = listening_port(server.err());
 
     test_core c{kind};
     clock_type::time_point signalled = clock_type::now() + 1h;
-    const load_tally t = c.run_for(15s, stream_through_shutdown(address::ipv4_loopback(port.port), server.pid(), &signalled));
+    const load_tally t = c.run_for(15s, stream_through_shutdown(address::ipv4_loopback(port), server.pid(), &signalled));
     const auto status = server.wait_exit_or_kill(signalled + drain + 1s);
     const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - signalled);
     INFO("verified " << t.verified << " messages; connections ended by EOF " << t.closed << ", by reset " << t.reset

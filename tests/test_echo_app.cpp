@@ -1,4 +1,5 @@
 // The coring-echo binary as users run it: flags, exit codes, messages, and stopping on signals.
+#include "child_process.hpp"
 #include "support.hpp"
 
 #include <algorithm>
@@ -6,10 +7,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <optional>
-#include <poll.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -23,156 +21,6 @@ using namespace coring::testing;
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-
-// One coring-echo process with its stdout and stderr on pipes. Every wait takes a deadline, and
-// the destructor SIGKILLs and reaps the child if a failed check left it running.
-class echo_process {
-public:
-    explicit echo_process(std::vector<std::string> args) {
-        args.insert(args.begin(), CORING_ECHO_BINARY);
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);  // built before fork: the child only dups, resets and execs
-
-        int out[2], err[2];
-        if (::pipe2(out, O_CLOEXEC) != 0) FAIL("pipe: " << std::strerror(errno));
-        if (::pipe2(err, O_CLOEXEC) != 0) {
-            ::close(out[0]);
-            ::close(out[1]);
-            FAIL("pipe: " << std::strerror(errno));
-        }
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            // dup2 clears close-on-exec on the copies, so only these two survive the exec.
-            ::dup2(out[1], STDOUT_FILENO);
-            ::dup2(err[1], STDERR_FILENO);
-            const int null = ::open("/dev/null", O_RDONLY);
-            if (null >= 0) ::dup2(null, STDIN_FILENO);
-            // The signal mask survives exec; the server must see SIGINT/SIGTERM as a user's shell
-            // would deliver them, whatever this test process has blocked.
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            ::signal(SIGINT, SIG_DFL);
-            ::signal(SIGTERM, SIG_DFL);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        ::close(out[1]);
-        ::close(err[1]);
-        out_fd_ = out[0];
-        err_fd_ = err[0];
-        if (pid_ < 0) {
-            close_pipes();
-            FAIL("fork: " << std::strerror(errno));
-        }
-    }
-
-    echo_process(const echo_process&) = delete;
-    echo_process& operator=(const echo_process&) = delete;
-
-    ~echo_process() {
-        if (pid_ > 0 && !status_) {
-            ::kill(pid_, SIGKILL);  // only the child this object started
-            int status = 0;
-            while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {}
-        }
-        close_pipes();
-    }
-
-    pid_t pid() const noexcept { return pid_; }
-    const std::string& out() const noexcept { return out_; }
-    const std::string& err() const noexcept { return err_; }
-
-    // Reads output until `done(*this)` holds, both pipes reach EOF, or the deadline passes.
-    template <class Pred>
-    bool read_until(clock_type::time_point deadline, Pred done) {
-        while (!done(*this)) {
-            if (out_fd_ < 0 && err_fd_ < 0) return false;
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-            if (left.count() <= 0) return false;
-            if (!pump(static_cast<int>(left.count()))) return false;
-        }
-        return true;
-    }
-
-    // Waits for the exit (reading output meanwhile) until the deadline; the wait status, or
-    // nothing when the child is still running then.
-    std::optional<int> wait_exit(clock_type::time_point deadline) {
-        while (!status_) {
-            int status = 0;
-            const pid_t w = ::waitpid(pid_, &status, WNOHANG);
-            if (w == pid_) {
-                status_ = status;
-                break;
-            }
-            if (w < 0 && errno != EINTR) break;
-            if (clock_type::now() >= deadline) break;
-            // Pipes at EOF still leave the pid to poll; 10 ms steps, bounded by the deadline.
-            if (out_fd_ < 0 && err_fd_ < 0) {
-                ::poll(nullptr, 0, 10);
-            } else {
-                pump(10);
-            }
-        }
-        if (status_) read_until(deadline, [](const echo_process&) { return false; });  // the rest
-        return status_;
-    }
-
-    // Waits for the exit and then SIGKILLs if it did not come, so nothing outlives the test.
-    std::optional<int> wait_exit_or_kill(std::chrono::milliseconds limit) {
-        auto status = wait_exit(clock_type::now() + limit);
-        if (!status) {
-            ::kill(pid_, SIGKILL);
-            int s = 0;
-            while (::waitpid(pid_, &s, 0) < 0 && errno == EINTR) {}
-            status_ = s;
-        }
-        return status;
-    }
-
-private:
-    // One poll over the open pipes; false when poll itself failed.
-    bool pump(int timeout_ms) {
-        pollfd fds[2];
-        int n = 0;
-        if (out_fd_ >= 0) fds[n++] = {out_fd_, POLLIN, 0};
-        if (err_fd_ >= 0) fds[n++] = {err_fd_, POLLIN, 0};
-        if (n == 0) return true;
-        const int ready = ::poll(fds, static_cast<nfds_t>(n), timeout_ms);
-        if (ready < 0) return errno == EINTR;
-        for (int i = 0; i < n; ++i) {
-            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            const bool is_out = fds[i].fd == out_fd_;
-            drain_once(is_out ? out_fd_ : err_fd_, is_out ? out_ : err_);
-        }
-        return true;
-    }
-
-    static void drain_once(int& fd, std::string& into) {
-        char buf[4096];
-        const ssize_t got = ::read(fd, buf, sizeof buf);
-        if (got > 0) {
-            into.append(buf, static_cast<std::size_t>(got));
-        } else if (got == 0 || errno != EINTR) {
-            ::close(fd);
-            fd = -1;
-        }
-    }
-
-    void close_pipes() noexcept {
-        if (out_fd_ >= 0) ::close(out_fd_);
-        if (err_fd_ >= 0) ::close(err_fd_);
-        out_fd_ = err_fd_ = -1;
-    }
-
-    pid_t pid_ = -1;
-    int out_fd_ = -1;
-    int err_fd_ = -1;
-    std::string out_;
-    std::string err_;
-    std::optional<int> status_;
-};
 
 // A deadline for a whole run of the binary: flag errors and --help exit at once.
 constexpr auto quick_exit_limit = 10s;
@@ -202,14 +50,6 @@ bool uring_usable(std::string* why) {
         return false;
     }
 }
-
-// A socket fd closed on every way out.
-struct fd_guard {
-    int fd = -1;
-    ~fd_guard() {
-        if (fd >= 0) ::close(fd);
-    }
-};
 
 sockaddr_in loopback(std::uint16_t port) {
     sockaddr_in a{};
@@ -251,26 +91,10 @@ std::string blocking_round_trip(int fd, const std::string& message) {
     return got;
 }
 
-// The port in the server's "listening on 127.0.0.1:PORT" line, 0 until that line is complete.
-std::uint16_t listening_port(const std::string& err) {
-    static constexpr std::string_view marker = "listening on 127.0.0.1:";
-    const auto at = err.find(marker);
-    if (at == std::string::npos) return 0;
-    const auto start = at + marker.size();
-    const auto end = err.find('\n', start);
-    if (end == std::string::npos) return 0;  // the line is not all here yet
-    unsigned port = 0;
-    for (auto i = start; i < end; ++i) {
-        if (err[i] < '0' || err[i] > '9') return 0;
-        port = port * 10 + static_cast<unsigned>(err[i] - '0');
-    }
-    return port > 0 && port < 65536 ? static_cast<std::uint16_t>(port) : 0;
-}
-
 }  // namespace
 
 TEST_CASE("coring-echo --help prints usage and exits 0", "[app]") {
-    echo_process p{{"--help"}};
+    child_process p{CORING_ECHO_BINARY, {"--help"}};
     const auto status = p.wait_exit_or_kill(quick_exit_limit);
     INFO("stdout:\n" << p.out() << "\nstderr:\n" << p.err());
     REQUIRE(status);
@@ -293,7 +117,7 @@ TEST_CASE("coring-echo rejects a bad flag with exit code 2 and one line naming i
         {"--drain-timeout soon", "soon"},
     }));
     INFO("coring-echo " << args);
-    echo_process p{split_words(args)};
+    child_process p{CORING_ECHO_BINARY, split_words(args)};
     const auto status = p.wait_exit_or_kill(quick_exit_limit);
     INFO("stdout:\n" << p.out() << "\nstderr:\n" << p.err());
     REQUIRE(status);
@@ -322,7 +146,8 @@ TEST_CASE("coring-echo exits 2 naming the address when the port is taken", "[app
     REQUIRE(::getsockname(taken.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
     const std::string where = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
 
-    echo_process p{{"--listen", where, "--backend", std::string{to_string(kind)}, "--drain-timeout", "500"}};
+    child_process p{CORING_ECHO_BINARY,
+                    {"--listen", where, "--backend", std::string{to_string(kind)}, "--drain-timeout", "500"}};
     const auto status = p.wait_exit_or_kill(quick_exit_limit);
     INFO("stderr:\n" << p.err());
     REQUIRE(status);
@@ -341,10 +166,11 @@ TEST_CASE("coring-echo stops cleanly on SIGTERM and SIGINT, cancelling idle conn
         return;
     }
     constexpr auto drain = 500ms;
-    echo_process p{{"--listen", "127.0.0.1:0", "--backend", std::string{to_string(kind)}, "--drain-timeout",
-                    std::to_string(drain.count())}};
+    child_process p{CORING_ECHO_BINARY,
+                    {"--listen", "127.0.0.1:0", "--backend", std::string{to_string(kind)}, "--drain-timeout",
+                     std::to_string(drain.count())}};
     // The log line comes after the bind, so once it is here the port accepts connections.
-    const bool up = p.read_until(clock_type::now() + 10s, [](const echo_process& e) { return listening_port(e.err()) != 0; });
+    const bool up = p.read_until(clock_type::now() + 10s, [](const child_process& e) { return listening_port(e.err()) != 0; });
     INFO("stderr:\n" << p.err());
     REQUIRE(up);
     const std::uint16_t port = listening_port(p.err());

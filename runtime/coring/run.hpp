@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace coring {
 
@@ -32,7 +33,8 @@ struct runtime_options {
     static runtime_options from_args(int argc, char** argv);
 };
 
-unsigned available_cpus() noexcept;  // CPUs in this process's affinity mask
+std::vector<int> allowed_cpus();      // the CPUs in this process's affinity mask, ascending
+unsigned available_cpus() noexcept;  // how many
 
 // Runs main_fn on every core and returns when every core has stopped: 0 after a clean run or
 // stop, 2 when a core could not start (the reason is printed), 1 when a core's loop failed.

@@ -1,0 +1,233 @@
+#pragma once
+// A child process for tests that run a binary as users run it, and the small helpers those tests
+// share (test_echo_app.cpp, test_cores.cpp).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <csignal>
+#include <cstdint>
+#include <cstring>
+#include <fcntl.h>
+#include <optional>
+#include <poll.h>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace coring::testing {
+
+// A socket fd closed on every way out.
+struct fd_guard {
+    int fd = -1;
+    fd_guard() = default;
+    explicit fd_guard(int f) : fd{f} {}
+    fd_guard(fd_guard&& o) noexcept : fd{std::exchange(o.fd, -1)} {}
+    fd_guard& operator=(fd_guard&&) = delete;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+// The port in the server's "listening on 127.0.0.1:PORT" line, 0 until that line is complete.
+inline std::uint16_t listening_port(const std::string& err) {
+    static constexpr std::string_view marker = "listening on 127.0.0.1:";
+    const auto at = err.find(marker);
+    if (at == std::string::npos) return 0;
+    const auto start = at + marker.size();
+    const auto end = err.find('\n', start);
+    if (end == std::string::npos) return 0;  // the line is not all here yet
+    unsigned port = 0;
+    for (auto i = start; i < end; ++i) {
+        if (err[i] < '0' || err[i] > '9') return 0;
+        port = port * 10 + static_cast<unsigned>(err[i] - '0');
+        if (port > 65535) return 0;
+    }
+    return static_cast<std::uint16_t>(port);
+}
+
+// One child process (fork + execv) with stdout and stderr on pipes and stdin on /dev/null. Every
+// wait takes a deadline, and the destructor SIGKILLs and reaps the child if a failed check left it
+// running. Signals go by pid to this child only, and only while it is unreaped, so the pid cannot
+// have been reused by another process.
+class child_process {
+public:
+    using clock = std::chrono::steady_clock;
+
+    // Runs `binary` (a path, not looked up in PATH) with `args`.
+    child_process(std::string binary, std::vector<std::string> args) {
+        args.insert(args.begin(), std::move(binary));
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);  // built before fork: the child only dups, resets and execs
+
+        int out[2], err[2];
+        if (::pipe2(out, O_CLOEXEC) != 0) FAIL("pipe: " << std::strerror(errno));
+        if (::pipe2(err, O_CLOEXEC) != 0) {
+            ::close(out[0]);
+            ::close(out[1]);
+            FAIL("pipe: " << std::strerror(errno));
+        }
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            // dup2 clears close-on-exec on the copies, so only these two survive the exec.
+            ::dup2(out[1], STDOUT_FILENO);
+            ::dup2(err[1], STDERR_FILENO);
+            const int null = ::open("/dev/null", O_RDONLY);
+            if (null > STDIN_FILENO) {
+                ::dup2(null, STDIN_FILENO);
+                ::close(null);  // not left open across the exec
+            }
+            // The signal mask survives exec; the server must see SIGINT/SIGTERM as a user's shell
+            // would deliver them, whatever this test process has blocked.
+            sigset_t none;
+            sigemptyset(&none);
+            ::sigprocmask(SIG_SETMASK, &none, nullptr);
+            ::signal(SIGINT, SIG_DFL);
+            ::signal(SIGTERM, SIG_DFL);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        ::close(err[1]);
+        out_fd_ = out[0];
+        err_fd_ = err[0];
+        if (pid_ < 0) {
+            close_pipes();  // the destructor does not run when the constructor fails
+            FAIL("fork: " << std::strerror(errno));
+        }
+    }
+
+    child_process(const child_process&) = delete;
+    child_process& operator=(const child_process&) = delete;
+
+    ~child_process() {
+        kill_and_reap();
+        close_pipes();
+    }
+
+    pid_t pid() const noexcept { return pid_; }
+    const std::string& out() const noexcept { return out_; }
+    const std::string& err() const noexcept { return err_; }
+
+    // Reads output until `done(*this)` holds, both pipes reach EOF, or the deadline passes.
+    template <class Pred>
+    bool read_until(clock::time_point deadline, Pred done) {
+        while (!done(std::as_const(*this))) {
+            if (out_fd_ < 0 && err_fd_ < 0) return false;
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+            if (left.count() <= 0) return false;
+            if (!pump(static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), INT_MAX)))) return false;
+        }
+        return true;
+    }
+
+    // Waits for the exit (reading output meanwhile) until the deadline; the wait status, or
+    // nothing when the child is still running then.
+    std::optional<int> wait_exit(clock::time_point deadline) {
+        while (running()) {
+            int status = 0;
+            const pid_t w = ::waitpid(pid_, &status, WNOHANG);
+            if (w == pid_) {
+                status_ = status;
+                break;
+            }
+            if (w < 0 && errno != EINTR) {
+                lost_ = true;  // reaped elsewhere (ECHILD): no status, and no more signals to that pid
+                break;
+            }
+            if (clock::now() >= deadline) break;
+            pump(10);  // 10 ms steps, bounded by the deadline (a plain sleep once both pipes ended)
+        }
+        if (status_) read_rest(deadline);
+        return status_;
+    }
+
+    // Waits for the exit until the deadline and then SIGKILLs and reaps, so nothing outlives the
+    // test; the wait status, or nothing when it had to be killed.
+    std::optional<int> wait_exit_or_kill(clock::time_point deadline) {
+        const auto status = wait_exit(deadline);
+        if (!status && running()) {
+            kill_and_reap();
+            read_rest(deadline);  // what it wrote before the kill, for the failure message
+        }
+        return status;
+    }
+
+    std::optional<int> wait_exit_or_kill(std::chrono::milliseconds limit) {
+        return wait_exit_or_kill(clock::now() + limit);
+    }
+
+private:
+    bool running() const noexcept { return pid_ > 0 && !status_ && !lost_; }
+
+    void kill_and_reap() noexcept {
+        if (!running()) return;
+        ::kill(pid_, SIGKILL);  // only the child this object started
+        int status = 0;
+        pid_t w;
+        while ((w = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {}
+        if (w == pid_) {
+            status_ = status;
+        } else {
+            lost_ = true;
+        }
+    }
+
+    // The output still in the pipes once the child is gone. Its end closed them, so EOF comes at
+    // once unless something it started still holds them; the extra second bounds that case even
+    // when the deadline has passed already.
+    void read_rest(clock::time_point deadline) {
+        read_until(std::max(deadline, clock::now() + std::chrono::seconds{1}), [](const child_process&) { return false; });
+    }
+
+    // One poll over the open pipes (a plain sleep when both have ended); false when poll itself
+    // failed.
+    bool pump(int timeout_ms) {
+        pollfd fds[2];
+        int n = 0;
+        if (out_fd_ >= 0) fds[n++] = {out_fd_, POLLIN, 0};
+        if (err_fd_ >= 0) fds[n++] = {err_fd_, POLLIN, 0};
+        const int ready = ::poll(n > 0 ? fds : nullptr, static_cast<nfds_t>(n), timeout_ms);
+        if (ready < 0) return errno == EINTR;
+        for (int i = 0; i < n; ++i) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            const bool is_out = fds[i].fd == out_fd_;
+            drain_once(is_out ? out_fd_ : err_fd_, is_out ? out_ : err_);
+        }
+        return true;
+    }
+
+    static void drain_once(int& fd, std::string& into) {
+        char buf[4096];
+        const ssize_t got = ::read(fd, buf, sizeof buf);
+        if (got > 0) {
+            into.append(buf, static_cast<std::size_t>(got));
+        } else if (got == 0 || errno != EINTR) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+
+    void close_pipes() noexcept {
+        if (out_fd_ >= 0) ::close(out_fd_);
+        if (err_fd_ >= 0) ::close(err_fd_);
+        out_fd_ = err_fd_ = -1;
+    }
+
+    pid_t pid_ = -1;
+    int out_fd_ = -1;
+    int err_fd_ = -1;
+    std::string out_;
+    std::string err_;
+    std::optional<int> status_;
+    bool lost_ = false;  // waitpid failed other than EINTR: the pid is no longer ours to signal
+};
+
+}  // namespace coring::testing
