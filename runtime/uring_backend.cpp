@@ -139,10 +139,7 @@ void uring_backend::submit(op& o) noexcept {
         io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
         break;
     case op_kind::connect: io_uring_prep_connect(sqe, o.fd, o.addr, o.addr_len); break;
-    case op_kind::recv:
-        io_uring_prep_recv(sqe, o.fd, o.buf, o.len, o.flags);
-        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-        break;
+    case op_kind::recv: io_uring_prep_recv(sqe, o.fd, o.buf, o.len, o.flags); break;
     case op_kind::send: io_uring_prep_send(sqe, o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL); break;
     case op_kind::read: io_uring_prep_read(sqe, o.fd, o.buf, o.len, 0); break;
     case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
