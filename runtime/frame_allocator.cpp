@@ -83,18 +83,30 @@ frame_cache* new_cache() {
     return c;
 }
 
-struct thread_cache {
-    frame_cache* cache = new_cache();
-    ~thread_cache() {
-        cache->take_returned(closed);  // from now on, late frees from other threads go to the heap
-        for (free_block*& head : cache->heads)
+// The hot path reads only `mine`, a constant-initialised thread_local (no TLS init wrapper).
+// The reaper, a thread_local with a destructor, is touched once when the cache is made, so it
+// runs at thread exit: it closes the return stack and frees the cached blocks.
+thread_local frame_cache* mine = nullptr;
+thread_local bool gone = false;  // this thread's cache is torn down: use the heap
+
+struct reaper {
+    ~reaper() {
+        if (!mine) return;
+        mine->take_returned(closed);  // from now on, late frees from other threads go to the heap
+        for (free_block*& head : mine->heads)
             while (head) ::operator delete(std::exchange(head, head->next));
         gone = true;
     }
-    static thread_local bool gone;  // trivially destructible: readable after the cache is torn down
 };
-thread_local bool thread_cache::gone = false;
-thread_local thread_cache local;
+thread_local reaper reap_at_exit;
+
+frame_cache& my_cache() {
+    if (!mine) {
+        mine = new_cache();
+        [[maybe_unused]] reaper* r = &reap_at_exit;  // constructs it, registering its destructor
+    }
+    return *mine;
+}
 
 constexpr std::size_t class_of(std::size_t bytes) noexcept { return (bytes - 1) / granule; }
 
@@ -105,13 +117,13 @@ header* header_of(void* frame) noexcept { return static_cast<header*>(frame) - 1
 
 void* allocate_frame(std::size_t size) {
     const std::size_t k = class_of(size + sizeof(header));
-    if (!thread_cache::gone) ++local.cache->stats.allocations;
-    if (thread_cache::gone || k >= class_count || max_cached == 0) {
+    if (!gone) ++my_cache().stats.allocations;
+    if (gone || k >= class_count || max_cached == 0) {
         auto* h = static_cast<header*>(::operator new(size + sizeof(header)));
         *h = {nullptr, 0};
         return payload(h);
     }
-    frame_cache& c = *local.cache;
+    frame_cache& c = *mine;
     if (!c.heads[k]) c.take_returned();
     if (free_block* b = c.heads[k]) {
         c.heads[k] = b->next;
@@ -132,7 +144,7 @@ void free_frame(void* frame, std::size_t) noexcept {
     if (!owner) return ::operator delete(h);
     const std::size_t k = h->klass;
     auto* b = reinterpret_cast<free_block*>(h);  // the header stays readable: klass is reused below
-    if (!thread_cache::gone && owner == local.cache) {
+    if (!gone && owner == mine) {
         if (owner->counts[k] >= max_cached) return ::operator delete(h);
         return owner->push(k, b);
     }
@@ -144,7 +156,7 @@ void free_frame(void* frame, std::size_t) noexcept {
     } while (!owner->returned.compare_exchange_weak(head, b, std::memory_order_release, std::memory_order_relaxed));
 }
 
-frame_stats frame_allocator_stats() noexcept { return local.cache->stats; }
+frame_stats frame_allocator_stats() noexcept { return my_cache().stats; }
 bool frame_cache_enabled() noexcept { return max_cached > 0; }
 
 }  // namespace coring::detail
