@@ -173,7 +173,7 @@ task<> core::watchdog(std::chrono::nanoseconds limit, bool* fired) {
     if (slept) {
         *fired = true;
         log("core {}: deadline of {} ms passed: cancelling every task", id_, limit.count() / 1'000'000);
-        cancel_all();
+        cancel_user_tasks();
     }
 }
 
@@ -382,8 +382,15 @@ void core::drain_everything() noexcept {
 // ---- stopping ----------------------------------------------------------------------------------
 
 void core::request_stop() noexcept {
-    if (stopping_) return cancel_all();  // the second request: at once
+    if (stopping_) return cancel_user_tasks();  // the second request: at once
     begin_stop();
+}
+
+void core::cancel_user_tasks() noexcept {
+    // Not the core's own tasks: the doorbell reader must keep listening until the very end, or
+    // a peer's "all cores are done" ring would go unheard.
+    for (auto* ctx = live_; ctx; ctx = ctx->next)
+        if (!ctx->system) cancel_task(*ctx);
 }
 
 void core::begin_stop() noexcept {
@@ -398,8 +405,7 @@ task<> core::cancel_after_drain() {
     if (slept) {
         if (live_user_tasks_ > 0)
             log("core {}: drain timeout: cancelling {} task(s)", id_, live_user_tasks_);
-        for (auto* ctx = live_; ctx; ctx = ctx->next)
-            if (!ctx->system) cancel_task(*ctx);
+        cancel_user_tasks();
     }
 }
 

@@ -200,3 +200,37 @@ TEST_CASE("coring-echo stops cleanly on SIGTERM and SIGINT, cancelling idle conn
     CHECK(::recv(idle.fd, &byte, 1, 0) == 0);
     CHECK(::recv(active.fd, &byte, 1, 0) == 0);
 }
+
+TEST_CASE("a second SIGINT stops coring-echo at once, without waiting out the drain timeout", "[app][signal]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (std::string why; kind == backend_kind::uring && !uring_usable(&why)) {
+        WARN("io_uring unavailable here, uring run skipped: " << why);
+        return;
+    }
+    child_process p{CORING_ECHO_BINARY,
+                    {"--listen", "127.0.0.1:0", "--cores", "2", "--backend", std::string{to_string(kind)},
+                     "--drain-timeout", "60000"}};
+    const bool up = p.read_until(clock_type::now() + 10s, [](const child_process& e) { return listening_port(e.err()) != 0; });
+    INFO("stderr:\n" << p.err());
+    REQUIRE(up);
+    fd_guard idle{connect_blocking(listening_port(p.err()))};
+    REQUIRE(idle.fd >= 0);
+    CHECK(blocking_round_trip(idle.fd, "idle") == "idle");  // accepted, now idle for 60 s of drain
+
+    REQUIRE(::kill(p.pid(), SIGINT) == 0);
+    const bool stopping = p.read_until(clock_type::now() + 5s, [](const child_process& e) {
+        return e.err().find("stopping") != std::string::npos;
+    });
+    REQUIRE(stopping);
+    const auto second = clock_type::now();
+    REQUIRE(::kill(p.pid(), SIGINT) == 0);
+    const auto status = p.wait_exit_or_kill(3s);
+    INFO("stderr:\n" << p.err());
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(clock_type::now() - second < 3s);
+    char byte;
+    CHECK(::recv(idle.fd, &byte, 1, 0) == 0);
+}

@@ -141,6 +141,7 @@ public:
     bool stopping() const noexcept { return stopping_; }
     // Cancels every task (user and system): their current and future ops fail with ECANCELED.
     void cancel_all() noexcept;
+    void cancel_user_tasks() noexcept;  // the same, sparing the core's own tasks
     std::size_t live_tasks() const noexcept { return live_user_tasks_; }
 
     core_stats stats() const noexcept;
