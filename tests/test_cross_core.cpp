@@ -62,7 +62,7 @@ task<> flood(core& c, int n, outcome* out) {
 }
 
 task<int> slow_double(int x) {
-    co_await sleep_for(std::chrono::milliseconds{1});
+    (void)co_await sleep_for(std::chrono::milliseconds{1});
     co_return 2 * x;
 }
 
