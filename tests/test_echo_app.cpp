@@ -11,6 +11,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
@@ -233,4 +234,36 @@ TEST_CASE("a second SIGINT stops coring-echo at once, without waiting out the dr
     CHECK(clock_type::now() - second < 3s);
     char byte;
     CHECK(::recv(idle.fd, &byte, 1, 0) == 0);
+}
+
+TEST_CASE("coring-echo on a unix socket: several cores, a stale file replaced, removed on exit", "[app][unix]") {
+    const std::string path = "/tmp/coring-echo-test-" + std::to_string(::getpid()) + ".sock";
+    {  // what a crashed server leaves: a socket file nobody accepts on
+        fd_guard stale{::socket(AF_UNIX, SOCK_STREAM, 0)};
+        sockaddr_un un{};
+        un.sun_family = AF_UNIX;
+        std::snprintf(un.sun_path, sizeof un.sun_path, "%s", path.c_str());
+        REQUIRE(::bind(stale.fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0);
+    }
+    child_process p{CORING_ECHO_BINARY, {"--listen", "unix:" + path, "--cores", "2", "--drain-timeout", "200"}};
+    const bool up = p.read_until(clock_type::now() + 10s, [](const child_process& e) {
+        return e.err().find("listening on unix:") != std::string::npos;
+    });
+    INFO("stderr:\n" << p.err());
+    REQUIRE(up);
+    fd_guard conn{::socket(AF_UNIX, SOCK_STREAM, 0)};
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::snprintf(un.sun_path, sizeof un.sun_path, "%s", path.c_str());
+    REQUIRE(::connect(conn.fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0);
+    const timeval limit{5, 0};
+    ::setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    CHECK(blocking_round_trip(conn.fd, "over unix") == "over unix");
+    REQUIRE(::kill(p.pid(), SIGTERM) == 0);
+    const auto status = p.wait_exit_or_kill(3s);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(::access(path.c_str(), F_OK) != 0);  // the server removed its socket file
+    ::unlink(path.c_str());
 }

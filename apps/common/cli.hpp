@@ -27,6 +27,8 @@ inline void parse_flags(int argc, char** argv, std::string_view usage, runtime_o
             std::exit(0);
         }
         try {
+            if (flag.substr(0, 2) != "--")
+                throw std::invalid_argument("unexpected argument '" + std::string{flag} + "' (see --help)");
             std::string_view value;
             bool is_switch = false;
             for (auto s : switches) is_switch |= (s == flag);
@@ -37,7 +39,7 @@ inline void parse_flags(int argc, char** argv, std::string_view usage, runtime_o
                 if (i + 1 >= argc) throw std::invalid_argument(std::string{flag} + ": missing value");
                 value = argv[++i];
             }
-            if (flag.substr(0, 2) != "--" || !(runtime.set(flag, value) || app_flag(flag, value)))
+            if (!(runtime.set(flag, value) || app_flag(flag, value)))
                 throw std::invalid_argument("unknown flag " + std::string{flag} + " (see --help)");
         } catch (const std::invalid_argument& e) {
             std::fprintf(stderr, "%s: %s\n", prog, e.what());

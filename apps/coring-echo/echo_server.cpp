@@ -2,7 +2,9 @@
 
 #include <array>
 #include <cerrno>
+#include <cstddef>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace coring::apps {
@@ -20,6 +22,12 @@ task<> echo_connection(tcp_stream conn, bool nodelay) {
 }
 
 namespace {
+
+// A unix socket's path outlives its listener; abstract names ("unix:@x") leave no file.
+void remove_socket_file(const address& where) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(where.data());
+    if (where.size() > offsetof(sockaddr_un, sun_path) && un->sun_path[0] != '\0') ::unlink(un->sun_path);
+}
 
 task<> accept_loop(tcp_listener listener, bool nodelay) {
     core& here = core::current();
@@ -40,14 +48,25 @@ task<> accept_loop(tcp_listener listener, bool nodelay) {
         }
         // ECONNABORTED and friends: that one connection is gone, the next may be fine.
     }
+    const auto where = listener.local_address();
     co_await listener.close();
+    if (where && where->family() == AF_UNIX) remove_socket_file(*where);  // ours: we made it
 }
 
 }  // namespace
 
-result<address> reserve_port(address where) {
-    const bool ip = where.family() == AF_INET || where.family() == AF_INET6;
-    if (!ip || where.port() != 0) return where;
+result<address> prepare_listen_address(address where) {
+    if (where.family() == AF_UNIX) {
+        // A socket file nobody accepts on is what a crashed server leaves: remove it. One that
+        // accepts belongs to a live server, and bind will say "Address already in use".
+        const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe >= 0) {
+            if (::connect(probe, where.data(), where.size()) < 0 && errno == ECONNREFUSED) remove_socket_file(where);
+            ::close(probe);
+        }
+        return where;
+    }
+    if (where.port() != 0) return where;
     const int fd = ::socket(where.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return to_error(-errno);
     const int on = 1;
@@ -73,6 +92,8 @@ result<address> start_echo_server(echo_options opts) {
 }
 
 task<> echo_server(echo_options opts) {
+    // Unix sockets have no SO_REUSEPORT: one core listens, and its connections stay there.
+    if (opts.listen.family() == AF_UNIX && core::current().id() != 0) co_return;
     auto bound = start_echo_server(opts);
     if (!bound) throw std::system_error(bound.error(), "bind " + opts.listen.to_string());
     if (core::current().id() == 0) log("echo server listening on {}", bound->to_string());

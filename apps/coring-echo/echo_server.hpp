@@ -17,10 +17,11 @@ task<> echo_connection(tcp_stream conn, bool nodelay);
 // core stops. A bind failure throws std::system_error naming the address.
 task<> echo_server(echo_options opts);
 
-// Port 0 means "any free port", but each core binds its own listener: resolved separately they
-// would get different ports. This picks one port for all of them, held (bound with SO_REUSEPORT,
-// never listening, so it takes no connections) until the process exits.
-result<address> reserve_port(address where);
+// Before the cores start. Port 0 means "any free port", but each core binds its own listener:
+// resolved separately they would get different ports, so this picks one for all of them, held
+// (bound with SO_REUSEPORT, never listening, so it takes no connections) until the process
+// exits. A unix socket file that nobody accepts on (left by a crashed server) is removed.
+result<address> prepare_listen_address(address where);
 
 // Binds now, serves in a task owned by the current core; returns the bound address (port 0
 // becomes the real port). For tests.

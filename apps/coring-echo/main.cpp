@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
         }
         return true;
     });
-    if (auto port = apps::reserve_port(echo.listen)) {
+    if (auto port = apps::prepare_listen_address(echo.listen)) {
         echo.listen = *port;
     } else {
         std::fprintf(stderr, "coring-echo: bind %s: %s\n", echo.listen.to_string().c_str(), port.error().message().c_str());
