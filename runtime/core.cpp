@@ -272,68 +272,6 @@ void core::turn() {
     run_ready();
 }
 
-void core::join_group(std::vector<core*> peers, detail::run_group* group) {
-    peers_ = std::move(peers);
-    group_ = group;
-    outboxes_.assign(peers_.size(), {});
-}
-
-void core::log_bad_core(unsigned k) const noexcept {
-    log("submit_to({}): this run has {} core(s)", k, peers_.size());
-}
-
-void core::post(detail::mail& m) noexcept {
-    outbox& out = outboxes_[m.to];
-    m.next = nullptr;
-    if (out.head || !peers_[m.to]->inbox_.try_push(&m)) {  // keep order behind earlier overflow
-        (out.tail ? out.tail->next : out.head) = &m;
-        out.tail = &m;
-        ++outbox_pending_;
-        ++stats_.mail_deferred;
-    }
-    if (!out.wake && m.to != id_) {
-        out.wake = true;
-        sent_to_.push_back(m.to);
-    }
-}
-
-void core::send_mail() noexcept {
-    if (outbox_pending_ > 0) {
-        for (unsigned k = 0; k < outboxes_.size(); ++k) {
-            outbox& out = outboxes_[k];
-            while (out.head && peers_[k]->inbox_.try_push(out.head)) {
-                out.head = out.head->next;
-                --outbox_pending_;
-            }
-            if (!out.head) out.tail = nullptr;
-            if (!out.wake && k != id_) {
-                out.wake = true;
-                sent_to_.push_back(k);
-            }
-        }
-    }
-    if (sent_to_.empty()) return;
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // pushes before the sleeping checks
-    for (unsigned k : sent_to_) {
-        outboxes_[k].wake = false;
-        core& dest = *peers_[k];
-        if (!dest.sleeping_.exchange(false)) continue;  // awake: it drains its inbox every turn
-        ++stats_.wakes_sent;
-        if (!backend_->post_wake(dest.backend_->ring_fd())) dest.ring_doorbell();
-    }
-    sent_to_.clear();
-}
-
-void core::receive_mail() noexcept {
-    // At most one inbox's worth per turn, so a flood cannot keep this core from its own I/O.
-    for (std::size_t n = 0; n < 4096; ++n) {
-        detail::mail* m = inbox_.try_pop();
-        if (!m) break;
-        ++stats_.mail_received;
-        m->deliver(*m);
-    }
-}
-
 void core::run_ready() noexcept {
     // Only what was queued before this turn: tasks that keep re-queueing cannot starve I/O.
     for (std::size_t n = ready_.size(); n > 0; --n) {
