@@ -167,7 +167,11 @@ detail::task_context& core::spawn_root(task<> t, bool system) {
     return ctx;
 }
 
-task<> core::watchdog(std::chrono::nanoseconds limit, bool* fired) {
+task<> core::watchdog(std::chrono::nanoseconds limit, bool* fired, bool* alive) {
+    struct on_exit {
+        bool* alive;
+        ~on_exit() { *alive = false; }
+    } mark{alive};
     // g++ 12 mis-compiles a co_await inside an if condition: await into a variable first.
     const auto slept = co_await sleep_for(limit);
     if (slept) {
@@ -299,9 +303,7 @@ void core::run() {
     while (live_user_tasks_ > 0 || outbox_pending_ > 0) turn();  // a server lives until stopped
     if (group_) {
         // Done here, but a peer may still send work: serve mail until every core is done.
-        group_->finished.fetch_add(1);
-        for (core* p : peers_)
-            if (p != this) p->ring_doorbell();  // so sleeping peers look at the count
+        leave_group();
         while (group_->finished.load() < group_->size || live_user_tasks_ > 0 || outbox_pending_ > 0) turn();
     }
     drain_everything();
@@ -345,6 +347,14 @@ task<> core::cancel_after_drain() {
             log("core {}: drain timeout: cancelling {} task(s)", id_, live_user_tasks_);
         cancel_user_tasks();
     }
+}
+
+void core::leave_group() noexcept {
+    if (!group_ || left_group_) return;
+    left_group_ = true;
+    group_->finished.fetch_add(1);
+    for (core* p : peers_)
+        if (p != this) p->ring_doorbell();  // so sleeping peers look at the count
 }
 
 void core::request_stop_from_any_thread() noexcept {

@@ -18,17 +18,20 @@ void core::log_bad_core(unsigned k) const noexcept {
 }
 
 void core::post(detail::mail& m) noexcept {
-    outbox& out = outboxes_[m.to];
+    // Once pushed, m belongs to the destination: it may be delivered, rewritten as the reply,
+    // even freed, before try_push returns here. Read what we need from it first.
+    const unsigned to = m.to;
+    outbox& out = outboxes_[to];
     m.next = nullptr;
-    if (out.head || !peers_[m.to]->inbox_.try_push(&m)) {  // keep order behind earlier overflow
+    if (out.head || !peers_[to]->inbox_.try_push(&m)) {  // keep order behind earlier overflow
         (out.tail ? out.tail->next : out.head) = &m;
         out.tail = &m;
         ++outbox_pending_;
         ++stats_.mail_deferred;
     }
-    if (!out.wake && m.to != id_) {
+    if (!out.wake && to != id_) {
         out.wake = true;
-        sent_to_.push_back(m.to);
+        sent_to_.push_back(to);
     }
 }
 
@@ -36,8 +39,10 @@ void core::send_mail() noexcept {
     if (outbox_pending_ > 0) {
         for (unsigned k = 0; k < outboxes_.size(); ++k) {
             outbox& out = outboxes_[k];
-            while (out.head && peers_[k]->inbox_.try_push(out.head)) {
-                out.head = out.head->next;
+            while (out.head) {
+                detail::mail* next = out.head->next;  // before the push: then it is not ours
+                if (!peers_[k]->inbox_.try_push(out.head)) break;
+                out.head = next;
                 --outbox_pending_;
             }
             if (!out.head) out.tail = nullptr;

@@ -173,8 +173,9 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
                 c->spawn(guard_main(main_fn(*c), &state));
                 c->run();
             } catch (const std::exception& e) {
-                log("core {}: {}", k, e.what());
                 loop_failed = true;
+                state.fail(format("core {}: {}", k, e.what()));  // every core is asked to stop
+                c->leave_group();  // or the others would wait for this one forever
             }
         }
         stopped.arrive_and_wait();

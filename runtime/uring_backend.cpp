@@ -119,7 +119,10 @@ io_uring_sqe* uring_backend::get_sqe() noexcept {
 void uring_backend::start(op& o) noexcept {
     ++stats_.ops_started;
     ++o.pending;
-    if (in_flight_ >= in_flight_limit_) {  // the CQ could overflow: wait for room
+    // Close and shutdown never wait: they finish at once, and must stay ordered before any
+    // detached close (which is never parked either) that could free their fd number.
+    const bool may_park = o.kind != op_kind::close && o.kind != op_kind::shutdown;
+    if (may_park && in_flight_ >= in_flight_limit_) {  // the CQ could overflow: wait for room
         ++stats_.parked_for_cq;
         o.parked = true;
         o.next = nullptr;
@@ -168,7 +171,13 @@ void uring_backend::cancel(op& o) noexcept {
         o.res = -ECANCELED;
         return sink_.complete(o);
     }
-    io_uring_sqe* sqe = get_sqe();
+    io_uring_sqe* sqe = get_sqe();  // may reap (SQ full, then -EBUSY): o may have completed
+    if (o.pending == 0) {
+        io_uring_prep_nop(sqe);  // the slot is taken; fill it with something harmless
+        io_uring_sqe_set_data64(sqe, detached_user_data);
+        ++in_flight_;
+        return;
+    }
     io_uring_prep_cancel64(sqe, user_data_of(o), 0);
     io_uring_sqe_set_data64(sqe, user_data_of(o) | cancel_tag);
     ++o.pending;  // the cancel's CQE names this op too: the frame must outlive it

@@ -53,6 +53,11 @@ task<> post_one(int seq, outcome* out) {
     (echoed == seq ? out->ok : out->wrong)++;
 }
 
+task<> post_to(unsigned target, int seq, outcome* out) {
+    const int echoed = co_await core::current().submit_to(target, [seq] { return seq; });
+    (echoed == seq ? out->ok : out->wrong)++;
+}
+
 task<> flood(core& c, int n, outcome* out) {
     if (c.id() != 0) co_return;
     task_group group;
@@ -170,4 +175,28 @@ TEST_CASE("when_any returns the first and cancels the rest; when_all keeps order
     CHECK(value == 2);
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // the 30 s sleepers were cancelled
     CHECK(c.run_for(10s, gather()) == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+}
+
+namespace {
+task<> flood_from(core& c, unsigned target, int n, outcome* out) {
+    if (c.id() == target) co_return;
+    task_group group;
+    for (int i = 0; i < n; ++i) group.spawn(post_to(target, i, out));
+    co_await group.join();
+}
+}  // namespace
+
+// Regression: a sender read a mail's `next` (and `to`) after pushing it, by which time the
+// target could already have turned it into the reply; the rest of an outbox chain was lost and
+// the senders waited forever. Several senders on shared CPUs make that window likeliest.
+TEST_CASE("three cores flooding a fourth through full inboxes lose nothing", "[cross]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    outcome out;
+    runtime_options o = two_cores(kind);
+    o.cores = 4;  // more than this machine's CPUs: cores share them and get preempted mid-send
+    const int n = 15'000;
+    CHECK(run(o, [&out, n](core& c) { return flood_from(c, 3, n, &out); }) == 0);
+    CHECK(out.ok == 3u * n);
+    CHECK(out.wrong == 0);
 }

@@ -151,6 +151,9 @@ public:
     unsigned core_count() const noexcept { return static_cast<unsigned>(peers_.size()); }
     core& peer(unsigned k) const noexcept { return *peers_[k]; }
     void join_group(std::vector<core*> peers, detail::run_group* group);
+    // Tells the run this core has no work of its own left (run() does it; so must a launcher
+    // whose core failed before run()), and rings the peers so they notice.
+    void leave_group() noexcept;
 
     // co_await core::current().submit_to(k, fn): runs fn() on core k and gives its result here
     // (fn may return a task<T>, which then runs on core k). fn is moved into the awaiting
@@ -180,7 +183,7 @@ private:
 
     void complete(op& o) noexcept override;
     detail::task_context& spawn_root(task<> t, bool system);
-    task<> watchdog(std::chrono::nanoseconds limit, bool* fired);
+    task<> watchdog(std::chrono::nanoseconds limit, bool* fired, bool* alive);
     void on_root_exit(detail::task_context& ctx) noexcept;
     void run_until(const bool& done);
     void turn();
@@ -209,6 +212,7 @@ private:
     detail::mailbox inbox_{4096};
     std::vector<core*> peers_;                // every core of the run, by id
     detail::run_group* group_ = nullptr;
+    bool left_group_ = false;
     struct outbox {
         detail::mail* head = nullptr;         // mail that found the destination's inbox full
         detail::mail* tail = nullptr;
@@ -258,14 +262,15 @@ T core::block_on(task<T> t) {
 template <class T>
 T core::block_on(task<T> t, std::chrono::nanoseconds limit) {
     bool fired = false;
+    bool alive = true;  // cleared by the watchdog as it ends, however it ends
     struct stop_watchdog {  // on every way out, exceptions included
         core& self;
         detail::task_context& dog;
-        const bool& fired;
+        const bool& alive;
         ~stop_watchdog() {
-            if (!fired) self.cancel_task(dog);  // still sleeping: its frame and context are alive
+            if (alive) self.cancel_task(dog);  // still sleeping: its frame and context exist
         }
-    } guard{*this, spawn_root(watchdog(limit, &fired), true), fired};
+    } guard{*this, spawn_root(watchdog(limit, &fired, &alive), true), alive};
     auto check = [&] {
         if (fired) throw std::runtime_error("block_on: the deadline passed; every task was cancelled");
     };
