@@ -74,4 +74,9 @@ void core::receive_mail() noexcept {
     }
 }
 
+void core::wake_failed(int ring_fd) noexcept {
+    for (core* p : peers_)
+        if (p->backend_->ring_fd() == ring_fd) p->ring_doorbell();  // the eventfd always works
+}
+
 }  // namespace coring

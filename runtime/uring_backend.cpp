@@ -15,6 +15,7 @@ namespace {
 constexpr std::uint64_t cancel_tag = 1;  // ops are 8-aligned: bit 0 marks a cancel's CQE
 constexpr std::uint64_t detached_user_data = 0;  // a CQE nobody waits for (detached close)
 constexpr std::uint64_t wake_user_data = 2;      // a MSG_RING from another core: only a wake-up
+constexpr std::uint64_t wake_sent_tag = 3;       // our MSG_RING's own CQE; the target's ring fd above bit 32
 
 std::uint64_t user_data_of(const op& o) noexcept { return reinterpret_cast<std::uintptr_t>(&o); }
 op& op_from(std::uint64_t user_data) noexcept {
@@ -196,7 +197,7 @@ bool uring_backend::post_wake(int target_ring_fd) noexcept {
     io_uring_sqe* sqe = get_sqe();
     // The target sees a CQE with user_data = wake_user_data; we get one for the send itself.
     io_uring_prep_msg_ring(sqe, target_ring_fd, 0, wake_user_data, 0);
-    io_uring_sqe_set_data64(sqe, detached_user_data);
+    io_uring_sqe_set_data64(sqe, (std::uint64_t(unsigned(target_ring_fd)) << 32) | wake_sent_tag);
     ++in_flight_;
     return true;
 }
@@ -232,6 +233,10 @@ void uring_backend::reap() noexcept {
         if (ud == wake_user_data) continue;  // sent by another ring: never counted here
         --in_flight_;
         if (ud == detached_user_data) continue;
+        if ((ud & 7) == wake_sent_tag) {
+            if (cqe->res < 0) sink_.wake_failed(static_cast<int>(ud >> 32));
+            continue;
+        }
         op& o = op_from(ud);
         if ((ud & cancel_tag) == 0) {  // the op's own CQE carries the result; the cancel's does not
             o.res = cqe->res;

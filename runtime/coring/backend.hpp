@@ -30,6 +30,9 @@ namespace detail {
 class completion_sink {
 public:
     virtual void complete(op& o) noexcept = 0;
+    // A cross-core wake sent by post_wake to ring_fd failed (e.g. the target's CQ overflowed):
+    // the wake must go another way, or the target may sleep on mail.
+    virtual void wake_failed(int ring_fd) noexcept = 0;
 
 protected:
     ~completion_sink() = default;

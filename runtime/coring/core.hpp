@@ -182,6 +182,7 @@ private:
     friend struct detail::root_promise;
 
     void complete(op& o) noexcept override;
+    void wake_failed(int ring_fd) noexcept override;
     detail::task_context& spawn_root(task<> t, bool system);
     task<> watchdog(std::chrono::nanoseconds limit, bool* fired, bool* alive);
     void on_root_exit(detail::task_context& ctx) noexcept;
