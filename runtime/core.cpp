@@ -167,15 +167,15 @@ detail::task_context& core::spawn_root(task<> t, bool system) {
     return ctx;
 }
 
-task<> core::watchdog(std::chrono::nanoseconds limit, bool* fired, bool* alive) {
+task<> core::watchdog(std::chrono::nanoseconds limit, std::shared_ptr<watchdog_state> state) {
     struct on_exit {
-        bool* alive;
-        ~on_exit() { *alive = false; }
-    } mark{alive};
+        watchdog_state& state;
+        ~on_exit() { state.alive = false; }
+    } mark{*state};
     // g++ 12 mis-compiles a co_await inside an if condition: await into a variable first.
     const auto slept = co_await sleep_for(limit);
     if (slept) {
-        *fired = true;
+        state->fired = true;
         log("core {}: deadline of {} ms passed: cancelling every task", id_, limit.count() / 1'000'000);
         cancel_user_tasks();
     }

@@ -195,8 +195,8 @@ TEST_CASE("three cores flooding a fourth through full inboxes lose nothing", "[c
     outcome out;
     runtime_options o = two_cores(kind);
     o.cores = 4;  // more than this machine's CPUs: cores share them and get preempted mid-send
-    const int n = 15'000;
-    CHECK(run(o, [&out, n](core& c) { return flood_from(c, 3, n, &out); }) == 0);
+    constexpr int n = 15'000;
+    CHECK(run(o, [&out](core& c) { return flood_from(c, 3, n, &out); }) == 0);
     CHECK(out.ok == 3u * n);
     CHECK(out.wrong == 0);
 }

@@ -184,7 +184,12 @@ private:
     void complete(op& o) noexcept override;
     void wake_failed(int ring_fd) noexcept override;
     detail::task_context& spawn_root(task<> t, bool system);
-    task<> watchdog(std::chrono::nanoseconds limit, bool* fired, bool* alive);
+    struct watchdog_state {
+        bool fired = false;  // the deadline passed and everything was cancelled
+        bool alive = true;   // the watchdog task has not ended yet (however it ends)
+    };
+    // Shares its state with block_on: the watchdog may end after block_on has returned.
+    task<> watchdog(std::chrono::nanoseconds limit, std::shared_ptr<watchdog_state> state);
     void on_root_exit(detail::task_context& ctx) noexcept;
     void run_until(const bool& done);
     void turn();
@@ -262,18 +267,17 @@ T core::block_on(task<T> t) {
 
 template <class T>
 T core::block_on(task<T> t, std::chrono::nanoseconds limit) {
-    bool fired = false;
-    bool alive = true;  // cleared by the watchdog as it ends, however it ends
+    auto state = std::make_shared<watchdog_state>();
     struct stop_watchdog {  // on every way out, exceptions included
         core& self;
         detail::task_context& dog;
-        const bool& alive;
+        std::shared_ptr<watchdog_state> state;
         ~stop_watchdog() {
-            if (alive) self.cancel_task(dog);  // still sleeping: its frame and context exist
+            if (state->alive) self.cancel_task(dog);  // still sleeping: its frame and context exist
         }
-    } guard{*this, spawn_root(watchdog(limit, &fired, &alive), true), alive};
+    } guard{*this, spawn_root(watchdog(limit, state), true), state};
     auto check = [&] {
-        if (fired) throw std::runtime_error("block_on: the deadline passed; every task was cancelled");
+        if (state->fired) throw std::runtime_error("block_on: the deadline passed; every task was cancelled");
     };
     if constexpr (std::is_void_v<T>) {
         block_on(std::move(t));
