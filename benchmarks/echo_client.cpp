@@ -118,9 +118,7 @@ int main(int argc, char** argv) {
     settings s;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
         if (flag == "--target") {
-            auto a = address::parse(value);
-            if (!a) throw std::invalid_argument("--target " + std::string{value} + ": " + a.error().message());
-            s.target = *a;
+            s.target = apps::address_flag(flag, value);
         } else if (flag == "--conns") {
             s.conns = static_cast<unsigned>(parse_number(flag, value));
             if (s.conns == 0) throw std::invalid_argument("--conns: at least 1");

@@ -1,6 +1,7 @@
 #pragma once
 // Flag parsing shared by the apps: "--flag value" or "--flag=value", runtime flags handled by
 // runtime_options, --help prints usage and exits 0, anything wrong prints one line and exits 2.
+#include <coring/address.hpp>
 #include <coring/run.hpp>
 
 #include <cstdio>
@@ -12,6 +13,13 @@
 #include <string_view>
 
 namespace coring::apps {
+
+// The value of an address flag, or std::invalid_argument naming the flag, value and reason.
+inline address address_flag(std::string_view flag, std::string_view value) {
+    auto a = address::parse(value);
+    if (!a) throw std::invalid_argument(std::string{flag} + " " + std::string{value} + ": " + a.error().message());
+    return *a;
+}
 
 // app_flag(flag, value) returns false for a flag it does not know and throws
 // std::invalid_argument for a bad value. Flags in `switches` take no value (value is "").

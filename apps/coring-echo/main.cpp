@@ -19,9 +19,7 @@ int main(int argc, char** argv) {
     apps::echo_options echo;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
         if (flag == "--listen") {
-            auto a = address::parse(value);
-            if (!a) throw std::invalid_argument("--listen " + std::string{value} + ": " + a.error().message());
-            echo.listen = *a;
+            echo.listen = apps::address_flag(flag, value);
         } else if (flag == "--no-delay") {
             if (value != "on" && value != "off") throw std::invalid_argument("--no-delay: expected on or off");
             echo.nodelay = value == "on";
