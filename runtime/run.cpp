@@ -97,7 +97,7 @@ std::string_view runtime_options::help() noexcept {
     return "  --cores N            cores (threads, one per CPU); 0 = every CPU allowed (default 0)\n"
            "  --backend B          uring | epoll | auto (default auto: io_uring, else epoll)\n"
            "  --drain-timeout MS   on SIGINT/SIGTERM, time for connections to finish (default 5000)\n"
-           "  --sq-entries N       io_uring submission queue size; the CQ is 4x (default 1024)\n";
+           "  --sq-entries N       io_uring submission queue size (default 1024); the CQ holds 2 per fd\n";
 }
 
 runtime_options runtime_options::from_args(int argc, char** argv) {
