@@ -40,15 +40,17 @@ std::vector<std::string> split_words(const std::string& s) {
     return words;
 }
 
-// Whether io_uring works for this process; a kernel or container may forbid it, and then the
-// uring runs of the binary would fail at start-up rather than test what they are about.
-bool uring_usable(std::string* why) {
+// Whether a run on `kind` cannot happen here: io_uring may be forbidden by the kernel or a
+// container, and then the binary's uring runs would fail at start-up rather than test what they
+// are about. Says so (WARN) when it skips.
+bool skip_without(backend_kind kind) {
+    if (kind != backend_kind::uring) return false;
     try {
         test_core probe{backend_kind::uring, 8};
-        return true;
-    } catch (const std::exception& e) {
-        *why = e.what();
         return false;
+    } catch (const std::exception& e) {
+        WARN("io_uring unavailable here, uring run skipped: " << e.what());
+        return true;
     }
 }
 
@@ -133,10 +135,7 @@ TEST_CASE("coring-echo rejects a bad flag with exit code 2 and one line naming i
 TEST_CASE("coring-echo exits 2 naming the address when the port is taken", "[app][bind]") {
     const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
     INFO("backend: " << to_string(kind));
-    if (std::string why; kind == backend_kind::uring && !uring_usable(&why)) {
-        WARN("io_uring unavailable here, uring run skipped: " << why);
-        return;
-    }
+    if (skip_without(kind)) return;
     // A listener without SO_REUSEPORT: the server's SO_REUSEPORT bind cannot share it.
     fd_guard taken{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
     REQUIRE(taken.fd >= 0);
@@ -162,10 +161,7 @@ TEST_CASE("coring-echo stops cleanly on SIGTERM and SIGINT, cancelling idle conn
     const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
     const int sig = GENERATE(SIGTERM, SIGINT);
     INFO("backend: " << to_string(kind) << ", signal: " << strsignal(sig));
-    if (std::string why; kind == backend_kind::uring && !uring_usable(&why)) {
-        WARN("io_uring unavailable here, uring run skipped: " << why);
-        return;
-    }
+    if (skip_without(kind)) return;
     constexpr auto drain = 500ms;
     child_process p{CORING_ECHO_BINARY,
                     {"--listen", "127.0.0.1:0", "--backend", std::string{to_string(kind)}, "--drain-timeout",
@@ -205,10 +201,7 @@ TEST_CASE("coring-echo stops cleanly on SIGTERM and SIGINT, cancelling idle conn
 TEST_CASE("a second SIGINT stops coring-echo at once, without waiting out the drain timeout", "[app][signal]") {
     const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
     INFO("backend: " << to_string(kind));
-    if (std::string why; kind == backend_kind::uring && !uring_usable(&why)) {
-        WARN("io_uring unavailable here, uring run skipped: " << why);
-        return;
-    }
+    if (skip_without(kind)) return;
     child_process p{CORING_ECHO_BINARY,
                     {"--listen", "127.0.0.1:0", "--cores", "2", "--backend", std::string{to_string(kind)},
                      "--drain-timeout", "60000"}};
