@@ -358,7 +358,7 @@ void core::leave_group() noexcept {
 }
 
 void core::request_stop_from_any_thread() noexcept {
-    stop_requested_.store(true);
+    stop_requests_.fetch_add(1);
     ring_doorbell();
 }
 
@@ -382,9 +382,9 @@ task<> core::watch_wakeups() {
             int await_resume() const noexcept { return o.res; }
         };
         if (co_await awaiter{o} < 0) co_return;  // cancelled: the core is shutting down
-        // One read takes the whole counter, so two quick rings may arrive as one; the flag
-        // exchange still sees each request made after the previous read.
-        if (stop_requested_.exchange(false)) request_stop();
+        // One read takes the whole doorbell counter, so two quick rings may arrive as one read,
+        // or a request may be seen a read early: the request count says how many there were.
+        for (unsigned n = stop_requests_.exchange(0); n > 0; --n) request_stop();
     }
 }
 

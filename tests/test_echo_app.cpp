@@ -63,7 +63,7 @@ sockaddr_in loopback(std::uint16_t port) {
 }
 
 // A plain blocking client with 5 s send/receive timeouts, so a silent server fails the test
-// instead of hanging it.
+// instead of hanging it. Returns the fd, or -errno.
 int connect_blocking(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
@@ -72,8 +72,9 @@ int connect_blocking(std::uint16_t port) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);  // bounds connect too
     const sockaddr_in a = loopback(port);
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+        const int e = errno;
         ::close(fd);
-        return -1;
+        return -e;  // the reason, for the test's message
     }
     return fd;
 }
@@ -173,12 +174,14 @@ TEST_CASE("coring-echo stops cleanly on SIGTERM and SIGINT, cancelling idle conn
     const std::uint16_t port = listening_port(p.err());
 
     fd_guard active{connect_blocking(port)};
+    INFO("connect: " << (active.fd < 0 ? std::strerror(-active.fd) : "ok"));
     REQUIRE(active.fd >= 0);
     CHECK(blocking_round_trip(active.fd, "ping") == "ping");
 
     // One round trip proves the server accepted it; then it sits idle in recv, which only the
     // drain deadline's cancel can end.
     fd_guard idle{connect_blocking(port)};
+    INFO("connect: " << (idle.fd < 0 ? std::strerror(-idle.fd) : "ok"));
     REQUIRE(idle.fd >= 0);
     CHECK(blocking_round_trip(idle.fd, "idle") == "idle");
 
@@ -209,6 +212,7 @@ TEST_CASE("a second SIGINT stops coring-echo at once, without waiting out the dr
     INFO("stderr:\n" << p.err());
     REQUIRE(up);
     fd_guard idle{connect_blocking(listening_port(p.err()))};
+    INFO("connect: " << (idle.fd < 0 ? std::strerror(-idle.fd) : "ok"));
     REQUIRE(idle.fd >= 0);
     CHECK(blocking_round_trip(idle.fd, "idle") == "idle");  // accepted, now idle for 60 s of drain
 

@@ -229,7 +229,7 @@ private:
     std::size_t outbox_pending_ = 0;
     std::atomic<bool> sleeping_{false};       // set (seq_cst) just before a blocking wait
     std::uint64_t wake_buf_ = 0;
-    std::atomic<bool> stop_requested_{false};
+    std::atomic<unsigned> stop_requests_{0};  // counted: a second request must not merge into the first
 };
 
 namespace detail {
