@@ -20,8 +20,10 @@ void op_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
     core::current().start(op_);
 }
 
-transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags) noexcept
+transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags,
+                                   std::int64_t timeout_ns) noexcept
     : op_awaiter{kind, fd, slot, flags} {
+    if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
     op_.buf = buf;
     op_.len = len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(len);  // a partial transfer
 }

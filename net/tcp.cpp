@@ -27,13 +27,14 @@ result<address> query_address(int fd, Query query) noexcept {
 
 // ---- tcp_stream ---------------------------------------------------------------------------------
 
-task<result<tcp_stream>> tcp_stream::connect(address peer) {
+task<result<tcp_stream>> tcp_stream::connect(address peer, std::chrono::nanoseconds timeout) {
     const int fd = core::current().io().open_socket(peer.family(), SOCK_STREAM, 0);
     if (fd < 0) co_return to_error(fd);
     tcp_stream stream{fd};  // closes the fd if the connect fails
     detail::status_awaiter connecting{op_kind::connect, fd, stream.slot(detail::output)};
     // `peer` lives in this frame, so the kernel may read it any time until the completion.
     connecting.bind_address(peer.data(), peer.size());
+    if (timeout.count() > 0) connecting.set_deadline(core::now_ns() + timeout.count());
     if (auto r = co_await connecting; !r) co_return r.error();
     co_return std::move(stream);
 }

@@ -65,12 +65,14 @@ void ready_queue::push(ready_item item) {
 }
 
 void timer_heap::push(op& o) {
+    o.armed = true;
     heap_.push_back(&o);
     place(heap_.size() - 1, &o);
     sift_up(heap_.size() - 1);
 }
 
 void timer_heap::erase(op& o) noexcept {
+    o.armed = false;
     const std::size_t i = o.heap_index;
     op* last = heap_.back();
     heap_.pop_back();
@@ -204,8 +206,10 @@ void core::cancel_all() noexcept {
 void core::start(op& o) noexcept {
     o.ctx = current_;
     if (current_) current_->waiting_on = &o;
-    // A cancelled task may still close fds and wait for its children; everything else fails.
-    const bool refused = current_ && current_->cancelled && o.kind != op_kind::close && o.kind != op_kind::join;
+    // A cancelled task (or one past a with_timeout deadline) may still close fds and wait for
+    // its children; everything else fails.
+    const bool refused = current_ && (current_->cancelled || current_->expired > 0) && o.kind != op_kind::close &&
+                         o.kind != op_kind::join;
     if (refused || (stopping_ && o.kind == op_kind::accept)) {
         o.res = -ECANCELED;  // completes through the ready queue like any other op
         ++o.pending;
@@ -215,6 +219,7 @@ void core::start(op& o) noexcept {
         ++o.pending;
         return timers_.push(o);
     }
+    if (o.deadline_ns != 0) timers_.push(o);  // an I/O op with a deadline: cancelled when it passes
     if (o.kind == op_kind::join) {  // task_group::join_awaiter registered itself already
         ++o.pending;
         return;
@@ -239,6 +244,7 @@ void core::cancel(op& o) noexcept {
 
 void core::complete(op& o) noexcept {
     --o.pending;
+    if (o.armed) timers_.erase(o);  // an I/O op that finished before its deadline
     if (o.tracked_by) *std::exchange(o.tracked_by, nullptr) = nullptr;  // the socket may close now
     if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
     ready_.push({o.waiter, o.ctx});
@@ -293,9 +299,38 @@ void core::fire_timers() noexcept {
     while (!timers_.empty() && timers_.top().deadline_ns <= now) {
         op& o = timers_.top();
         timers_.erase(o);
-        o.res = 0;
         ++stats_.timers_fired;
-        complete(o);
+        if (o.kind == op_kind::timer) {  // a sleep: wake its task
+            o.res = 0;
+            complete(o);
+        } else if (o.kind == op_kind::deadline) {  // with_timeout: the task's ops fail from now on
+            o.timed_out = true;
+            --o.pending;
+            ++o.ctx->expired;
+            if (o.ctx->waiting_on) cancel(*o.ctx->waiting_on);
+        } else {  // an I/O op past its own deadline: it ends as soon as the kernel lets go
+            o.timed_out = true;
+            cancel(o);
+        }
+    }
+}
+
+void core::arm_deadline(op& o) noexcept {
+    if (!current_) {
+        log("with_timeout outside a task: nothing to time out");
+        std::abort();
+    }
+    o.ctx = current_;
+    ++o.pending;
+    timers_.push(o);
+}
+
+void core::disarm_deadline(op& o) noexcept {
+    if (o.timed_out) {
+        --o.ctx->expired;  // this scope is over: the task's ops run again
+    } else {
+        timers_.erase(o);
+        --o.pending;
     }
 }
 

@@ -107,6 +107,7 @@ int epoll_backend::perform(op& o) noexcept {
         forget_fd(o.fd);
         return errno_or(::close(o.fd));
     case op_kind::timer:
+    case op_kind::deadline:
     case op_kind::join: break;
     }
     std::abort();  // the core keeps timers and joins

@@ -149,6 +149,7 @@ void uring_backend::submit(op& o) noexcept {
     case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
     case op_kind::close: io_uring_prep_close(sqe, o.fd); break;
     case op_kind::timer:
+    case op_kind::deadline:
     case op_kind::join: std::abort();  // the core keeps these
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values

@@ -27,6 +27,9 @@ public:
     bool await_ready() const noexcept { return op_.fd < 0; }
     void await_suspend(std::coroutine_handle<> h) noexcept;
 
+    // Before co_await only: a steady-clock deadline (core::now_ns) after which the op is
+    // cancelled and reports ETIMEDOUT; 0 for none.
+    void set_deadline(std::int64_t deadline_ns) noexcept { op_.deadline_ns = deadline_ns; }
     // Before co_await only: the address connect reads.
     void bind_address(const sockaddr* addr, socklen_t len) noexcept {
         op_.addr = const_cast<sockaddr*>(addr);  // connect only reads it
@@ -41,9 +44,10 @@ protected:
 // recv/send: a byte count (0 from recv means the peer closed its side).
 class transfer_awaiter : public op_awaiter {
 public:
-    transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags) noexcept;
+    transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags,
+                     std::int64_t timeout_ns = 0) noexcept;
     result<std::size_t> await_resume() const noexcept {
-        if (op_.res < 0) return to_error(op_.res);
+        if (op_.res < 0) return to_error(op_.outcome());
         return static_cast<std::size_t>(op_.res);
     }
 };
@@ -53,7 +57,7 @@ class status_awaiter : public op_awaiter {
 public:
     using op_awaiter::op_awaiter;
     result<void> await_resume() const noexcept {
-        if (op_.res < 0) return to_error(op_.res);
+        if (op_.res < 0) return to_error(op_.outcome());
         return {};
     }
 };

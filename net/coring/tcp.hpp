@@ -6,6 +6,7 @@
 #include <coring/socket.hpp>
 #include <coring/task.hpp>
 
+#include <chrono>
 #include <span>
 #include <string_view>
 #include <sys/socket.h>
@@ -19,16 +20,22 @@ public:
     tcp_stream(tcp_stream&&) noexcept = default;
     tcp_stream& operator=(tcp_stream&&) noexcept = default;
 
-    // Opens a socket on the current core and connects it.
-    [[nodiscard]] static task<result<tcp_stream>> connect(address peer);
+    // Opens a socket on the current core and connects it; ETIMEDOUT when `timeout` (if not
+    // zero) passes first.
+    [[nodiscard]] static task<result<tcp_stream>> connect(address peer, std::chrono::nanoseconds timeout = {});
+
+    // Each recv and send from now on fails with ETIMEDOUT when it makes no progress for `d`
+    // (zero: wait forever, the default). The op is cancelled first: the buffer is free again.
+    void set_idle_timeout(std::chrono::nanoseconds d) noexcept { idle_timeout_ns_ = d.count(); }
 
     // Up to buf.size() bytes; 0 means the peer will send no more.
     [[nodiscard]] detail::transfer_awaiter recv(std::span<std::byte> buf) noexcept {
-        return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0};
+        return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0, idle_timeout_ns_};
     }
     // Some of buf (a short send is a success); EPIPE/ECONNRESET, never SIGPIPE.
     [[nodiscard]] detail::transfer_awaiter send(std::span<const std::byte> buf) noexcept {
-        return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0};
+        return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0,
+                idle_timeout_ns_};
     }
     // All of buf, looping over short sends. buf must stay alive until this completes.
     [[nodiscard]] task<result<void>> write_all(std::span<const std::byte> buf);
@@ -38,6 +45,9 @@ public:
     result<void> set_nodelay(bool on) noexcept;
     result<address> local_address() const noexcept;
     result<address> peer_address() const noexcept;
+
+private:
+    std::int64_t idle_timeout_ns_ = 0;
 };
 
 struct listen_options {

@@ -36,6 +36,7 @@ struct task_context {
     op* waiting_on = nullptr;  // the op this task is suspended on, if any
     bool cancelled = false;    // sticky: every later op of the task fails with ECANCELED
     bool system = false;       // the core's own tasks: they do not keep run() alive
+    std::uint16_t expired = 0; // with_timeout scopes whose deadline passed: ops fail meanwhile
     task_context* prev = nullptr;  // the core's list of live tasks
     task_context* next = nullptr;
     task_group* group = nullptr;   // the group this task is a child of, if any
@@ -172,7 +173,11 @@ public:
     void start(op& o) noexcept;
     void cancel(op& o) noexcept;
     void cancel_task(detail::task_context& ctx) noexcept;
-    void complete_join(op& o) noexcept { complete(o); }  // task_group: the last child ended
+    void complete_join(op& o) noexcept { complete(o); }
+    // with_timeout's deadline (an op of kind `deadline`) for the current task: when it passes,
+    // the op the task waits on is cancelled and its further ops fail, until disarm_deadline.
+    void arm_deadline(op& o) noexcept;
+    void disarm_deadline(op& o) noexcept;  // task_group: the last child ended
     detail::task_context* current_task() const noexcept { return current_; }
 
     static std::int64_t now_ns() noexcept;

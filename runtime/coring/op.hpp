@@ -7,6 +7,7 @@
 // until then. `pending` counts the completions still owed; the frame may resume, and later die,
 // only when it is 0. ~op() checks that, because no sanitizer can see the kernel write into a
 // freed frame.
+#include <cerrno>
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +26,7 @@ enum class op_kind : std::uint8_t {
     shutdown,  // flags = SHUT_RD / SHUT_WR / SHUT_RDWR
     close,     // closes fd; never refused, even in a cancelled task
     timer,     // no fd: the core's timer heap completes it at `deadline_ns`
+    deadline,  // no fd, no waiter: at `deadline_ns` the task it was armed in times out (with_timeout)
     join,      // no fd: completes when the task_group in `buf` has no children left
 };
 
@@ -36,6 +38,8 @@ struct op {
     op_kind kind = op_kind::nop;
     bool parked = false;          // waiting in a backend queue, not (yet) in the kernel
     bool started_once = false;    // epoll connect: the first connect() call has been made
+    bool armed = false;           // in the core's timer heap (timers, deadlines, I/O with a deadline)
+    bool timed_out = false;       // its deadline passed: cancelled for that reason (ETIMEDOUT)
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     int fd = -1;
     int flags = 0;
@@ -45,8 +49,8 @@ struct op {
     sockaddr* addr = nullptr;
     std::int32_t res = 0;         // >= 0: the result; < 0: -errno
     std::uint32_t cqe_flags = 0;
-    std::int64_t deadline_ns = 0;  // timer ops: steady-clock deadline
-    std::uint32_t heap_index = 0;  // timer ops: position in the core's heap
+    std::int64_t deadline_ns = 0;  // steady clock; on an I/O op, 0 or a deadline that cancels it
+    std::uint32_t heap_index = 0;  // position in the core's timer heap while armed
     std::coroutine_handle<> waiter;
     detail::task_context* ctx = nullptr;  // the task this op blocks; set by core::start
     op* next = nullptr;            // intrusive link for the backends' parking queues
@@ -55,6 +59,8 @@ struct op {
     op() noexcept = default;
     op(op_kind k, int f) noexcept : kind{k}, fd{f} {}
     op(const op&) = delete;  // the kernel knows this op by its address
+    // The result as awaiters report it: a cancel caused by the op's own deadline is ETIMEDOUT.
+    std::int32_t outcome() const noexcept { return timed_out && res == -ECANCELED ? -ETIMEDOUT : res; }
     op& operator=(const op&) = delete;
     ~op() {
         if (pending != 0) {  // a frame dying under the kernel: memory corruption would follow
