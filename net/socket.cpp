@@ -47,9 +47,11 @@ void socket_base::take_slots_from(socket_base& other) noexcept {
         in_flight_[d] = std::exchange(other.in_flight_[d], nullptr);
         if (in_flight_[d]) in_flight_[d]->tracked_by = &in_flight_[d];
     }
+    feed_ = std::exchange(other.feed_, nullptr);  // the feed knows nothing of the socket's address
 }
 
 void socket_base::cancel_in_flight() noexcept {
+    if (feed_) std::exchange(feed_, nullptr)->release();
     for (op*& o : in_flight_) {
         if (!o) continue;
         op* target = std::exchange(o, nullptr);

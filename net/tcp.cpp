@@ -1,6 +1,9 @@
 #include <coring/tcp.hpp>
 
+#include <coring/log.hpp>
+
 #include <cerrno>
+#include <cstdlib>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
@@ -37,6 +40,34 @@ task<result<tcp_stream>> tcp_stream::connect(address peer, std::chrono::nanoseco
     if (timeout.count() > 0) connecting.set_deadline(core::now_ns() + timeout.count());
     if (auto r = co_await connecting; !r) co_return r.error();
     co_return std::move(stream);
+}
+
+detail::transfer_awaiter tcp_stream::recv(std::span<std::byte> buf) noexcept {
+    if (feed_) {
+        log("fd {}: recv on a stream that reads through recv_lease: use one or the other", fd_);
+        std::abort();
+    }
+    return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0, idle_timeout_ns_};
+}
+
+tcp_stream::recv_lease_awaiter tcp_stream::recv_lease() {
+    if (fd_ >= 0 && !feed_) {
+        backend& io = core::current().io();
+        io.ensure_buffers();  // the first lease on this core sets up the pool (may throw)
+        if (in_flight_[detail::input]) {
+            log("fd {}: recv_lease while a recv is in flight: one reader at a time", fd_);
+            std::abort();
+        }
+        feed_ = new detail::recv_feed{fd_, io.features().multishot_recv};
+    }
+    return {feed_, idle_timeout_ns_};
+}
+
+result<buffer_lease> tcp_stream::recv_lease_awaiter::await_resume() noexcept {
+    if (reader_.res < 0) return to_error(reader_.res);
+    if (reader_.res == 0) return buffer_lease{};
+    return buffer_lease{core::current().io(), static_cast<std::uint16_t>(reader_.flags >> cqe_buffer_shift),
+                        static_cast<std::uint32_t>(reader_.res)};
 }
 
 task<result<void>> tcp_stream::write_all(std::span<const std::byte> buf) {
@@ -79,16 +110,14 @@ result<tcp_listener> tcp_listener::bind(std::string_view where, listen_options o
     return bind(*a, opts);
 }
 
-tcp_listener::accept_awaiter::accept_awaiter(tcp_listener& l) noexcept
-    : op_awaiter{op_kind::accept, l.fd_, l.slot(detail::input)} {
-    op_.addr = peer_.data();
-    op_.addr_len = address::capacity();
+tcp_listener::accept_awaiter tcp_listener::accept() {
+    if (fd_ >= 0 && !feed_) feed_ = new detail::accept_feed{fd_, core::current().io().features().multishot_accept};
+    return {feed_, 0};
 }
 
 result<tcp_stream> tcp_listener::accept_awaiter::await_resume() noexcept {
-    if (op_.res < 0) return to_error(op_.res);
-    peer_.set_size(op_.addr_len);
-    return tcp_stream{op_.res};
+    if (reader_.res < 0) return to_error(reader_.res);
+    return tcp_stream{reader_.res};
 }
 
 result<address> tcp_listener::local_address() const noexcept { return query_address(fd_, ::getsockname); }

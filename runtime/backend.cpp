@@ -4,6 +4,7 @@
 #include <coring/uring_backend.hpp>
 
 #include <cstdlib>
+#include <sys/mman.h>
 #include <fstream>
 #include <system_error>
 
@@ -25,8 +26,33 @@ result<backend_kind> parse_backend_kind(std::string_view text) noexcept {
     return std::errc::invalid_argument;
 }
 
+backend::~backend() {
+    if (pool_) ::munmap(pool_, std::size_t{buffer_count_} * buffer_size_);
+}
+
+void backend::ensure_buffers() {
+    if (pool_) return;
+    if (buffer_count_ == 0 || buffer_count_ > 32768 || (buffer_count_ & (buffer_count_ - 1)) != 0 || buffer_size_ == 0)
+        throw std::system_error(EINVAL, std::system_category(),
+                                format("buffer pool: {} buffers of {} bytes (need a power of two up to 32768)",
+                                       buffer_count_, buffer_size_));
+    // Anonymous memory: pages are touched, and so counted, only when data lands in them.
+    void* mem = ::mmap(nullptr, std::size_t{buffer_count_} * buffer_size_, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap buffer pool");
+    pool_ = static_cast<std::byte*>(mem);
+    links_.resize(buffer_count_);
+    try {
+        setup_buffers();
+    } catch (...) {
+        ::munmap(pool_, std::size_t{buffer_count_} * buffer_size_);
+        pool_ = nullptr;
+        throw;
+    }
+}
+
 std::unique_ptr<backend> make_backend(const backend_config& cfg, detail::completion_sink& sink, std::string* why) {
-    if (cfg.kind == backend_kind::epoll) return std::make_unique<epoll_backend>(sink);
+    if (cfg.kind == backend_kind::epoll) return std::make_unique<epoll_backend>(cfg, sink);
     // CORING_DISABLE_URING=1 makes io_uring setup fail as if the kernel refused it (for tests
     // and for comparing on machines where both work).
     const char* disabled = std::getenv("CORING_DISABLE_URING");
@@ -41,7 +67,7 @@ std::unique_ptr<backend> make_backend(const backend_config& cfg, detail::complet
         if (std::ifstream("/proc/sys/kernel/io_uring_disabled") >> sysctl; sysctl != 0)
             reason += format(" (kernel.io_uring_disabled = {})", sysctl);
         if (why) *why = "io_uring unavailable: " + reason + "; using epoll";
-        return std::make_unique<epoll_backend>(sink);
+        return std::make_unique<epoll_backend>(cfg, sink);
     }
 }
 

@@ -247,7 +247,29 @@ void core::complete(op& o) noexcept {
     if (o.armed) timers_.erase(o);  // an I/O op that finished before its deadline
     if (o.tracked_by) *std::exchange(o.tracked_by, nullptr) = nullptr;  // the socket may close now
     if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
+    if (o.source) return o.source->on_completion(o, true);
     ready_.push({o.waiter, o.ctx});
+}
+
+void core::deliver(op& o, bool own) noexcept {
+    if (o.pending == 0) {  // its last completion: as complete() would, minus the resume
+        if (o.armed) timers_.erase(o);
+        if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
+    }
+    o.source->on_completion(o, own);
+}
+
+void core::start_for(op& o, detail::task_context* ctx) noexcept {
+    detail::task_context* const saved = std::exchange(current_, ctx);
+    start(o);
+    current_ = saved;
+}
+
+void core::set_deadline(op& o, std::int64_t deadline_ns) noexcept {
+    if (o.armed) timers_.erase(o);
+    o.deadline_ns = deadline_ns;
+    o.timed_out = false;
+    if (deadline_ns != 0 && o.pending != 0) timers_.push(o);
 }
 
 // ---- the loop ----------------------------------------------------------------------------------
@@ -446,7 +468,21 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.cq_overflow += o.backend.cq_overflow;
     backend.cancels += o.backend.cancels;
     backend.eagain_retries += o.backend.eagain_retries;
+    backend.multishot_arms += o.backend.multishot_arms;
+    backend.buffers_in_use += o.backend.buffers_in_use;
+    backend.buffer_waits += o.backend.buffer_waits;
     return *this;
+}
+
+std::string to_string(const core_stats& s) {
+    const backend_stats& b = s.backend;
+    return format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
+                  "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cancels={} "
+                  "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={}",
+                  s.tasks_spawned, s.resumes, s.loop_turns, s.timers_fired, s.mail_received, s.wakes_sent,
+                  s.mail_deferred, b.ops_started, b.sqes_submitted, b.enter_calls, b.completions, b.sq_full_waits,
+                  b.parked_for_cq, b.cq_overflow, b.cancels, b.eagain_retries, b.multishot_arms,
+                  b.buffers_in_use, b.buffer_waits);
 }
 
 }  // namespace coring

@@ -29,7 +29,7 @@ int errno_or(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
 
 }  // namespace
 
-epoll_backend::epoll_backend(detail::completion_sink& sink) : sink_{sink} {
+epoll_backend::epoll_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg}, sink_{sink} {
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
 }
@@ -99,7 +99,9 @@ int epoll_backend::perform(op& o) noexcept {
         }
         return -err;
     }
-    case op_kind::recv: return errno_or(::recv(o.fd, o.buf, o.len, o.flags));
+    case op_kind::recv:
+        if (o.select_buffer) return recv_into_pool(o);
+        return errno_or(::recv(o.fd, o.buf, o.len, o.flags));
     case op_kind::send: return errno_or(::send(o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL));
     case op_kind::read: return errno_or(::read(o.fd, o.buf, o.len));
     case op_kind::shutdown: return errno_or(::shutdown(o.fd, o.flags));
@@ -113,6 +115,28 @@ int epoll_backend::perform(op& o) noexcept {
     std::abort();  // the core keeps timers and joins
 }
 
+int epoll_backend::recv_into_pool(op& o) noexcept {
+    if (free_buffers_.empty()) return -ENOBUFS;
+    const std::uint16_t id = free_buffers_.back();
+    const ssize_t n = ::recv(o.fd, buffer(id), buffer_size(), o.flags);
+    if (n <= 0) return errno_or(n);  // nothing landed: the buffer stays in the pool
+    free_buffers_.pop_back();
+    ++stats_.buffers_in_use;
+    o.cqe_flags = cqe_buffer_flag | (std::uint32_t{id} << cqe_buffer_shift);
+    return static_cast<int>(n);
+}
+
+void epoll_backend::setup_buffers() {
+    free_buffers_.resize(buffer_count_);
+    for (unsigned i = 0; i < buffer_count_; ++i) free_buffers_[i] = static_cast<std::uint16_t>(buffer_count_ - 1 - i);
+}
+
+void epoll_backend::give_back(std::uint16_t id) noexcept {
+    free_buffers_.push_back(id);
+    --stats_.buffers_in_use;
+    if (!buffer_waiters_.empty()) attempt(buffer_waiters_.pop());  // the longest waiter goes first
+}
+
 void epoll_backend::finish(op& o, int res) noexcept {
     o.res = res;
     sink_.complete(o);  // through the ready queue, as on io_uring
@@ -123,20 +147,27 @@ void epoll_backend::start(op& o) noexcept {
     ++o.pending;
     const direction d = direction_of(o.kind);
     if (d == neither) return finish(o, perform(o));
-    fd_state* s = &state_of(o.fd);
-    if (s->waiter[d]) {  // one op per direction per fd: a second would be a programming error
+    if (state_of(o.fd).waiter[d]) {  // one op per direction per fd: a second would be a bug
         log("epoll: two {} ops at once on fd {}", d == reading ? "read" : "write", o.fd);
         std::abort();
     }
-    if (s->ready[d]) {
+    attempt(o);
+}
+
+void epoll_backend::attempt(op& o) noexcept {
+    const direction d = direction_of(o.kind);
+    if (fds_[o.fd].ready[d]) {
         const int r = perform(o);
+        if (r == -ENOBUFS && o.select_buffer) {  // readable, but the pool is empty: wait for a buffer
+            ++stats_.buffer_waits;
+            return buffer_waiters_.push(o, park_reason::buffers);
+        }
         if (r != -EAGAIN) return finish(o, r);
-        s = &fds_[o.fd];  // an accept may have grown fds_
-        s->ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
+        fds_[o.fd].ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
     }
     ++stats_.eagain_retries;
-    s->waiter[d] = &o;
-    o.parked = true;
+    fds_[o.fd].waiter[d] = &o;  // indexed afresh: an accept may have grown fds_
+    o.parked = park_reason::ready;
     ++parked_;
 }
 
@@ -144,24 +175,22 @@ void epoll_backend::on_ready(int fd, int dir) noexcept {
     fds_[fd].ready[dir] = true;
     op* o = fds_[fd].waiter[dir];
     if (!o) return;
-    const int r = perform(*o);  // may grow fds_ (accept), so index afresh below
-    if (r == -EAGAIN) {
-        fds_[fd].ready[dir] = false;  // a spurious edge: keep waiting
-        return;
-    }
     fds_[fd].waiter[dir] = nullptr;
-    o->parked = false;
+    o->parked = park_reason::none;
     --parked_;
-    finish(*o, r);
+    attempt(*o);  // done, or parked again (a spurious edge, or no buffer yet)
 }
 
 void epoll_backend::cancel(op& o) noexcept {
-    if (!o.parked) return;  // it finished already (no syscall here is ever left half done)
+    if (o.parked == park_reason::none) return;  // it finished already (no syscall is ever left half done)
     ++stats_.cancels;
-    fd_state& s = fds_[o.fd];
-    s.waiter[direction_of(o.kind)] = nullptr;
-    o.parked = false;
-    --parked_;
+    if (o.parked == park_reason::buffers) {
+        buffer_waiters_.remove(o);
+    } else {
+        fds_[o.fd].waiter[direction_of(o.kind)] = nullptr;
+        o.parked = park_reason::none;
+        --parked_;
+    }
     finish(o, -ECANCELED);
 }
 

@@ -87,17 +87,68 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
         drain_timeout = std::chrono::milliseconds{parse_count(flag, value, 0, 3'600'000)};
     } else if (flag == "--sq-entries") {
         sq_entries = parse_count(flag, value, 2, 32768);
+    } else if (flag == "--buffers") {
+        buffer_count = parse_count(flag, value, 1, 32768);
+        if (buffer_count & (buffer_count - 1)) throw std::invalid_argument(format("--buffers {}: expected a power of two", value));
+    } else if (flag == "--buffer-size") {
+        buffer_size = parse_count(flag, value, 64, 1u << 20);
+    } else if (flag == "--multishot") {
+        if (value != "on" && value != "off") throw std::invalid_argument(format("--multishot {}: expected on or off", value));
+        multishot = value == "on";
+    } else if (flag == "--stats") {
+        print_stats = true;
+    } else if (flag == "--features") {
+        print_features = true;
     } else {
         return false;
     }
     return true;
 }
 
+bool runtime_options::is_switch(std::string_view flag) noexcept { return flag == "--stats" || flag == "--features"; }
+
 std::string_view runtime_options::help() noexcept {
     return "  --cores N            cores (threads, one per CPU); 0 = every CPU allowed (default 0)\n"
            "  --backend B          uring | epoll | auto (default auto: io_uring, else epoll)\n"
            "  --drain-timeout MS   on SIGINT/SIGTERM, time for connections to finish (default 5000)\n"
-           "  --sq-entries N       io_uring submission queue size (default 1024); the CQ holds 2 per fd\n";
+           "  --sq-entries N       io_uring submission queue size (default 1024); the CQ holds 2 per fd\n"
+           "  --buffers N          receive buffers per core, a power of two (default 1024)\n"
+           "  --buffer-size BYTES  bytes per receive buffer (default 16384)\n"
+           "  --multishot on|off   io_uring multishot accept and receive, where the kernel has them (default on)\n"
+           "  --stats              print per-core counters on exit\n"
+           "  --features           print what io_uring and epoll offer here, and exit\n";
+}
+
+std::string feature_report(const runtime_options& opts) {
+    struct no_sink final : detail::completion_sink {
+        void complete(op&) noexcept override {}
+        void deliver(op&, bool) noexcept override {}
+        void wake_failed(int) noexcept override {}
+    } sink;
+    auto yes = [](bool b) { return b ? "yes" : "no"; };
+    std::string out;
+    backend_config cfg = opts.backend_settings();
+    cfg.kind = backend_kind::uring;
+    try {
+        auto uring = make_backend(cfg, sink);
+        const backend_features f = uring->features();
+        out += format("io_uring: {}\n", uring->describe());
+        out += format("  multishot accept:      {}\n", yes(f.multishot_accept));
+        out += format("  multishot recv:        {}\n", yes(f.multishot_recv));
+        out += format("  provided buffer rings: {}\n", yes(f.buffer_ring));
+        out += format("  send_zc:               {} (not used yet)\n", yes(f.send_zc));
+        out += format("  MSG_RING:              {}\n", yes(f.msg_ring));
+        if (!opts.multishot) out += "  (multishot off by --multishot off)\n";
+    } catch (const std::exception& e) {
+        out += format("io_uring: unavailable: {}\n", e.what());
+    }
+    cfg.kind = backend_kind::epoll;
+    try {
+        out += format("epoll: {}\n", make_backend(cfg, sink)->describe());
+    } catch (const std::exception& e) {
+        out += format("epoll: unavailable: {}\n", e.what());
+    }
+    return out;
 }
 
 runtime_options runtime_options::from_args(int argc, char** argv) {
@@ -109,6 +160,10 @@ runtime_options runtime_options::from_args(int argc, char** argv) {
             std::exit(0);
         }
         try {
+            if (is_switch(flag)) {
+                opts.set(flag, "");
+                continue;
+            }
             if (i + 1 >= argc || !opts.set(flag, argv[i + 1]))
                 throw std::invalid_argument(i + 1 >= argc ? format("{}: missing value", flag)
                                                           : format("unknown flag {} (see --help)", flag));
@@ -122,6 +177,10 @@ runtime_options runtime_options::from_args(int argc, char** argv) {
 }
 
 int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
+    if (opts.print_features) {
+        std::fputs(feature_report(opts).c_str(), stdout);
+        return 0;
+    }
     const std::vector<int> cpus = allowed_cpus();
     const unsigned n = opts.cores ? opts.cores : static_cast<unsigned>(cpus.size());
 
@@ -142,6 +201,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
     std::latch stopped{static_cast<std::ptrdiff_t>(n)};  // no core dies while a peer may ring it
     std::atomic<bool> start_failed{false};
     std::atomic<bool> loop_failed{false};
+    std::vector<core_stats> final_stats(n);
 
     auto core_main = [&](unsigned k) {
         std::unique_ptr<core> c;
@@ -153,7 +213,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
                 throw std::system_error(e, std::system_category(), format("pin core {} to CPU {}", k, cpus[k % cpus.size()]));
             core_config cfg;
             cfg.id = k;
-            cfg.backend = {opts.backend, opts.sq_entries, 0};
+            cfg.backend = opts.backend_settings();
             cfg.drain_timeout = opts.drain_timeout;
             c = std::make_unique<core>(cfg);
             std::lock_guard g{state.lock};
@@ -182,6 +242,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
         {
             std::lock_guard g{state.lock};
             state.cores[k] = nullptr;
+            if (c) final_stats[k] = c->stats();
         }
         c.reset();
         const std::uint64_t one = 1;
@@ -219,6 +280,14 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
     ::close(sig_fd);
     ::close(done_fd);
     pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    if (opts.print_stats) {
+        core_stats total;
+        for (unsigned k = 0; k < n; ++k) {
+            log("stats core {}: {}", k, to_string(final_stats[k]));
+            total += final_stats[k];
+        }
+        if (n > 1) log("stats total: {}", to_string(total));
+    }
 
     if (state.main_failed) {
         log("{}", state.first_error);

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <system_error>
@@ -50,7 +51,7 @@ unsigned default_cq_entries(unsigned sq) noexcept {
 
 }  // namespace
 
-uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : sink_{sink} {
+uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg}, sink_{sink} {
     const unsigned sq = cfg.sq_entries;
     const unsigned cq = cfg.cq_entries ? cfg.cq_entries : default_cq_entries(sq);
     // Best first: one issuer with task work run only when we ask (fewest interrupts), then
@@ -75,9 +76,15 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
         }
         setup_flags_ = flags;
         if (io_uring_probe* probe = io_uring_get_probe_ring(&ring_)) {
-            has_msg_ring_ = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+            // Flags have no probe of their own; each is dated by an opcode of the same release.
+            features_.msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING);          // 5.18
+            features_.multishot_accept = io_uring_opcode_supported(probe, IORING_OP_SOCKET);   // 5.19
+            features_.buffer_ring = features_.multishot_accept;                                // 5.19
+            features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);           // 6.0
+            features_.multishot_recv = features_.send_zc;                                      // 6.0
             io_uring_free_probe(probe);
         }
+        if (!cfg.multishot) features_.multishot_accept = features_.multishot_recv = false;
         // An eighth of the CQ stays free for cancels and detached closes, which are never
         // held back. Beyond that, IORING_FEAT_NODROP keeps extra CQEs in the kernel's overflow
         // list rather than losing them; stats count it (it should stay 0).
@@ -88,11 +95,15 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
                             format("io_uring_queue_init_params ({} entries)", sq));
 }
 
-uring_backend::~uring_backend() { io_uring_queue_exit(&ring_); }
+uring_backend::~uring_backend() {
+    io_uring_queue_exit(&ring_);  // unregisters the buffer ring too
+    if (buf_ring_) ::munmap(buf_ring_, std::size_t{buffer_count_} * sizeof(io_uring_buf));
+}
 
 std::string uring_backend::describe() const {
-    return format("io_uring ({}, {} SQ / {} CQ entries{})", flag_names(setup_flags_), ring_.sq.ring_entries,
-                  ring_.cq.ring_entries, has_msg_ring_ ? ", MSG_RING" : "");
+    return format("io_uring ({}, {} SQ / {} CQ entries{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
+                  ring_.cq.ring_entries, features_.msg_ring ? ", MSG_RING" : "",
+                  features_.multishot_recv ? ", multishot" : "");
 }
 
 int uring_backend::open_socket(int domain, int type, int protocol) noexcept {
@@ -119,18 +130,14 @@ io_uring_sqe* uring_backend::get_sqe() noexcept {
 
 void uring_backend::start(op& o) noexcept {
     ++stats_.ops_started;
+    if (o.multishot) ++stats_.multishot_arms;
     ++o.pending;
     // Close and shutdown never wait: they finish at once, and must stay ordered before any
     // detached close (which is never parked either) that could free their fd number.
     const bool may_park = o.kind != op_kind::close && o.kind != op_kind::shutdown;
     if (may_park && in_flight_ >= in_flight_limit_) {  // the CQ could overflow: wait for room
         ++stats_.parked_for_cq;
-        o.parked = true;
-        o.next = nullptr;
-        (parked_tail_ ? parked_tail_->next : parked_head_) = &o;
-        parked_tail_ = &o;
-        ++parked_count_;
-        return;
+        return parked_.push(o, park_reason::cq_room);
     }
     submit(o);
 }
@@ -140,10 +147,21 @@ void uring_backend::submit(op& o) noexcept {
     switch (o.kind) {
     case op_kind::nop: io_uring_prep_nop(sqe); break;
     case op_kind::accept:
-        io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
+        if (o.multishot) io_uring_prep_multishot_accept(sqe, o.fd, nullptr, nullptr, SOCK_CLOEXEC);
+        else io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
         break;
     case op_kind::connect: io_uring_prep_connect(sqe, o.fd, o.addr, o.addr_len); break;
-    case op_kind::recv: io_uring_prep_recv(sqe, o.fd, o.buf, o.len, o.flags); break;
+    case op_kind::recv:
+        if (!o.select_buffer) {
+            io_uring_prep_recv(sqe, o.fd, o.buf, o.len, o.flags);
+            break;
+        }
+        // No buffer until data arrives: the kernel takes one from group 0 (length 0: all of it).
+        if (o.multishot) io_uring_prep_recv_multishot(sqe, o.fd, nullptr, 0, o.flags);
+        else io_uring_prep_recv(sqe, o.fd, nullptr, 0, o.flags);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = 0;
+        break;
     case op_kind::send: io_uring_prep_send(sqe, o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL); break;
     case op_kind::read: io_uring_prep_read(sqe, o.fd, o.buf, o.len, 0); break;
     case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
@@ -159,17 +177,8 @@ void uring_backend::submit(op& o) noexcept {
 void uring_backend::cancel(op& o) noexcept {
     if (o.pending == 0) return;  // already complete; its waiter is queued
     ++stats_.cancels;
-    if (o.parked) {  // never reached the kernel: unlink and finish here
-        op** link = &parked_head_;
-        op* prev = nullptr;
-        while (*link != &o) {
-            prev = *link;
-            link = &(*link)->next;
-        }
-        *link = o.next;
-        if (parked_tail_ == &o) parked_tail_ = prev;
-        --parked_count_;
-        o.parked = false;
+    if (o.parked != park_reason::none) {  // not in the kernel: unlink and finish here
+        (o.parked == park_reason::cq_room ? parked_ : buffer_waiters_).remove(o);
         o.res = -ECANCELED;
         return sink_.complete(o);
     }
@@ -194,7 +203,7 @@ void uring_backend::close_detached(int fd) noexcept {
 }
 
 bool uring_backend::post_wake(int target_ring_fd) noexcept {
-    if (!has_msg_ring_ || target_ring_fd < 0) return false;
+    if (!features_.msg_ring || target_ring_fd < 0) return false;
     io_uring_sqe* sqe = get_sqe();
     // The target sees a CQE with user_data = wake_user_data; we get one for the send itself.
     io_uring_prep_msg_ring(sqe, target_ring_fd, 0, wake_user_data, 0);
@@ -225,41 +234,102 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
 }
 
 void uring_backend::reap() noexcept {
-    unsigned head;
-    unsigned count = 0;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-        ++count;
-        const std::uint64_t ud = cqe->user_data;
-        if (ud == wake_user_data) continue;  // sent by another ring: never counted here
-        --in_flight_;
-        if (ud == detached_user_data) continue;
-        if ((ud & 7) == wake_sent_tag) {
-            if (cqe->res < 0) sink_.wake_failed(static_cast<int>(ud >> 32));
-            continue;
+    // Copy a batch out and free its CQ slots before handling any: handling may start ops, and
+    // starting may reap again (SQ full, then -EBUSY), which must find only newer CQEs.
+    for (;;) {
+        struct entry {
+            std::uint64_t user_data;
+            std::int32_t res;
+            std::uint32_t flags;
+        } batch[256];
+        unsigned head;
+        unsigned count = 0;
+        io_uring_cqe* cqe;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            batch[count++] = {cqe->user_data, cqe->res, cqe->flags};
+            if (count == std::size(batch)) break;
         }
-        op& o = op_from(ud);
-        if ((ud & cancel_tag) == 0) {  // the op's own CQE carries the result; the cancel's does not
-            o.res = cqe->res;
-            o.cqe_flags = cqe->flags;
-        }
-        if (o.pending == 1) sink_.complete(o);  // the last CQE for o: its waiter may run
-        else --o.pending;
+        io_uring_cq_advance(&ring_, count);
+        stats_.completions += count;
+        for (unsigned i = 0; i < count; ++i) handle(batch[i].user_data, batch[i].res, batch[i].flags);
+        if (count < std::size(batch)) break;
     }
-    io_uring_cq_advance(&ring_, count);  // before any coroutine runs: the CQ slots are free again
-    stats_.completions += count;
     if (ring_.cq.koverflow) stats_.cq_overflow = *ring_.cq.koverflow;
 }
 
-void uring_backend::unpark() noexcept {
-    while (parked_head_ && in_flight_ < in_flight_limit_) {
-        op& o = *parked_head_;
-        parked_head_ = o.next;
-        if (!parked_head_) parked_tail_ = nullptr;
-        --parked_count_;
-        o.parked = false;
-        submit(o);
+void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t flags) noexcept {
+    if (ud == wake_user_data) return;  // sent by another ring: never counted here
+    const bool own = (ud & cancel_tag) == 0;  // the op's own CQE carries the result; a cancel's does not
+    const bool more = own && (flags & IORING_CQE_F_MORE);  // a multishot op goes on
+    if (!more) --in_flight_;
+    if (ud == detached_user_data) return;
+    if ((ud & 7) == wake_sent_tag) {
+        if (res < 0) sink_.wake_failed(static_cast<int>(ud >> 32));
+        return;
     }
+    op& o = op_from(ud);
+    if (own) {
+        o.res = res;
+        o.cqe_flags = flags;
+        if (flags & IORING_CQE_F_BUFFER) {
+            --buffers_in_ring_;
+            ++stats_.buffers_in_use;
+        }
+        // The ring ran dry. Unless o is being cancelled, it waits for a buffer and goes again.
+        if (res == -ENOBUFS && o.select_buffer && !more && o.pending == 1) return wait_for_buffer(o);
+    }
+    if (o.source) {  // a feed: each result is news, and so is the op's end
+        if (!more) --o.pending;
+        sink_.deliver(o, own);
+    } else if (o.pending == 1) {
+        sink_.complete(o);  // the last CQE for o: its waiter may run
+    } else {
+        --o.pending;
+    }
+}
+
+void uring_backend::unpark() noexcept {
+    while (!parked_.empty() && in_flight_ < in_flight_limit_) submit(parked_.pop());
+}
+
+void uring_backend::setup_buffers() {
+    // The ring of buffer descriptors the kernel reads, page-aligned, registered as group 0.
+    const std::size_t bytes = std::size_t{buffer_count_} * sizeof(io_uring_buf);
+    void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap buffer ring");
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
+    reg.ring_entries = buffer_count_;
+    reg.bgid = 0;
+    if (const int rc = io_uring_register_buf_ring(&ring_, &reg, 0); rc < 0) {
+        ::munmap(mem, bytes);
+        throw std::system_error(-rc, std::system_category(),
+                                "io_uring_register_buf_ring (provided buffer rings need Linux 5.19)");
+    }
+    buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
+    io_uring_buf_ring_init(buf_ring_);
+    const int mask = io_uring_buf_ring_mask(buffer_count_);
+    for (unsigned i = 0; i < buffer_count_; ++i)
+        io_uring_buf_ring_add(buf_ring_, buffer(static_cast<std::uint16_t>(i)), buffer_size_,
+                              static_cast<unsigned short>(i), mask, static_cast<int>(i));
+    io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buffer_count_));
+    buffers_in_ring_ = buffer_count_;
+}
+
+void uring_backend::give_back(std::uint16_t id) noexcept {
+    io_uring_buf_ring_add(buf_ring_, buffer(id), buffer_size_, id, io_uring_buf_ring_mask(buffer_count_), 0);
+    io_uring_buf_ring_advance(buf_ring_, 1);  // a release store: the kernel sees the entry first
+    ++buffers_in_ring_;
+    --stats_.buffers_in_use;
+    if (!buffer_waiters_.empty()) submit(buffer_waiters_.pop());  // one buffer back, one waiter goes
+}
+
+void uring_backend::wait_for_buffer(op& o) noexcept {
+    ++stats_.buffer_waits;
+    // Buffers given back after the kernel found the ring empty, but before this CQE was seen,
+    // woke nobody: go again at once. Otherwise the next give_back sends o.
+    if (buffers_in_ring_ > 0) return submit(o);
+    buffer_waiters_.push(o, park_reason::buffers);
 }
 
 }  // namespace coring

@@ -40,6 +40,7 @@ inline void parse_flags(int argc, char** argv, std::string_view usage, runtime_o
             std::string_view value;
             bool is_switch = false;
             for (auto s : switches) is_switch |= (s == flag);
+            is_switch |= runtime_options::is_switch(flag);
             if (const auto eq = flag.find('='); eq != std::string_view::npos) {
                 value = flag.substr(eq + 1);
                 flag = flag.substr(0, eq);

@@ -11,11 +11,12 @@ namespace coring::apps {
 
 task<> echo_connection(tcp_stream conn, bool nodelay) {
     if (nodelay) (void)conn.set_nodelay(true);
-    std::array<std::byte, 16 * 1024> buf;  // in the frame, which outlives every op on it
+    // No buffer of its own: while it waits, a connection holds no receive memory at all. The
+    // lease's buffer goes back to the pool at the end of each round.
     for (;;) {
-        auto n = co_await conn.recv(buf);
-        if (!n || *n == 0) break;  // reset, cancelled, or the peer closed its side
-        const auto sent = co_await conn.write_all(std::span(buf).first(*n));
+        auto data = co_await conn.recv_lease();
+        if (!data || data->empty()) break;  // reset, cancelled, or the peer closed its side
+        const auto sent = co_await conn.write_all(data->data());
         if (!sent) break;
     }
     co_await conn.close();

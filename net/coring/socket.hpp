@@ -4,6 +4,7 @@
 // close() and the destructor can cancel them before the fd goes: a queued SQE resolves the fd
 // *number* at submit time, and must never meet a newer socket that reused it.
 #include <coring/core.hpp>
+#include <coring/feed.hpp>
 #include <coring/op.hpp>
 #include <coring/result.hpp>
 
@@ -70,6 +71,25 @@ public:
     void await_resume() const noexcept {}
 };
 
+// Waits in a socket's feed (multishot accept or recv): no op of its own, so a reader costs
+// a few words in its frame. A socket without a feed (closed) answers EBADF at once.
+class feed_awaiter {
+public:
+    feed_awaiter(feed* f, std::int64_t timeout_ns) noexcept : feed_{f}, timeout_ns_{timeout_ns} {
+        if (!f) reader_.res = -EBADF;
+    }
+    feed_awaiter(const feed_awaiter&) = delete;
+    bool await_ready() noexcept { return !feed_ || feed_->take(reader_); }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+        feed_->wait(reader_, h, timeout_ns_ > 0 ? core::now_ns() + timeout_ns_ : 0);
+    }
+
+protected:
+    feed* feed_;
+    feed_reader reader_;
+    std::int64_t timeout_ns_;
+};
+
 class socket_base {
 public:
     int fd() const noexcept { return fd_; }
@@ -92,6 +112,7 @@ protected:
 
     int fd_ = -1;
     op* in_flight_[2] = {nullptr, nullptr};
+    feed* feed_ = nullptr;  // made on the first accept / recv_lease; outlives the socket if it must
 };
 
 }  // namespace coring::detail

@@ -3,6 +3,7 @@
 // that may wait returns an awaitable whose co_await yields result<T>: peer resets, closes and
 // cancellation are values (std::errc::connection_reset, broken_pipe, operation_canceled).
 #include <coring/address.hpp>
+#include <coring/buffer_lease.hpp>
 #include <coring/socket.hpp>
 #include <coring/task.hpp>
 
@@ -28,10 +29,19 @@ public:
     // (zero: wait forever, the default). The op is cancelled first: the buffer is free again.
     void set_idle_timeout(std::chrono::nanoseconds d) noexcept { idle_timeout_ns_ = d.count(); }
 
-    // Up to buf.size() bytes; 0 means the peer will send no more.
-    [[nodiscard]] detail::transfer_awaiter recv(std::span<std::byte> buf) noexcept {
-        return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0, idle_timeout_ns_};
-    }
+    // Up to buf.size() bytes; 0 means the peer will send no more. Not on a stream that has
+    // used recv_lease (two readers would split the bytes): that aborts.
+    [[nodiscard]] detail::transfer_awaiter recv(std::span<std::byte> buf) noexcept;
+
+    // The next received bytes, in a buffer the core's pool lends (see buffer_lease): no
+    // buffer is held while waiting. An empty lease means the peer will send no more. On
+    // io_uring one multishot receive stays armed and results queue here until taken.
+    class recv_lease_awaiter : public detail::feed_awaiter {
+    public:
+        using feed_awaiter::feed_awaiter;
+        result<buffer_lease> await_resume() noexcept;
+    };
+    [[nodiscard]] recv_lease_awaiter recv_lease();
     // Some of buf (a short send is a success); EPIPE/ECONNRESET, never SIGPIPE.
     [[nodiscard]] detail::transfer_awaiter send(std::span<const std::byte> buf) noexcept {
         return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0,
@@ -67,17 +77,14 @@ public:
     static result<tcp_listener> bind(const address& where, listen_options opts = {});
     static result<tcp_listener> bind(std::string_view where, listen_options opts = {});
 
-    class accept_awaiter : public detail::op_awaiter {
+    class accept_awaiter : public detail::feed_awaiter {
     public:
-        explicit accept_awaiter(tcp_listener& l) noexcept;
+        using feed_awaiter::feed_awaiter;
         result<tcp_stream> await_resume() noexcept;
-        const address& peer() const noexcept { return peer_; }
-
-    private:
-        address peer_;  // the kernel writes the peer here at completion: a member, not a local
     };
-    // The next connection. ECANCELED when the core stops or the listener is closed.
-    [[nodiscard]] accept_awaiter accept() noexcept { return accept_awaiter{*this}; }
+    // The next connection (its peer: tcp_stream::peer_address). ECANCELED when the core stops
+    // or the listener is closed. On io_uring one multishot accept stays armed meanwhile.
+    [[nodiscard]] accept_awaiter accept();
 
     result<address> local_address() const noexcept;
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace coring {
 
@@ -23,6 +24,18 @@ struct backend_config {
     backend_kind kind = backend_kind::automatic;
     unsigned sq_entries = 1024;  // io_uring submission queue
     unsigned cq_entries = 0;     // 0: room for two ops per allowed fd (RLIMIT_NOFILE), at least 4x SQ
+    unsigned buffer_count = 1024;    // provided-buffer pool (recv_lease): a power of two, <= 32768
+    unsigned buffer_size = 16384;    // bytes per buffer
+    bool multishot = true;           // use multishot accept/recv where the kernel has them
+};
+
+// What this backend can do, probed once at setup (coring-echo --features prints it).
+struct backend_features {
+    bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)
+    bool multishot_recv = false;    // IORING_RECV_MULTISHOT (6.0)
+    bool buffer_ring = false;       // IORING_REGISTER_PBUF_RING (5.19)
+    bool send_zc = false;           // IORING_OP_SEND_ZC (6.0); not used yet
+    bool msg_ring = false;          // IORING_OP_MSG_RING (5.18): cross-core wakes without eventfd
 };
 
 namespace detail {
@@ -30,6 +43,8 @@ namespace detail {
 class completion_sink {
 public:
     virtual void complete(op& o) noexcept = 0;
+    // A multishot op's completion that is not its last, or the last of an op with a source.
+    virtual void deliver(op& o, bool own) noexcept = 0;
     // A cross-core wake sent by post_wake to ring_fd failed (e.g. the target's CQ overflowed):
     // the wake must go another way, or the target may sleep on mail.
     virtual void wake_failed(int ring_fd) noexcept = 0;
@@ -41,7 +56,7 @@ protected:
 
 class backend {
 public:
-    virtual ~backend() = default;
+    virtual ~backend();  // frees the buffer pool
     virtual backend_kind kind() const noexcept = 0;
     // One line for start-up logs: "io_uring (SINGLE_ISSUER|DEFER_TASKRUN, 1024 SQ / 4096 CQ)".
     virtual std::string describe() const = 0;
@@ -73,10 +88,37 @@ public:
     // Completions still owed by the kernel, including those of cancels and detached closes.
     virtual std::size_t in_flight() const noexcept = 0;
 
+    virtual backend_features features() const noexcept { return {}; }
     const backend_stats& stats() const noexcept { return stats_; }
 
+    // ---- the provided-buffer pool (DESIGN.md §4) -------------------------------------------
+    // recv ops with select_buffer take a buffer only when data arrives, so an idle connection
+    // holds none. io_uring: a registered buffer ring the kernel picks from. epoll: a free list
+    // the backend picks from after readiness. Set up on first use; throws std::system_error.
+    void ensure_buffers();
+    std::byte* buffer(std::uint16_t id) const noexcept { return pool_ + std::size_t{id} * buffer_size_; }
+    std::uint32_t buffer_size() const noexcept { return buffer_size_; }
+    // A buffer comes back (a buffer_lease was dropped): into the pool, and to an op waiting for one.
+    virtual void give_back(std::uint16_t id) noexcept = 0;
+    // Per-buffer bookkeeping for whoever holds the buffer: a length and a link, so received
+    // buffers can be queued without storage of their own.
+    struct buffer_link {
+        std::uint32_t len = 0;
+        std::uint16_t next = 0;
+    };
+    buffer_link& link(std::uint16_t id) noexcept { return links_[id]; }
+
 protected:
+    explicit backend(const backend_config& cfg) noexcept
+        : buffer_count_{cfg.buffer_count}, buffer_size_{cfg.buffer_size} {}
+    // The backend-specific half of ensure_buffers: the pool memory exists when it runs.
+    virtual void setup_buffers() = 0;
+
     backend_stats stats_;
+    std::byte* pool_ = nullptr;
+    std::vector<buffer_link> links_;
+    unsigned buffer_count_;
+    std::uint32_t buffer_size_;
 };
 
 // Builds the backend named in cfg. `automatic` tries io_uring and falls back to epoll; `why`

@@ -173,7 +173,11 @@ public:
     void start(op& o) noexcept;
     void cancel(op& o) noexcept;
     void cancel_task(detail::task_context& ctx) noexcept;
-    void complete_join(op& o) noexcept { complete(o); }
+    void complete_join(op& o) noexcept { complete(o); }  // task_group: the last child ended
+    // Starts o as if ctx's task had: for a feed that re-arms its op on behalf of its reader.
+    void start_for(op& o, detail::task_context* ctx) noexcept;
+    // Sets (or, with 0, clears) the deadline of an op that may already be in flight.
+    void set_deadline(op& o, std::int64_t deadline_ns) noexcept;
     // with_timeout's deadline (an op of kind `deadline`) for the current task: when it passes,
     // the op the task waits on is cancelled and its further ops fail, until disarm_deadline.
     void arm_deadline(op& o) noexcept;
@@ -187,6 +191,7 @@ private:
     friend struct detail::root_promise;
 
     void complete(op& o) noexcept override;
+    void deliver(op& o, bool own) noexcept override;
     void wake_failed(int ring_fd) noexcept override;
     detail::task_context& spawn_root(task<> t, bool system);
     struct watchdog_state {

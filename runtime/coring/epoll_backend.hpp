@@ -7,6 +7,10 @@
 // per direction) is parked waiting for it. An op first tries its syscall; only EAGAIN parks it
 // and clears readiness; an edge sets readiness and retries the parked op. EPOLLERR/EPOLLHUP
 // wake both directions, so each syscall reports the real errno.
+//
+// Provided buffers: a recv with select_buffer waits for readiness first, then takes a buffer
+// from the free list and receives into it (EAGAIN gives it back), so an idle connection holds
+// none. An empty free list parks the op until a buffer is given back (no spinning).
 #include <coring/backend.hpp>
 
 #include <vector>
@@ -15,7 +19,7 @@ namespace coring {
 
 class epoll_backend final : public backend {
 public:
-    explicit epoll_backend(detail::completion_sink& sink);  // throws std::system_error
+    epoll_backend(const backend_config& cfg, detail::completion_sink& sink);  // throws std::system_error
     ~epoll_backend() override;
 
     backend_kind kind() const noexcept override { return backend_kind::epoll; }
@@ -26,7 +30,8 @@ public:
     void cancel(op& o) noexcept override;
     void close_detached(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
-    std::size_t in_flight() const noexcept override { return parked_; }
+    std::size_t in_flight() const noexcept override { return parked_ + buffer_waiters_.size(); }
+    void give_back(std::uint16_t id) noexcept override;
 
 private:
     struct fd_state {
@@ -37,13 +42,18 @@ private:
     void register_fd(int fd) noexcept;
     void forget_fd(int fd) noexcept;
     void on_ready(int fd, int dir) noexcept;  // an edge: retry the parked op, if any
-    int perform(op& o) noexcept;  // the syscall: a result, or -EAGAIN
+    void setup_buffers() override;
+    void attempt(op& o) noexcept;  // perform, then finish or park
+    int perform(op& o) noexcept;  // the syscall: a result, -EAGAIN or (no pool buffer) -ENOBUFS
+    int recv_into_pool(op& o) noexcept;
     void finish(op& o, int res) noexcept;
 
     int epfd_ = -1;
     detail::completion_sink& sink_;
     std::vector<fd_state> fds_;
-    std::size_t parked_ = 0;
+    std::size_t parked_ = 0;                  // ops waiting for readiness
+    op_queue buffer_waiters_;                 // ops waiting for a pool buffer
+    std::vector<std::uint16_t> free_buffers_;  // LIFO: the warmest buffer goes out first
 };
 
 }  // namespace coring

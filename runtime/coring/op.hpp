@@ -11,6 +11,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
+#include <cstddef>
 #include <cstdlib>
 #include <sys/socket.h>
 
@@ -34,12 +35,39 @@ namespace detail {
 struct task_context;
 }
 
+struct op;
+
+// Something other than the backend that completes ops: a multishot feed (its op's completions
+// go to on_completion, not to a waiting coroutine), or a task_group that a join waits on.
+class op_source {
+public:
+    // A completion of o arrived: `own` says it carries o's result (res, cqe_flags); it is the
+    // last one when o.pending is 0 (a multishot op may deliver many).
+    virtual void on_completion(op& o, bool own) noexcept = 0;
+
+protected:
+    ~op_source() = default;
+};
+
+enum class park_reason : std::uint8_t {
+    none,
+    cq_room,   // io_uring: in-flight ops would exceed the CQ
+    ready,     // epoll: waiting for the fd to become ready
+    buffers,   // the provided-buffer pool is empty (ENOBUFS): waiting for a buffer to come back
+};
+
+// Provided buffers: a completed op that took one names it like io_uring does, in cqe_flags.
+constexpr std::uint32_t cqe_buffer_flag = 1u;  // IORING_CQE_F_BUFFER
+constexpr unsigned cqe_buffer_shift = 16;      // IORING_CQE_BUFFER_SHIFT
+
 struct op {
     op_kind kind = op_kind::nop;
-    bool parked = false;          // waiting in a backend queue, not (yet) in the kernel
-    bool started_once = false;    // epoll connect: the first connect() call has been made
-    bool armed = false;           // in the core's timer heap (timers, deadlines, I/O with a deadline)
-    bool timed_out = false;       // its deadline passed: cancelled for that reason (ETIMEDOUT)
+    park_reason parked = park_reason::none;  // waiting in a backend queue, not (yet) in the kernel
+    bool started_once : 1 = false;  // epoll connect: the first connect() call has been made
+    bool armed : 1 = false;         // in the core's timer heap (timers, deadlines, I/O with a deadline)
+    bool timed_out : 1 = false;     // its deadline passed: cancelled for that reason (ETIMEDOUT)
+    bool multishot : 1 = false;     // io_uring: one SQE, many CQEs (each goes to `source`)
+    bool select_buffer : 1 = false; // recv: the backend picks a pool buffer when data arrives
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     int fd = -1;
     int flags = 0;
@@ -53,21 +81,63 @@ struct op {
     std::uint32_t heap_index = 0;  // position in the core's timer heap while armed
     std::coroutine_handle<> waiter;
     detail::task_context* ctx = nullptr;  // the task this op blocks; set by core::start
+    op_source* source = nullptr;   // set: completions go there instead of resuming `waiter`
     op* next = nullptr;            // intrusive link for the backends' parking queues
     op** tracked_by = nullptr;     // a socket's in-flight slot, cleared when the op completes
 
     op() noexcept = default;
     op(op_kind k, int f) noexcept : kind{k}, fd{f} {}
     op(const op&) = delete;  // the kernel knows this op by its address
+    op& operator=(const op&) = delete;
     // The result as awaiters report it: a cancel caused by the op's own deadline is ETIMEDOUT.
     std::int32_t outcome() const noexcept { return timed_out && res == -ECANCELED ? -ETIMEDOUT : res; }
-    op& operator=(const op&) = delete;
+    bool has_buffer() const noexcept { return res > 0 && (cqe_flags & cqe_buffer_flag); }
+    std::uint16_t buffer_id() const noexcept { return static_cast<std::uint16_t>(cqe_flags >> cqe_buffer_shift); }
     ~op() {
         if (pending != 0) {  // a frame dying under the kernel: memory corruption would follow
             std::fputs("coring: op destroyed while the kernel still owns it\n", stderr);
             std::abort();
         }
     }
+};
+
+// A FIFO of parked ops, linked through op::next.
+class op_queue {
+public:
+    bool empty() const noexcept { return !head_; }
+    std::size_t size() const noexcept { return size_; }
+    void push(op& o, park_reason why) noexcept {
+        o.parked = why;
+        o.next = nullptr;
+        (tail_ ? tail_->next : head_) = &o;
+        tail_ = &o;
+        ++size_;
+    }
+    op& pop() noexcept {
+        op& o = *head_;
+        head_ = o.next;
+        if (!head_) tail_ = nullptr;
+        --size_;
+        o.parked = park_reason::none;
+        return o;
+    }
+    void remove(op& o) noexcept {  // o must be in this queue
+        op* prev = nullptr;
+        op** link = &head_;
+        while (*link != &o) {
+            prev = *link;
+            link = &(*link)->next;
+        }
+        *link = o.next;
+        if (tail_ == &o) tail_ = prev;
+        --size_;
+        o.parked = park_reason::none;
+    }
+
+private:
+    op* head_ = nullptr;
+    op* tail_ = nullptr;
+    std::size_t size_ = 0;
 };
 
 }  // namespace coring

@@ -1,6 +1,7 @@
 #pragma once
 // Per-core counters (DESIGN.md §10). Plain integers: each core writes only its own.
 #include <cstdint>
+#include <string>
 
 namespace coring {
 
@@ -14,6 +15,9 @@ struct backend_stats {
     std::uint64_t cq_overflow = 0;      // kernel overflow count (must stay 0)
     std::uint64_t cancels = 0;
     std::uint64_t eagain_retries = 0;   // epoll: syscalls that had to wait for readiness
+    std::uint64_t multishot_arms = 0;   // multishot SQEs submitted (each may bring many CQEs)
+    std::uint64_t buffers_in_use = 0;   // pool buffers held by the kernel's results or by leases
+    std::uint64_t buffer_waits = 0;     // ops that found the pool empty (ENOBUFS) and waited
 };
 
 struct core_stats {
@@ -28,5 +32,8 @@ struct core_stats {
 
     core_stats& operator+=(const core_stats& o) noexcept;
 };
+
+// One line, "name=value" pairs, for --stats and logs.
+std::string to_string(const core_stats& s);
 
 }  // namespace coring

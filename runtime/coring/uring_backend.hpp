@@ -7,6 +7,11 @@
 // the op is pinned (it lives in a suspended frame). A cancelled op finishes only when both its
 // own CQE and its cancel's CQE are in (op::pending). In-flight ops never exceed what the CQ can
 // hold; beyond that they wait in a local FIFO (parked) and are submitted as CQEs are reaped.
+//
+// Multishot ops (accept, recv) post many CQEs for one SQE; each goes to the op's source, and
+// the op ends at the CQE without IORING_CQE_F_MORE. Provided buffers are a registered buffer
+// ring (group 0): the kernel takes one when data arrives. When it has none left the recv ends
+// with ENOBUFS; the op then waits here until a buffer is given back, and is submitted again.
 #include <coring/backend.hpp>
 
 #include <liburing.h>
@@ -27,25 +32,33 @@ public:
     void cancel(op& o) noexcept override;
     void close_detached(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
-    std::size_t in_flight() const noexcept override { return in_flight_ + parked_count_; }
-    int ring_fd() const noexcept override { return has_msg_ring_ ? ring_.ring_fd : -1; }
+    std::size_t in_flight() const noexcept override {
+        return in_flight_ + parked_.size() + buffer_waiters_.size();
+    }
+    backend_features features() const noexcept override { return features_; }
+    void give_back(std::uint16_t id) noexcept override;
+    int ring_fd() const noexcept override { return features_.msg_ring ? ring_.ring_fd : -1; }
     bool post_wake(int target_ring_fd) noexcept override;
 
 private:
     io_uring_sqe* get_sqe() noexcept;
     void submit(op& o) noexcept;
     void reap() noexcept;
+    void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept;
     void unpark() noexcept;
+    void setup_buffers() override;
+    void wait_for_buffer(op& o) noexcept;
 
     io_uring ring_{};
     detail::completion_sink& sink_;
     unsigned setup_flags_ = 0;
-    bool has_msg_ring_ = false;     // IORING_OP_MSG_RING (5.18+), probed at setup
-    unsigned in_flight_ = 0;        // CQEs the kernel owes us
+    backend_features features_;
+    unsigned in_flight_ = 0;        // ops (and cancels, closes) whose last CQE is still owed
     unsigned in_flight_limit_ = 0;  // CQ size minus room for cancels and detached closes
-    op* parked_head_ = nullptr;     // FIFO of ops waiting for CQ room
-    op* parked_tail_ = nullptr;
-    std::size_t parked_count_ = 0;
+    op_queue parked_;               // ops waiting for CQ room
+    op_queue buffer_waiters_;       // ops that ended with ENOBUFS, waiting for a buffer
+    io_uring_buf_ring* buf_ring_ = nullptr;
+    unsigned buffers_in_ring_ = 0;  // given to the kernel and not yet seen taken in a CQE
 };
 
 }  // namespace coring

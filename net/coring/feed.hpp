@@ -1,0 +1,100 @@
+#pragma once
+// feed: an op that produces results on its own schedule, and the results nobody took yet.
+// On io_uring with multishot, one SQE keeps accepting (or receiving) and every CQE lands here;
+// elsewhere the op is a plain one, armed again each time the queue runs dry. Either way one
+// reader at a time waits in an awaiter, and takes queued results without waiting.
+//
+// Lifetime: a feed belongs to a socket, but its op may still be in the kernel when the socket
+// goes. release() cancels the op and hands the feed to it: the feed frees itself at the op's
+// last completion, giving back what is still queued (buffers to the pool, accepted fds closed).
+// That is why it lives in its own allocation and not in the socket.
+#include <coring/core.hpp>
+#include <coring/op.hpp>
+
+#include <coroutine>
+#include <cstdint>
+#include <deque>
+
+namespace coring::detail {
+
+// A reader waiting in (or about to wait in) a feed, and what it was handed.
+struct feed_reader {
+    std::coroutine_handle<> handle;
+    task_context* ctx = nullptr;
+    int res = 0;              // as op::res: a result, or -errno
+    std::uint32_t flags = 0;  // as op::cqe_flags: names the buffer of a receive
+};
+
+class feed : public op_source {
+public:
+    feed(const feed&) = delete;
+    feed& operator=(const feed&) = delete;
+
+    // A result that is already here, into r: queued data first, then the final word (end of
+    // stream, an error). False when the reader has to wait.
+    bool take(feed_reader& r) noexcept;
+    // Suspends r until a result comes (its op armed if it is not in flight). deadline_ns, when
+    // not 0, ends the wait with ETIMEDOUT.
+    void wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept;
+    // The socket is done with this feed: a waiting reader gets ECANCELED, the op is cancelled,
+    // and the feed frees itself once the kernel has let go of the op.
+    void release() noexcept;
+
+    void on_completion(op& o, bool own) noexcept final;
+
+    static void* operator new(std::size_t size) { return allocate_frame(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { free_frame(p, size); }
+
+protected:
+    feed(op_kind kind, int fd, bool multishot) noexcept;
+    virtual ~feed() = default;
+
+    // A result that carries something (an accepted fd, a filled buffer): queue it.
+    virtual bool keep(const op& o) noexcept = 0;
+    virtual bool pop(int& res, std::uint32_t& flags) noexcept = 0;
+    // A final word that stays: end of stream, a reset. Cancels and accept errors do not.
+    virtual bool sticky(int res) const noexcept = 0;
+    virtual void drop_all() noexcept = 0;  // what is still queued goes back
+
+    op shot_;
+
+private:
+    void offer() noexcept;  // hands the waiting reader a result, if there is one
+    bool in_flight() const noexcept { return shot_.pending != 0; }
+
+    feed_reader* reader_ = nullptr;
+    int end_ = 1;  // 1: nothing to say; else the final word for the next reader (0 or -errno)
+    bool end_sticky_ = false;
+    bool released_ = false;
+};
+
+// Accepted connections, queued by fd.
+class accept_feed final : public feed {
+public:
+    accept_feed(int listener_fd, bool multishot) noexcept : feed{op_kind::accept, listener_fd, multishot} {}
+
+private:
+    bool keep(const op& o) noexcept override;
+    bool pop(int& res, std::uint32_t& flags) noexcept override;
+    bool sticky(int) const noexcept override { return false; }
+    void drop_all() noexcept override;
+    std::deque<int> fds_;
+};
+
+// Received data, queued as pool buffers, linked through the backend's per-buffer chain: an
+// idle stream holds no buffer and no queue storage.
+class recv_feed final : public feed {
+public:
+    recv_feed(int fd, bool multishot) noexcept;
+
+private:
+    bool keep(const op& o) noexcept override;
+    bool pop(int& res, std::uint32_t& flags) noexcept override;
+    bool sticky(int res) const noexcept override;
+    void drop_all() noexcept override;
+    std::uint32_t queued_ = 0;
+    std::uint16_t head_ = 0;
+    std::uint16_t tail_ = 0;
+};
+
+}  // namespace coring::detail

@@ -1,0 +1,147 @@
+#include <coring/feed.hpp>
+
+#include <cerrno>
+
+namespace coring::detail {
+
+feed::feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd} {
+    shot_.multishot = multishot;
+    shot_.source = this;
+}
+
+bool feed::take(feed_reader& r) noexcept {
+    if (pop(r.res, r.flags)) return true;
+    if (end_ == 1) return false;
+    r.res = end_;
+    r.flags = 0;
+    if (!end_sticky_) end_ = 1;  // said once
+    return true;
+}
+
+void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept {
+    core& c = core::current();
+    r.handle = h;
+    r.ctx = c.current_task();
+    reader_ = &r;
+    if (!in_flight()) {
+        shot_.deadline_ns = deadline_ns;
+        shot_.timed_out = false;
+        return c.start(shot_);  // may complete at once (epoll, a refused op): offer() runs then
+    }
+    // Still armed (multishot), or its cancel is on the way: wait on it, so that cancelling this
+    // task (or its with_timeout) cancels the op and ends the wait.
+    shot_.ctx = r.ctx;
+    if (r.ctx) r.ctx->waiting_on = &shot_;
+    if (deadline_ns != 0) c.set_deadline(shot_, deadline_ns);
+}
+
+void feed::release() noexcept {
+    released_ = true;
+    if (reader_) {  // a reader on another task: it ends now, and must not touch this feed again
+        feed_reader& r = *std::exchange(reader_, nullptr);
+        r.res = -ECANCELED;
+        if (r.ctx && r.ctx->waiting_on == &shot_) r.ctx->waiting_on = nullptr;
+        core::current().resume_later(r.handle, r.ctx);
+    }
+    if (!in_flight()) {
+        drop_all();
+        delete this;
+        return;
+    }
+    core::current().cancel(shot_);  // on_completion frees the feed at the op's last completion
+}
+
+void feed::on_completion(op& o, bool own) noexcept {
+    if (own && !keep(o)) {
+        // A cancel (a with_timeout, a cancelled task) answers the reader that was waiting; one
+        // that arrives after that reader got data would only mislead the next.
+        const int res = o.outcome();
+        const bool cancel = res == -ECANCELED || res == -ETIMEDOUT;
+        if (!cancel || reader_) {
+            end_ = res;
+            end_sticky_ = sticky(res);
+        }
+    }
+    if (released_) {
+        if (!in_flight()) {
+            drop_all();
+            delete this;
+        }
+        return;
+    }
+    offer();
+    // The op is over and nothing was there for the reader (a cancel's CQE came last): go again.
+    if (reader_ && !in_flight()) {
+        core::current().start_for(shot_, reader_->ctx);
+    }
+}
+
+void feed::offer() noexcept {
+    if (!reader_ || !take(*reader_)) return;
+    feed_reader& r = *std::exchange(reader_, nullptr);
+    core& c = core::current();
+    if (r.ctx && r.ctx->waiting_on == &shot_) r.ctx->waiting_on = nullptr;
+    if (shot_.armed || shot_.deadline_ns != 0) c.set_deadline(shot_, 0);  // the wait is over
+    c.resume_later(r.handle, r.ctx);
+}
+
+// ---- accept ---------------------------------------------------------------------------------------
+
+bool accept_feed::keep(const op& o) noexcept {
+    if (o.res < 0) return false;
+    fds_.push_back(o.res);
+    return true;
+}
+
+bool accept_feed::pop(int& res, std::uint32_t& flags) noexcept {
+    if (fds_.empty()) return false;
+    res = fds_.front();
+    flags = 0;
+    fds_.pop_front();
+    return true;
+}
+
+void accept_feed::drop_all() noexcept {
+    backend& io = core::current().io();
+    for (int fd : fds_) io.close_detached(fd);  // accepted, never handed out
+    fds_.clear();
+}
+
+// ---- recv ------------------------------------------------------------------------------------------
+
+recv_feed::recv_feed(int fd, bool multishot) noexcept : feed{op_kind::recv, fd, multishot} {
+    shot_.select_buffer = true;
+}
+
+bool recv_feed::keep(const op& o) noexcept {
+    if (!o.has_buffer()) return false;
+    backend& io = core::current().io();
+    const std::uint16_t id = o.buffer_id();
+    io.link(id).len = static_cast<std::uint32_t>(o.res);
+    if (queued_++ == 0) head_ = id;
+    else io.link(tail_).next = id;
+    tail_ = id;
+    return true;
+}
+
+bool recv_feed::pop(int& res, std::uint32_t& flags) noexcept {
+    if (queued_ == 0) return false;
+    const backend::buffer_link& l = core::current().io().link(head_);
+    res = static_cast<int>(l.len);
+    flags = cqe_buffer_flag | (std::uint32_t{head_} << cqe_buffer_shift);
+    if (--queued_ != 0) head_ = l.next;
+    return true;
+}
+
+bool recv_feed::sticky(int res) const noexcept {
+    return res != -ECANCELED && res != -ETIMEDOUT;  // end of stream and resets stay
+}
+
+void recv_feed::drop_all() noexcept {
+    int res;
+    std::uint32_t flags;
+    backend& io = core::current().io();
+    while (pop(res, flags)) io.give_back(static_cast<std::uint16_t>(flags >> cqe_buffer_shift));
+}
+
+}  // namespace coring::detail
