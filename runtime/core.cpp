@@ -466,6 +466,7 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.sq_full_waits += o.backend.sq_full_waits;
     backend.parked_for_cq += o.backend.parked_for_cq;
     backend.cq_overflow += o.backend.cq_overflow;
+    backend.cq_overcommits += o.backend.cq_overcommits;
     backend.cancels += o.backend.cancels;
     backend.eagain_retries += o.backend.eagain_retries;
     backend.multishot_arms += o.backend.multishot_arms;
@@ -477,11 +478,11 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
 std::string to_string(const core_stats& s) {
     const backend_stats& b = s.backend;
     return format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
-                  "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cancels={} "
+                  "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cq_overcommits={} cancels={} "
                   "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={}",
                   s.tasks_spawned, s.resumes, s.loop_turns, s.timers_fired, s.mail_received, s.wakes_sent,
                   s.mail_deferred, b.ops_started, b.sqes_submitted, b.enter_calls, b.completions, b.sq_full_waits,
-                  b.parked_for_cq, b.cq_overflow, b.cancels, b.eagain_retries, b.multishot_arms,
+                  b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.eagain_retries, b.multishot_arms,
                   b.buffers_in_use, b.buffer_waits);
 }
 

@@ -2,6 +2,7 @@
 #include <coring/uring_backend.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -213,6 +214,13 @@ bool uring_backend::post_wake(int target_ring_fd) noexcept {
 }
 
 void uring_backend::poll(std::int64_t timeout_ns) noexcept {
+    // Parked ops wait for completions to make room. Should none come (every op in flight
+    // waits for a peer that waits for a parked op), waiting on would be a deadlock: after
+    // stall_ns without a completion, the oldest parked op goes in beyond the limit (the CQ
+    // keeps an eighth in reserve, and IORING_FEAT_NODROP keeps any overflow in the kernel).
+    constexpr std::int64_t stall_ns = 10'000'000;
+    if (!parked_.empty() && (timeout_ns < 0 || timeout_ns > stall_ns)) timeout_ns = stall_ns;
+    const std::uint64_t reaped_before = stats_.completions;
     int r;
     if (timeout_ns == 0) {
         // Submit and run deferred task work without waiting (DEFER_TASKRUN needs GETEVENTS).
@@ -231,6 +239,19 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
     // -ETIME (timeout), -EINTR (signal) and -EBUSY (reap first) all mean: look at the CQ.
     reap();
     unpark();
+    if (parked_.empty() || stats_.completions != reaped_before) {
+        stalled_since_ns_ = 0;
+        return;
+    }
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (stalled_since_ns_ == 0) {
+        stalled_since_ns_ = now;
+    } else if (now - stalled_since_ns_ >= stall_ns) {
+        ++stats_.cq_overcommits;
+        submit(parked_.pop());
+        stalled_since_ns_ = now;
+    }
 }
 
 void uring_backend::reap() noexcept {

@@ -35,7 +35,8 @@ using namespace std::chrono_literals;
 class test_core {
 public:
     explicit test_core(backend_kind kind, unsigned sq_entries = 256, unsigned cq_entries = 0)
-        : core_{core_config{0, {kind, sq_entries, cq_entries}, std::chrono::milliseconds{1000}}} {}
+        : test_core{backend_config{kind, sq_entries, cq_entries}} {}
+    explicit test_core(const backend_config& cfg) : core_{core_config{0, cfg, std::chrono::milliseconds{1000}}} {}
 
     core& get() noexcept { return core_; }
     core* operator->() noexcept { return &core_; }

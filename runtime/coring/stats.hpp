@@ -13,6 +13,7 @@ struct backend_stats {
     std::uint64_t sq_full_waits = 0;    // io_uring_get_sqe found no room
     std::uint64_t parked_for_cq = 0;    // ops held back so the CQ cannot overflow
     std::uint64_t cq_overflow = 0;      // kernel overflow count (must stay 0)
+    std::uint64_t cq_overcommits = 0;   // parked ops let in past the limit after a stall (see poll)
     std::uint64_t cancels = 0;
     std::uint64_t eagain_retries = 0;   // epoll: syscalls that had to wait for readiness
     std::uint64_t multishot_arms = 0;   // multishot SQEs submitted (each may bring many CQEs)

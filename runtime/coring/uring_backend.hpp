@@ -58,7 +58,8 @@ private:
     op_queue parked_;               // ops waiting for CQ room
     op_queue buffer_waiters_;       // ops that ended with ENOBUFS, waiting for a buffer
     io_uring_buf_ring* buf_ring_ = nullptr;
-    unsigned buffers_in_ring_ = 0;  // given to the kernel and not yet seen taken in a CQE
+    unsigned buffers_in_ring_ = 0;
+    std::int64_t stalled_since_ns_ = 0;  // ops parked and no completion since then (0: not stalled)  // given to the kernel and not yet seen taken in a CQE
 };
 
 }  // namespace coring
