@@ -67,12 +67,18 @@ socket_base::~socket_base() {
     else ::close(std::exchange(fd_, -1));  // after its core is gone: nothing can be in flight
 }
 
-close_awaiter socket_base::close() noexcept {
+task<> close_fd(int fd) {
+    if (fd < 0) co_return;
+    status_awaiter closing{op_kind::close, fd, nullptr};
+    (void)co_await closing;
+}
+
+task<> socket_base::close() noexcept {
     // Cancelling here rather than in await_suspend: from this call on the socket is closed
     // to its user, and the ops in flight must not outlive the fd. The close op itself starts
     // when awaited ([[nodiscard]]: dropping the awaitable would leak the fd).
     cancel_in_flight();
-    return close_awaiter{op_kind::close, std::exchange(fd_, -1), nullptr};
+    return close_fd(std::exchange(fd_, -1));
 }
 
 }  // namespace coring::detail

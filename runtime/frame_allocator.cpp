@@ -18,8 +18,8 @@
 namespace coring::detail {
 namespace {
 
-constexpr std::size_t granule = 64;       // class k holds blocks of (k + 1) * 64 bytes, header included
-constexpr std::size_t class_count = 32;   // so frames up to ~2 KiB are cached
+constexpr std::size_t granule = 32;       // class k holds blocks of (k + 1) * 32 bytes, header included
+constexpr std::size_t class_count = 64;   // so frames up to ~2 KiB are cached
 
 // Under AddressSanitizer frames go straight to the heap, so ASan sees each frame's lifetime
 // (a cached block would hide a use-after-free behind the next frame of its class).

@@ -7,6 +7,7 @@
 #include <coring/feed.hpp>
 #include <coring/op.hpp>
 #include <coring/result.hpp>
+#include <coring/task.hpp>
 
 #include <coroutine>
 #include <cstddef>
@@ -63,13 +64,11 @@ public:
     }
 };
 
-// close: the fd is released whatever happens (Linux frees it even when close reports an
-// error), so there is nothing for the caller to handle and nothing to return.
-class close_awaiter : public op_awaiter {
-public:
-    using op_awaiter::op_awaiter;
-    void await_resume() const noexcept {}
-};
+// Closes fd through the backend (ordered after every op already queued for it). The fd is
+// released whatever happens (Linux frees it even when close reports an error), so there is
+// nothing for the caller to handle. A task of its own: its op takes room only while closing,
+// not in every frame that may close a socket.
+task<> close_fd(int fd);
 
 // Waits in a socket's feed (multishot accept or recv): no op of its own, so a reader costs
 // a few words in its frame. A socket without a feed (closed) answers EBADF at once.
@@ -95,9 +94,9 @@ public:
     int fd() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
 
-    // Cancels whatever is in flight on this socket (those ops finish with ECANCELED), then
-    // closes the fd, ordered after every SQE already queued for it.
-    [[nodiscard]] close_awaiter close() noexcept;
+    // Cancels whatever is in flight on this socket (those ops finish with ECANCELED) at once,
+    // then closes the fd when awaited, ordered after every SQE already queued for it.
+    [[nodiscard]] task<> close() noexcept;
 
 protected:
     socket_base() noexcept = default;
