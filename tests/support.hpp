@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace coring {
@@ -65,6 +66,20 @@ inline std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
 inline std::uint64_t fnv1a(std::span<const std::byte> data, std::uint64_t h = 1469598103934665603ull) {
     for (std::byte b : data) h = (h ^ std::uint64_t(b)) * 1099511628211ull;
     return h;
+}
+
+// A connected pair on loopback, both ends owned by the current core: {client, server}.
+inline task<std::pair<tcp_stream, tcp_stream>> connected_pair() {
+    auto listener = tcp_listener::bind("127.0.0.1:0");
+    REQUIRE(listener);
+    auto where = listener->local_address();
+    REQUIRE(where);
+    auto client = co_await tcp_stream::connect(*where);
+    REQUIRE(client);
+    auto server = co_await listener->accept();
+    REQUIRE(server);
+    co_await listener->close();
+    co_return std::pair{std::move(*client), std::move(*server)};
 }
 
 inline std::span<const std::byte> as_bytes(std::string_view s) {

@@ -35,18 +35,6 @@ backend_config config_of(const lease_setup& s, unsigned buffers = 1024, unsigned
     return cfg;
 }
 
-task<std::pair<tcp_stream, tcp_stream>> connected_pair() {
-    auto listener = tcp_listener::bind("127.0.0.1:0");
-    REQUIRE(listener);
-    auto where = listener->local_address();
-    REQUIRE(where);
-    auto client = co_await tcp_stream::connect(*where);
-    REQUIRE(client);
-    auto server = co_await listener->accept();
-    REQUIRE(server);
-    co_await listener->close();
-    co_return std::pair{std::move(*client), std::move(*server)};
-}
 
 std::uint64_t buffers_in_use() { return core::current().io().stats().buffers_in_use; }
 

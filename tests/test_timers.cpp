@@ -16,19 +16,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// A connected pair on loopback, both ends owned by the current core.
-task<std::pair<tcp_stream, tcp_stream>> connected_pair() {
-    auto listener = tcp_listener::bind("127.0.0.1:0");
-    REQUIRE(listener);
-    auto where = listener->local_address();
-    REQUIRE(where);
-    auto client = co_await tcp_stream::connect(*where);
-    REQUIRE(client);
-    auto server = co_await listener->accept();
-    REQUIRE(server);
-    co_await listener->close();
-    co_return std::pair{std::move(*client), std::move(*server)};
-}
 
 std::int64_t ms_since(clock_type::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t).count();
