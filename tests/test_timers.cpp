@@ -151,12 +151,12 @@ TEST_CASE("with_timeout passes results through, times out whole tasks, and nests
 
         // Nested: the outer (shorter) deadline wins, and the inner scope reports it as the
         // outer's ETIMEDOUT, not as a cancel of its own.
-        auto inner = [&]() -> task<result<std::size_t>> {
-            auto r = co_await with_timeout(10s, server.recv(buf));
+        auto inner = [](tcp_stream* s, std::span<std::byte> b) -> task<result<std::size_t>> {
+            auto r = co_await with_timeout(10s, s->recv(b));
             co_return r;
         };
         const auto start = clock_type::now();
-        auto nested = co_await with_timeout(30ms, inner());
+        auto nested = co_await with_timeout(30ms, inner(&server, buf));
         REQUIRE(!nested);
         CHECK(nested.error() == std::errc::timed_out);
         CHECK(ms_since(start) < 5000);
