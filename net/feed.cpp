@@ -37,6 +37,7 @@ void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline
 
 void feed::release() noexcept {
     released_ = true;
+    shot_.ctx = nullptr;  // the op blocks no task from now on (a task may end before the op does)
     if (reader_) {  // a reader on another task: it ends now, and must not touch this feed again
         feed_reader& r = *std::exchange(reader_, nullptr);
         r.res = -ECANCELED;
@@ -81,6 +82,7 @@ void feed::offer() noexcept {
     feed_reader& r = *std::exchange(reader_, nullptr);
     core& c = core::current();
     if (r.ctx && r.ctx->waiting_on == &shot_) r.ctx->waiting_on = nullptr;
+    shot_.ctx = nullptr;  // a multishot op stays armed; the task it blocked may end before it does
     if (shot_.armed || shot_.deadline_ns != 0) c.set_deadline(shot_, 0);  // the wait is over
     c.resume_later(r.handle, r.ctx);
 }

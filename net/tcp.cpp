@@ -31,9 +31,17 @@ result<address> query_address(int fd, Query query) noexcept {
 // ---- tcp_stream ---------------------------------------------------------------------------------
 
 task<result<tcp_stream>> tcp_stream::connect(address peer, std::chrono::nanoseconds timeout) {
+    return connect_from(address{}, std::move(peer), timeout);
+}
+
+task<result<tcp_stream>> tcp_stream::connect_from(address local, address peer, std::chrono::nanoseconds timeout) {
     const int fd = core::current().io().open_socket(peer.family(), SOCK_STREAM, 0);
     if (fd < 0) co_return to_error(fd);
     tcp_stream stream{fd};  // closes the fd if the connect fails
+    if (local.size() != 0) {
+        if (auto r = set_int_option(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1); !r) co_return r.error();
+        if (::bind(fd, local.data(), local.size()) < 0) co_return to_error(-errno);
+    }
     detail::status_awaiter connecting{op_kind::connect, fd, stream.slot(detail::output)};
     // `peer` lives in this frame, so the kernel may read it any time until the completion.
     connecting.bind_address(peer.data(), peer.size());

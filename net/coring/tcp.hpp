@@ -24,6 +24,10 @@ public:
     // Opens a socket on the current core and connects it; ETIMEDOUT when `timeout` (if not
     // zero) passes first.
     [[nodiscard]] static task<result<tcp_stream>> connect(address peer, std::chrono::nanoseconds timeout = {});
+    // The same from a chosen local address (port 0: the kernel picks one at connect time, per
+    // destination, so many source addresses go past the ephemeral-port range).
+    [[nodiscard]] static task<result<tcp_stream>> connect_from(address local, address peer,
+                                                              std::chrono::nanoseconds timeout = {});
 
     // Each recv and send from now on fails with ETIMEDOUT when it makes no progress for `d`
     // (zero: wait forever, the default). The op is cancelled first: the buffer is free again.

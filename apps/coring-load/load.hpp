@@ -1,0 +1,79 @@
+#pragma once
+// The echo workload of coring-load, as a library part so tests run the very code the tool runs.
+// Each connection keeps up to `depth` messages in flight; a sender and a receiver task share it.
+// Every byte of every reply is checked against the message it answers (content derived from the
+// connection id and sequence number), so a reply that is torn, reordered, or meant for another
+// connection is caught. Errors are counted by kind, never dropped.
+#include "histogram.hpp"
+
+#include <coring/coring.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace coring::load {
+
+struct settings {
+    address target = address::ipv4_loopback(7000);
+    unsigned conns = 64;              // in all (every core and process)
+    unsigned depth = 1;               // messages in flight per connection
+    std::size_t size_min = 64;        // message size; a range when min < max
+    std::size_t size_max = 64;
+    double duration = 10;             // measured seconds
+    double warmup = 1;                // unmeasured seconds after the connections are up
+    double rate = 0;                  // open loop: requests per second in all; 0 = closed loop
+    std::uint32_t source_first = 0;   // IPv4 source addresses to spread connections over (host
+    std::uint32_t source_count = 0;   // order): connection i binds first + i % count; 0 = any
+    unsigned connect_parallel = 256;  // connects in flight per core (a SYN queue overflow costs 1 s)
+    std::chrono::milliseconds reply_timeout{10'000};  // a reply slower than this is an error
+};
+
+struct error_counts {
+    std::uint64_t connect = 0;  // could not connect
+    std::uint64_t io = 0;       // reset, broken pipe, other send/recv errors
+    std::uint64_t eof = 0;      // the server closed a connection with replies outstanding
+    std::uint64_t verify = 0;   // a reply's bytes differ from the message
+    std::uint64_t timeout = 0;  // no reply within reply_timeout
+    std::uint64_t total() const noexcept { return connect + io + eof + verify + timeout; }
+    error_counts& operator+=(const error_counts& o) noexcept;
+};
+
+struct results {
+    std::uint64_t messages = 0;  // verified replies inside the measured window
+    std::uint64_t bytes = 0;     // of those, payload bytes (one direction)
+    histogram latency;           // ns, of those
+    error_counts errors;
+    std::uint64_t connected = 0;
+    double seconds = 0;          // the measured window's length
+    std::string backend;         // what the load ran on
+    std::string first_error;     // what went wrong first, for the one-line message
+
+    void merge(const results& o);
+    std::string serialize() const;  // one line, for --procs
+    bool deserialize(const std::string& line);
+};
+
+// Live counters for the progress line, written by every core (and, in shared memory, by every
+// process) with relaxed atomics.
+struct live_counters {
+    std::atomic<std::uint64_t> messages{0};
+    std::atomic<std::uint64_t> errors{0};
+    std::atomic<std::uint64_t> connected{0};
+    std::atomic<std::uint64_t> p99_ns{0};  // the last second's p99 on the slowest core
+};
+
+// The local address connection `conn` binds (empty: the kernel's choice).
+address source_of(const settings& s, std::uint64_t conn);
+
+// Message `seq` of connection `conn`: its size and its bytes.
+std::size_t message_size(const settings& s, std::uint64_t conn, std::uint64_t seq) noexcept;
+void fill(std::span<std::byte> msg, std::uint64_t conn, std::uint64_t seq) noexcept;
+
+// Runs connections [first, first + count) on the current core until the measured window has
+// passed and every reply is in (or has failed), and adds what happened to *out.
+task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live);
+
+}  // namespace coring::load

@@ -1,0 +1,312 @@
+// coring-load: a verifying load generator built on coring. `echo` mode: N connections, each with
+// up to D messages in flight (closed loop) or sending on a fixed schedule (open loop, --rate),
+// every reply checked byte for byte. --procs forks full runtimes to go past one process's fd
+// limit; --bind-range spreads source addresses over 127.0.0.0/8 to go past the port range.
+#include "../common/cli.hpp"
+#include "load.hpp"
+
+#include <coring/log.hpp>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <mutex>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace coring;
+using namespace coring::load;
+
+namespace {
+
+constexpr std::string_view usage =
+    "usage: coring-load [echo] [flags]\n"
+    "Verifying load generator: every reply is checked byte for byte against the message it answers.\n"
+    "  --target ADDR          server (default 127.0.0.1:7000)\n"
+    "  --conns N              connections in all (default 64)\n"
+    "  --depth D              messages in flight per connection, closed loop (default 1)\n"
+    "  --size S | MIN:MAX     message bytes, fixed or a range per message (default 64)\n"
+    "  --duration SECONDS     measured time (default 10)\n"
+    "  --warmup SECONDS       unmeasured time once every connection is up (default 1)\n"
+    "  --rate R               open loop: R requests/s in all, latency from the intended send time\n"
+    "  --procs P              P processes, each a full runtime with its share of the connections (default 1)\n"
+    "  --bind-range A-B|CIDR  spread source addresses over IPv4 A..B (or a CIDR such as 127.0.0.0/8)\n"
+    "  --connect-parallel N   connects in flight per core (default 256)\n"
+    "  --reply-timeout MS     a reply slower than this is an error (default 10000)\n"
+    "  --json FILE            write the settings and every result to FILE\n"
+    "  --quiet                no progress line each second\n"
+    "Prints a summary and one key=value line; exit 0 when every message was verified, 1 when any\n"
+    "error happened (the result is then partial), 2 on a bad flag.";
+
+struct options {
+    settings s;
+    unsigned procs = 1;
+    std::string json;
+    bool quiet = false;
+};
+
+double parse_real(std::string_view flag, std::string_view v, double min, double max) {
+    const std::string text{v};
+    char* end = nullptr;
+    const double d = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !(d >= min && d <= max))
+        throw std::invalid_argument(format("{} {}: expected a number from {} to {}", flag, v, min, max));
+    return d;
+}
+
+std::uint32_t parse_ipv4(std::string_view flag, std::string_view v) {
+    in_addr a{};
+    if (::inet_pton(AF_INET, std::string{v}.c_str(), &a) != 1) throw std::invalid_argument(format("{} {}: not an IPv4 address", flag, v));
+    return ntohl(a.s_addr);
+}
+
+void parse_bind_range(std::string_view flag, std::string_view v, settings& s) {
+    if (const auto slash = v.find('/'); slash != std::string_view::npos) {
+        const auto bits = static_cast<unsigned>(parse_real(flag, v.substr(slash + 1), 8, 32));
+        const std::uint32_t mask = bits == 32 ? ~0u : ~((1u << (32 - bits)) - 1);
+        const std::uint32_t net = parse_ipv4(flag, v.substr(0, slash)) & mask;
+        // Skip the network's first address (127.0.0.0 is not usable); keep the rest.
+        s.source_first = net + (bits < 31 ? 1 : 0);
+        s.source_count = bits == 32 ? 1 : (~mask) - (bits < 31 ? 1 : 0);
+    } else {
+        const auto dash = v.find('-');
+        if (dash == std::string_view::npos) throw std::invalid_argument(format("{} {}: expected A-B or a CIDR", flag, v));
+        const std::uint32_t a = parse_ipv4(flag, v.substr(0, dash)), b = parse_ipv4(flag, v.substr(dash + 1));
+        if (b < a) throw std::invalid_argument(format("{} {}: the range ends before it starts", flag, v));
+        s.source_first = a;
+        s.source_count = b - a + 1;
+    }
+    if ((s.source_first >> 24) != 127) throw std::invalid_argument(format("{} {}: loopback (127.0.0.0/8) only", flag, v));
+}
+
+std::string num(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f", v);
+    return buf;
+}
+std::string us(std::uint64_t ns) { return num(static_cast<double>(ns) / 1000.0); }
+
+// Runs this process's share: `conns` connections from `first`, split over the runtime's cores.
+int run_here(const options& o, runtime_options runtime, std::uint64_t first, std::uint64_t conns, results* total,
+             live_counters* live) {
+    const unsigned cores = runtime.cores ? runtime.cores : available_cpus();
+    std::vector<results> per_core(cores);
+    std::mutex merge_lock;
+    const int rc = run(runtime, [&](core& c) -> task<> {
+        const unsigned k = c.id();
+        const std::uint64_t base = conns / cores, extra = conns % cores;
+        const std::uint64_t from = first + k * base + std::min<std::uint64_t>(k, extra);
+        const std::uint64_t count = base + (k < extra ? 1 : 0);
+        per_core[k].backend = std::string{to_string(c.kind())};
+        return run_share(o.s, from, count, &per_core[k], live);
+    });
+    for (auto& r : per_core) total->merge(r);
+    return rc;
+}
+
+void print_progress(const options& o, live_counters& live, const std::atomic<bool>& done) {
+    std::uint64_t last = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (int second = 1; !done.load(); ++second) {
+        const auto due = start + std::chrono::seconds{second};
+        while (!done.load() && std::chrono::steady_clock::now() < due) std::this_thread::sleep_for(std::chrono::milliseconds{20});
+        if (done.load()) break;
+        const std::uint64_t m = live.messages.load(std::memory_order_relaxed);
+        std::fprintf(stderr, "coring-load: %3ds  msgs/s %9llu  p99 %8s us  errors %llu  connected %llu/%u\n", second,
+                     static_cast<unsigned long long>(m - last), us(live.p99_ns.exchange(0)).c_str(),
+                     static_cast<unsigned long long>(live.errors.load(std::memory_order_relaxed)),
+                     static_cast<unsigned long long>(live.connected.load(std::memory_order_relaxed)), o.s.conns);
+        last = m;
+    }
+}
+
+std::string json_escape(const std::string& s) {
+    std::string out;
+    for (char ch : s) {
+        if (ch == '"' || ch == '\\') out += '\\';
+        if (static_cast<unsigned char>(ch) < 0x20) continue;
+        out += ch;
+    }
+    return out;
+}
+
+void write_json(const options& o, const runtime_options& runtime, const results& r, const std::string& path) {
+    const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
+    const histogram& h = r.latency;
+    std::ofstream f{path};
+    f << format("{\"tool\": \"coring-load\", \"mode\": \"echo\", \"target\": \"{}\", \"conns\": {}, \"depth\": {}, "
+                "\"size_min\": {}, \"size_max\": {}, \"duration_s\": {}, \"warmup_s\": {}, \"rate\": {}, \"procs\": {}, "
+                "\"cores_per_proc\": {}, \"backend\": \"{}\", \"connected\": {}, \"messages\": {}, \"msgs_per_sec\": {}, "
+                "\"mb_per_sec\": {}, \"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, "
+                "\"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, \"timeout\": {}}, "
+                "\"first_error\": \"{}\"}\n",
+                o.s.target.to_string(), o.s.conns, o.s.depth, o.s.size_min, o.s.size_max, num(o.s.duration), num(o.s.warmup),
+                num(o.s.rate), o.procs, runtime.cores ? runtime.cores : available_cpus(), r.backend, r.connected, r.messages,
+                num(static_cast<double>(r.messages) / secs), num(static_cast<double>(r.bytes) / secs / 1e6), us(h.percentile(0.5)),
+                us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), r.errors.total(),
+                r.errors.connect, r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, json_escape(r.first_error));
+    if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", path.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Block the stop signals before any thread starts, so every thread inherits the block and
+    // run() alone receives them (through its signalfd).
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+    if (argc > 1 && std::string_view{argv[1]} == "echo") {  // the mode word is optional: echo is the only one yet
+        argv[1] = argv[0];
+        ++argv;
+        --argc;
+    }
+    runtime_options runtime;
+    runtime.quiet = true;
+    runtime.cores = 1;
+    runtime.drain_timeout = std::chrono::milliseconds{500};
+    options o;
+    apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view v) {
+        if (flag == "--target") o.s.target = apps::address_flag(flag, v);
+        else if (flag == "--conns") o.s.conns = static_cast<unsigned>(parse_real(flag, v, 1, 10'000'000));
+        else if (flag == "--depth") o.s.depth = static_cast<unsigned>(parse_real(flag, v, 1, 4096));
+        else if (flag == "--size") {
+            const auto colon = v.find(':');
+            o.s.size_min = static_cast<std::size_t>(parse_real(flag, v.substr(0, colon), 1, 16 << 20));
+            o.s.size_max = colon == std::string_view::npos ? o.s.size_min
+                                                            : static_cast<std::size_t>(parse_real(flag, v.substr(colon + 1), 1, 16 << 20));
+            if (o.s.size_max < o.s.size_min) throw std::invalid_argument(format("--size {}: MAX below MIN", v));
+        } else if (flag == "--duration") o.s.duration = parse_real(flag, v, 0.1, 86400);
+        else if (flag == "--warmup") o.s.warmup = parse_real(flag, v, 0, 3600);
+        else if (flag == "--rate") o.s.rate = parse_real(flag, v, 0, 1e9);
+        else if (flag == "--procs") o.procs = static_cast<unsigned>(parse_real(flag, v, 1, 256));
+        else if (flag == "--bind-range") parse_bind_range(flag, v, o.s);
+        else if (flag == "--connect-parallel") o.s.connect_parallel = static_cast<unsigned>(parse_real(flag, v, 1, 1'000'000));
+        else if (flag == "--reply-timeout") o.s.reply_timeout = std::chrono::milliseconds{static_cast<long>(parse_real(flag, v, 1, 3'600'000))};
+        else if (flag == "--json") o.json = std::string{v};
+        else if (flag == "--quiet") o.quiet = true;
+        else return false;
+        return true;
+    }, {"--quiet"});
+    if (o.s.target.family() != AF_INET && o.s.source_count) {
+        std::fprintf(stderr, "coring-load: --bind-range needs an IPv4 target\n");
+        return 2;
+    }
+
+    // Live counters in memory every process shares, for the progress line.
+    void* shared = ::mmap(nullptr, sizeof(live_counters), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+        std::fprintf(stderr, "coring-load: mmap: %s\n", std::strerror(errno));
+        return 2;
+    }
+    auto* live = new (shared) live_counters{};
+    std::atomic<bool> done{false};
+    std::thread progress;
+    if (!o.quiet) progress = std::thread{[&] { print_progress(o, *live, done); }};
+
+    results total;
+    bool failed = false;
+    if (o.procs == 1) {
+        failed = run_here(o, runtime, 0, o.s.conns, &total, live) != 0;
+    } else {
+        // Each child runs its share and writes its results as one line into its pipe.
+        struct child {
+            pid_t pid;
+            int out;
+        };
+        std::vector<child> children;
+        std::uint64_t first = 0;
+        for (unsigned p = 0; p < o.procs; ++p) {
+            const std::uint64_t count = o.s.conns / o.procs + (p < o.s.conns % o.procs ? 1 : 0);
+            int fds[2];
+            if (::pipe2(fds, O_CLOEXEC) != 0) {
+                std::fprintf(stderr, "coring-load: pipe: %s\n", std::strerror(errno));
+                failed = true;
+                break;
+            }
+            const pid_t pid = ::fork();
+            if (pid == 0) {
+                ::close(fds[0]);
+                results mine;
+                const int rc = run_here(o, runtime, first, count, &mine, live);
+                const std::string line = mine.serialize() + "\n";
+                [[maybe_unused]] ssize_t w = ::write(fds[1], line.data(), line.size());
+                ::_exit(rc == 0 ? 0 : 1);
+            }
+            ::close(fds[1]);
+            if (pid < 0) {
+                std::fprintf(stderr, "coring-load: fork: %s\n", std::strerror(errno));
+                ::close(fds[0]);
+                failed = true;
+                break;
+            }
+            children.push_back({pid, fds[0]});
+            first += count;
+        }
+        for (std::size_t p = 0; p < children.size(); ++p) {
+            std::string line;
+            char buf[65536];
+            for (ssize_t n; (n = ::read(children[p].out, buf, sizeof buf)) != 0;) {
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0) break;
+                line.append(buf, static_cast<std::size_t>(n));
+            }
+            ::close(children[p].out);
+            int status = 0;
+            while (::waitpid(children[p].pid, &status, 0) < 0 && errno == EINTR) {
+            }
+            results r;
+            if (!r.deserialize(line.substr(0, line.find('\n')))) {
+                std::fprintf(stderr, "coring-load: process %zu (pid %d) ended without a result (%s)\n", p,
+                             static_cast<int>(children[p].pid),
+                             WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : format("exit {}", WEXITSTATUS(status)).c_str());
+                failed = true;
+                continue;
+            }
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed = true;
+            total.merge(r);
+        }
+    }
+    done = true;
+    if (progress.joinable()) progress.join();
+
+    const double secs = total.seconds > 0 ? total.seconds : o.s.duration;
+    const histogram& h = total.latency;
+    const double rate = static_cast<double>(total.messages) / secs;
+    const std::string size = o.s.size_min == o.s.size_max ? format("{} B", o.s.size_min)
+                                                          : format("{}..{} B", o.s.size_min, o.s.size_max);
+    std::printf("coring-load echo %s: %u conns, depth %u, %s, %s, %.1f s measured, %s, %u proc(s)\n",
+                o.s.target.to_string().c_str(), o.s.conns, o.s.depth, size.c_str(),
+                o.s.rate > 0 ? format("open loop at {}/s", o.s.rate).c_str() : "closed loop", secs,
+                total.backend.c_str(), o.procs);
+    std::printf("  %.0f msgs/s, %.2f MB/s; latency us: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", rate,
+                static_cast<double>(total.bytes) / secs / 1e6, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
+                us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str());
+    std::printf("  connected %llu of %u; errors %llu (connect %llu, io %llu, eof %llu, verify %llu, timeout %llu)\n",
+                static_cast<unsigned long long>(total.connected), o.s.conns,
+                static_cast<unsigned long long>(total.errors.total()), static_cast<unsigned long long>(total.errors.connect),
+                static_cast<unsigned long long>(total.errors.io), static_cast<unsigned long long>(total.errors.eof),
+                static_cast<unsigned long long>(total.errors.verify), static_cast<unsigned long long>(total.errors.timeout));
+    std::printf("msgs_per_sec=%.0f mb_per_sec=%.3f p50_us=%s p90_us=%s p99_us=%s p999_us=%s max_us=%s errors=%llu conns=%u "
+                "depth=%u size=%zu\n",
+                rate, static_cast<double>(total.bytes) / secs / 1e6, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
+                us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str(),
+                static_cast<unsigned long long>(total.errors.total()), o.s.conns, o.s.depth, o.s.size_max);
+    if (!o.json.empty()) write_json(o, runtime, total, o.json);
+    if (total.errors.total() > 0) {
+        std::fprintf(stderr, "coring-load: %llu error(s), the result is partial; first: %s\n",
+                     static_cast<unsigned long long>(total.errors.total()), total.first_error.c_str());
+        return 1;
+    }
+    return failed ? 1 : 0;
+}
