@@ -134,7 +134,10 @@ void epoll_backend::setup_buffers() {
 void epoll_backend::give_back(std::uint16_t id) noexcept {
     free_buffers_.push_back(id);
     --stats_.buffers_in_use;
-    if (!buffer_waiters_.empty()) attempt(buffer_waiters_.pop());  // the longest waiter goes first
+    // The longest waiter goes first. One whose socket has nothing to read after all takes no
+    // buffer (it waits for readiness again), so keep going while buffers are free: else a
+    // waiter with data could sit beside a free buffer that no further give_back announces.
+    while (!buffer_waiters_.empty() && !free_buffers_.empty()) attempt(buffer_waiters_.pop());
 }
 
 void epoll_backend::finish(op& o, int res) noexcept {

@@ -220,6 +220,8 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
     // keeps an eighth in reserve, and IORING_FEAT_NODROP keeps any overflow in the kernel).
     constexpr std::int64_t stall_ns = 10'000'000;
     if (!parked_.empty() && (timeout_ns < 0 || timeout_ns > stall_ns)) timeout_ns = stall_ns;
+    rearm_buffer_waiters();
+    if (!buffer_waiters_.empty() && buffers_in_ring_ > 0) timeout_ns = 0;
     const std::uint64_t reaped_before = stats_.completions;
     int r;
     if (timeout_ns == 0) {
@@ -341,8 +343,16 @@ void uring_backend::give_back(std::uint16_t id) noexcept {
     io_uring_buf_ring_add(buf_ring_, buffer(id), buffer_size_, id, io_uring_buf_ring_mask(buffer_count_), 0);
     io_uring_buf_ring_advance(buf_ring_, 1);  // a release store: the kernel sees the entry first
     ++buffers_in_ring_;
-    --stats_.buffers_in_use;
-    if (!buffer_waiters_.empty()) submit(buffer_waiters_.pop());  // one buffer back, one waiter goes
+    --stats_.buffers_in_use;  // the waiters go again in poll(), once per turn
+}
+
+void uring_backend::rearm_buffer_waiters() noexcept {
+    // As many waiters as there are buffers, longest waiting first. One whose socket turns out
+    // to have nothing to read takes no buffer; then the buffers are still there next turn and
+    // the next waiters go (poll does not block meanwhile). Each turn sends at least one, and a
+    // waiter comes back only when the ring was empty: this ends, and never spins.
+    for (unsigned n = std::min<std::size_t>(buffers_in_ring_, buffer_waiters_.size()); n > 0; --n)
+        submit(buffer_waiters_.pop());
 }
 
 void uring_backend::wait_for_buffer(op& o) noexcept {

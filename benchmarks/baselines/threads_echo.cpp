@@ -131,7 +131,7 @@ void* watch_signals(void* arg) {
 int main(int argc, char** argv) {
     const int port = parse_args(argc, argv);
     raise_fd_limit();
-    std::signal(SIGPIPE, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
 
     // Block the exit signals before any thread exists so every thread inherits the mask.
     static sigset_t exit_signals;

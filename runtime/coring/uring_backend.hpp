@@ -48,6 +48,7 @@ private:
     void unpark() noexcept;
     void setup_buffers() override;
     void wait_for_buffer(op& o) noexcept;
+    void rearm_buffer_waiters() noexcept;
 
     io_uring ring_{};
     detail::completion_sink& sink_;

@@ -1,0 +1,335 @@
+// baseline-raw-uring: the floor for io_uring, a minimal single-threaded liburing echo server.
+//
+// No runtime around it, but the same kernel features coring uses, so the comparison is fair:
+// a SINGLE_ISSUER|DEFER_TASKRUN ring (plain flags if the kernel refuses) with a 64Ki-entry CQ,
+// one multishot accept, a provided-buffer ring (4096 x 4 KiB, group 0), one multishot recv per
+// connection selecting from that ring, and sends issued straight from the provided buffer; the
+// buffer goes back to the ring when its send completes. Each connection keeps at most one send
+// in flight and queues later buffers in order, so short sends and back-to-back receives never
+// reorder data. A multishot recv that ends (no IORING_CQE_F_MORE) is re-armed; one that ended
+// with -ENOBUFS is re-armed once buffers have been returned. A connection's fd is closed only
+// after its last CQE, so the fd-indexed table never sees a stale completion. The loop is one
+// io_uring_submit_and_wait per iteration followed by reaping every available CQE.
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+constexpr const char* prog = "baseline-raw-uring";
+constexpr unsigned sq_entries = 4096, cq_entries = 65536;
+constexpr unsigned nbufs = 4096, buf_size = 4096;  // nbufs must be a power of two
+constexpr unsigned short bgid = 0;
+enum op : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_signal = 4 };
+
+[[noreturn]] void usage_error(const char* msg, const char* arg) {
+    std::fprintf(stderr, "%s: %s%s (try --help)\n", prog, msg, arg);
+    std::exit(2);
+}
+
+int parse_args(int argc, char** argv) {
+    int port = 7000;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "--help") {
+            std::printf("usage: %s [--port P]\n"
+                        "Single-threaded liburing echo server (multishot accept/recv, provided buffers).\n"
+                        "  --port P   listen port (default 7000; 0 = any free port)\n",
+                        prog);
+            std::exit(0);
+        } else if (a == "--port" && i + 1 < argc) {
+            const char* s = argv[++i];
+            char* end = nullptr;
+            errno = 0;
+            const unsigned long v = std::strtoul(s, &end, 10);
+            if (*s == '\0' || *end != '\0' || errno != 0 || v > 65535) usage_error("bad port: ", s);
+            port = static_cast<int>(v);
+        } else {
+            usage_error("unknown or incomplete flag: ", argv[i]);
+        }
+    }
+    return port;
+}
+
+[[noreturn]] void die(const char* what, int err) {
+    std::fprintf(stderr, "%s: %s: %s\n", prog, what, std::strerror(err));
+    std::exit(1);
+}
+
+int listen_loopback(int port) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket", errno);
+    const int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die("setsockopt SO_REUSEADDR", errno);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        std::fprintf(stderr, "%s: bind 127.0.0.1:%d: %s\n", prog, port, std::strerror(errno));
+        std::exit(2);
+    }
+    if (listen(fd, 4096) != 0) die("listen", errno);
+    socklen_t len = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) die("getsockname", errno);
+    std::fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", prog, unsigned{ntohs(addr.sin_port)});
+    return fd;
+}
+
+struct chunk {
+    std::uint16_t bid;
+    std::uint32_t off, len;  // bytes [off, len) of buffer bid are still to be sent
+};
+
+struct connection {
+    std::vector<chunk> queue;  // queue[head] is the one being sent (if sending)
+    std::size_t head = 0;
+    bool recv_armed = false, sending = false;
+    bool starved = false;  // recv ended with -ENOBUFS; listed in `starved`
+    bool eof = false;     // peer finished sending: flush the queue, then close
+    bool failed = false;  // error: drop the queue, close once the kernel is done with the fd
+};
+
+io_uring ring;
+io_uring_buf_ring* br = nullptr;
+char* buf_base = nullptr;
+unsigned returned = 0;          // buffers added to the ring since the last advance
+unsigned held = nbufs;          // buffers not in the ring (setup_ring hands them all over)
+std::vector<connection> conns;  // indexed by fd
+std::vector<int> starved;       // connections whose recv ended with -ENOBUFS
+
+std::uint64_t tag(int fd, op o) { return (std::uint64_t(std::uint32_t(fd)) << 8) | o; }
+
+io_uring_sqe* get_sqe() {
+    io_uring_sqe* sqe;
+    while ((sqe = io_uring_get_sqe(&ring)) == nullptr) {
+        if (int r = io_uring_submit(&ring); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) die("io_uring_submit", -r);
+    }
+    return sqe;
+}
+
+void recycle(std::uint16_t bid) {
+    --held;
+    io_uring_buf_ring_add(br, buf_base + std::size_t{bid} * buf_size, buf_size, bid, io_uring_buf_ring_mask(nbufs),
+                          static_cast<int>(returned++));
+}
+
+void arm_recv(int fd, connection& c) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = bgid;
+    io_uring_sqe_set_data64(sqe, tag(fd, op_recv));
+    c.recv_armed = true;
+}
+
+void send_head(int fd, connection& c) {
+    const chunk& k = c.queue[c.head];
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_send(sqe, fd, buf_base + std::size_t{k.bid} * buf_size + k.off, k.len - k.off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, tag(fd, op_send));
+    c.sending = true;
+}
+
+void drop_queue(connection& c) {  // never called with a send in flight
+    for (std::size_t i = c.head; i < c.queue.size(); ++i) recycle(c.queue[i].bid);
+    c.queue.clear();
+    c.head = 0;
+}
+
+void fail(int fd, connection& c) {
+    c.failed = true;
+    if (!c.sending) drop_queue(c);
+    if (c.recv_armed) shutdown(fd, SHUT_RDWR);  // ends the multishot recv (and any send)
+}
+
+void maybe_close(int fd, connection& c) {
+    if (c.recv_armed || c.sending || !(c.failed || (c.eof && c.head == c.queue.size()))) return;
+    drop_queue(c);
+    c = connection{};
+    close(fd);
+}
+
+void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
+    connection& c = conns[static_cast<std::size_t>(fd)];
+    if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
+    if (flags & IORING_CQE_F_BUFFER) ++held;
+    if (res > 0) {
+        const auto bid = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+        if (c.failed) {
+            recycle(bid);
+        } else {
+            c.queue.push_back({bid, 0, static_cast<std::uint32_t>(res)});
+            if (!c.sending) send_head(fd, c);
+            if (!c.recv_armed) arm_recv(fd, c);
+        }
+    } else {
+        if (flags & IORING_CQE_F_BUFFER) recycle(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+        if (res == -ENOBUFS && !c.recv_armed && !c.failed) {
+            c.starved = true;  // re-armed by the main loop once buffers come back
+            starved.push_back(fd);
+        } else if (res == 0) {
+            c.eof = true;
+        } else if (res != -ENOBUFS) {
+            fail(fd, c);
+        }
+    }
+    maybe_close(fd, c);
+}
+
+void on_send(int fd, std::int32_t res) {
+    connection& c = conns[static_cast<std::size_t>(fd)];
+    c.sending = false;
+    if (res <= 0) {
+        fail(fd, c);
+    } else {
+        chunk& k = c.queue[c.head];
+        k.off += static_cast<std::uint32_t>(res);
+        if (k.off == k.len) {
+            recycle(k.bid);
+            if (++c.head == c.queue.size()) {
+                c.queue.clear();
+                c.head = 0;
+            }
+        }
+        if (c.failed) drop_queue(c);
+        else if (c.head < c.queue.size()) send_head(fd, c);
+    }
+    maybe_close(fd, c);
+}
+
+void arm_accept(int listener) {
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_multishot_accept(sqe, listener, nullptr, nullptr, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, tag(listener, op_accept));
+}
+
+void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
+    if (!(flags & IORING_CQE_F_MORE)) arm_accept(listener);
+    if (res < 0) return;  // e.g. -EMFILE or an aborted connection: keep accepting
+    const int fd = res;
+    const int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (static_cast<std::size_t>(fd) >= conns.size()) conns.resize(static_cast<std::size_t>(fd) * 2 + 1);
+    arm_recv(fd, conns[static_cast<std::size_t>(fd)]);
+}
+
+void setup_ring() {
+    io_uring_params p{};
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    p.cq_entries = cq_entries;
+    int r = io_uring_queue_init_params(sq_entries, &ring, &p);
+    if (r == -EINVAL) {  // kernel older than 6.1: no SINGLE_ISSUER/DEFER_TASKRUN
+        p = io_uring_params{};
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = cq_entries;
+        r = io_uring_queue_init_params(sq_entries, &ring, &p);
+    }
+    if (r < 0) die("io_uring_queue_init_params", -r);
+
+    const std::size_t ring_bytes = sizeof(io_uring_buf) * nbufs;
+    void* mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* data = mmap(nullptr, std::size_t{nbufs} * buf_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED || data == MAP_FAILED) die("mmap", errno);
+    br = static_cast<io_uring_buf_ring*>(mem);
+    buf_base = static_cast<char*>(data);
+    io_uring_buf_reg reg{};
+    reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
+    reg.ring_entries = nbufs;
+    reg.bgid = bgid;
+    if (int e = io_uring_register_buf_ring(&ring, &reg, 0); e < 0) die("io_uring_register_buf_ring", -e);
+    io_uring_buf_ring_init(br);
+    for (unsigned i = 0; i < nbufs; ++i) recycle(static_cast<std::uint16_t>(i));
+    io_uring_buf_ring_advance(br, static_cast<int>(returned));
+    returned = 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const int port = parse_args(argc, argv);
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t exit_signals;
+    sigemptyset(&exit_signals);
+    sigaddset(&exit_signals, SIGINT);
+    sigaddset(&exit_signals, SIGTERM);
+    sigprocmask(SIG_BLOCK, &exit_signals, nullptr);
+    const int sig_fd = signalfd(-1, &exit_signals, SFD_CLOEXEC);
+    if (sig_fd < 0) die("signalfd", errno);
+
+    setup_ring();
+    const int listener = listen_loopback(port);
+    conns.resize(1024);
+    arm_accept(listener);
+    io_uring_sqe* sig_sqe = get_sqe();
+    io_uring_prep_poll_add(sig_sqe, sig_fd, POLLIN);
+    io_uring_sqe_set_data64(sig_sqe, tag(sig_fd, op_signal));
+
+    struct completion {
+        std::uint64_t user_data;
+        std::int32_t res;
+        std::uint32_t flags;
+    };
+    std::vector<completion> batch;
+    batch.reserve(cq_entries);
+    for (;;) {
+        // Return this iteration's buffers to the kernel, then give starved connections a recv.
+        if (returned > 0) {
+            io_uring_buf_ring_advance(br, static_cast<int>(returned));
+            returned = 0;
+        }
+        // Re-arm connections whose recv ran out of buffers once the ring holds some again. All
+        // of them, not just as many as there are buffers: a re-armed recv may find no data, and
+        // then nothing would ever wake the rest.
+        if (!starved.empty() && held < nbufs) {
+            for (const int fd : starved) {
+                connection& c = conns[static_cast<std::size_t>(fd)];
+                if (!c.starved) continue;  // closed since (a reused fd starts with starved=false)
+                c.starved = false;
+                arm_recv(fd, c);
+            }
+            starved.clear();
+        }
+        if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+            die("io_uring_submit_and_wait", -r);
+        }
+        // Copy the CQEs out and release the CQ before handling them, so handlers may submit
+        // (when the SQ fills up) while no CQ slots are still in use.
+        batch.clear();
+        unsigned head;
+        io_uring_cqe* cqe;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            batch.push_back({cqe->user_data, cqe->res, cqe->flags});
+        }
+        io_uring_cq_advance(&ring, static_cast<unsigned>(batch.size()));
+        for (const completion& e : batch) {
+            const int fd = static_cast<int>(e.user_data >> 8);
+            switch (e.user_data & 0xff) {
+            case op_recv: on_recv(fd, e.res, e.flags); break;
+            case op_send: on_send(fd, e.res); break;
+            case op_accept: on_accept(fd, e.res, e.flags); break;
+            case op_signal: return 0;
+            }
+        }
+    }
+}
