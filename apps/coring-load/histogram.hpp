@@ -8,6 +8,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -53,9 +54,15 @@ public:
 
     // "index:count ..." of the non-empty buckets plus min and max: how processes hand theirs over.
     std::string serialize() const {
-        std::string out = "n=" + std::to_string(total_) + " min=" + std::to_string(min()) + " max=" + std::to_string(max());
-        for (std::size_t i = 0; i < bucket_count; ++i)
-            if (counts_[i]) out += " " + std::to_string(i) + ":" + std::to_string(counts_[i]);
+        char word[64];
+        std::snprintf(word, sizeof word, "n=%llu min=%llu max=%llu", static_cast<unsigned long long>(total_),
+                      static_cast<unsigned long long>(min()), static_cast<unsigned long long>(max()));
+        std::string out = word;
+        for (std::size_t i = 0; i < bucket_count; ++i) {
+            if (!counts_[i]) continue;
+            std::snprintf(word, sizeof word, " %zu:%llu", i, static_cast<unsigned long long>(counts_[i]));
+            out.append(word);
+        }
         return out;
     }
     // The inverse; false on malformed text.
