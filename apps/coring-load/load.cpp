@@ -317,6 +317,22 @@ task<> report_interval(share& sh) {
     }
 }
 
+// The measured window's edges, as log lines: when they pass, a script reads the server's CPU
+// time, so CPU per message counts exactly the window's messages.
+task<> announce_window(share& sh) {
+    while (sh.measure_from == never) {
+        const auto slept = co_await sleep_for(std::chrono::milliseconds{2});
+        if (!slept) co_return;
+    }
+    auto until = [](std::int64_t ns) { return std::chrono::steady_clock::time_point{std::chrono::nanoseconds{ns}}; };
+    const auto opened = co_await sleep_until(until(sh.measure_from));  // never co_await in a condition (g++ 12)
+    if (!opened) co_return;
+    log("measuring");
+    const auto closed = co_await sleep_until(until(sh.stop_at));
+    if (!closed) co_return;
+    log("measured");
+}
+
 }  // namespace
 
 task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live) {
@@ -325,6 +341,7 @@ task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, re
     if (count == 0) co_return;
     task_group ticker;
     ticker.spawn(report_interval(sh));
+    if (s.announce_window) ticker.spawn(announce_window(sh));
     task_group conns;
     for (std::uint64_t i = 0; i < count; ++i) conns.spawn(one_connection(sh, first + i));
     co_await conns.join();

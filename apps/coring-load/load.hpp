@@ -29,6 +29,8 @@ struct settings {
     std::uint32_t source_count = 0;   // order): connection i binds first + i % count; 0 = any
     unsigned connect_parallel = 256;  // connects in flight per core (a SYN queue overflow costs 1 s)
     std::chrono::milliseconds reply_timeout{10'000};  // a reply slower than this is an error
+    bool announce_window = false;     // log "measuring" and "measured" as the window opens and
+                                      // closes (scripts sample the server's CPU time then)
 };
 
 struct error_counts {

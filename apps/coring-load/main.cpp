@@ -42,6 +42,7 @@ constexpr std::string_view usage =
     "  --reply-timeout MS     a reply slower than this is an error (default 10000)\n"
     "  --json FILE            write the settings and every result to FILE\n"
     "  --quiet                no progress line each second\n"
+    "  --announce-window      log 'measuring' and 'measured' as the window opens and closes\n"
     "Prints a summary and one key=value line; exit 0 when every message was verified, 1 when any\n"
     "error happened (the result is then partial), 2 on a bad flag.";
 
@@ -195,9 +196,10 @@ int main(int argc, char** argv) {
         else if (flag == "--reply-timeout") o.s.reply_timeout = std::chrono::milliseconds{static_cast<long>(parse_real(flag, v, 1, 3'600'000))};
         else if (flag == "--json") o.json = std::string{v};
         else if (flag == "--quiet") o.quiet = true;
+        else if (flag == "--announce-window") o.s.announce_window = true;
         else return false;
         return true;
-    }, {"--quiet"});
+    }, {"--quiet", "--announce-window"});
     if (o.s.target.family() != AF_INET && o.s.source_count) {
         std::fprintf(stderr, "coring-load: --bind-range needs an IPv4 target\n");
         return 2;
