@@ -15,6 +15,7 @@
 #include <sched.h>
 #include <stdexcept>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <thread>
 #include <unistd.h>
@@ -73,6 +74,17 @@ task<> guard_main(task<> main_task, launch_state* state) {
 }
 
 }  // namespace
+
+unsigned long raise_fd_limit() noexcept {
+    rlimit r{};
+    if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return 0;
+    if (r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &r);
+        ::getrlimit(RLIMIT_NOFILE, &r);
+    }
+    return static_cast<unsigned long>(r.rlim_cur);
+}
 
 unsigned available_cpus() noexcept { return static_cast<unsigned>(allowed_cpus().size()); }
 

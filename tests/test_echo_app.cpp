@@ -341,3 +341,82 @@ TEST_CASE("10,000 idle connections on coring-echo: user-space memory per connect
     REQUIRE(status);
     CHECK(WIFEXITED(*status));
 }
+
+namespace {
+
+std::vector<pid_t> children_of(pid_t parent) {
+    std::vector<pid_t> kids;
+    std::ifstream f{"/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children"};
+    for (pid_t p; f >> p;) kids.push_back(p);
+    return kids;
+}
+
+std::size_t socket_fds(pid_t pid) {
+    std::size_t n = 0;
+    for (int fd = 0; fd < 65536; ++fd) {
+        char target[64];
+        const std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
+        const ssize_t len = ::readlink(link.c_str(), target, sizeof target - 1);
+        if (len > 0 && std::string_view(target, static_cast<std::size_t>(len)).starts_with("socket:")) ++n;
+        if (len < 0 && errno == ENOENT && fd > 256) break;  // fds are dense at the low end here
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("coring-echo --workers 3: three processes share one port, each serves, all stop on SIGTERM", "[app][workers]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    child_process p{CORING_ECHO_BINARY, {"--listen", "127.0.0.1:0", "--workers", "3", "--cores", "1", "--backend",
+                                         std::string{to_string(kind)}, "--drain-timeout", "200"}};
+    const bool up = p.read_until(clock_type::now() + 10s, [](const child_process& e) { return listening_port(e.err()) != 0; });
+    INFO("stderr:\n" << p.err());
+    REQUIRE(up);
+    CHECK_THAT(p.err(), Catch::Contains("3 workers, each with fd limit"));
+    const std::uint16_t port = listening_port(p.err());
+    const auto workers = children_of(p.pid());
+    REQUIRE(workers.size() == 3);
+    std::vector<std::size_t> before;
+    for (pid_t w : workers) before.push_back(socket_fds(w));
+
+    // The kernel spreads connections over the three listeners: each worker gets some.
+    const auto conns = open_idle(port, 300);
+    std::size_t served = 0;
+    for (std::size_t k = 0; k < workers.size(); ++k) {
+        const std::size_t now = socket_fds(workers[k]);
+        INFO("worker " << k << " (pid " << workers[k] << "): " << before[k] << " -> " << now << " sockets");
+        CHECK(now > before[k]);
+        served += now - before[k];
+    }
+    CHECK(served == conns.size());
+
+    REQUIRE(::kill(p.pid(), SIGTERM) == 0);  // to the parent only: it passes the signal on
+    const auto status = p.wait_exit_or_kill(10s);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    for (pid_t w : workers) CHECK(::kill(w, 0) != 0);  // every worker is gone (reaped by the parent)
+    char byte;
+    CHECK(::recv(conns.front().fd, &byte, 1, 0) == 0);
+}
+
+TEST_CASE("coring-load refuses, before it starts, a run this machine or process cannot hold", "[app][preflight]") {
+    struct refused {
+        std::vector<std::string> args;
+        std::string reason;
+    };
+    const auto c = GENERATE(refused{{"--idle", "5000000"}, "fs.file-max"},
+                            refused{{"--idle", "50000", "--procs", "1"}, "use --procs"});
+    std::vector<std::string> args = c.args;
+    args.insert(args.end(), {"--target", "127.0.0.1:9", "--quiet"});
+    child_process p{CORING_LOAD_BINARY, args};
+    const auto status = p.wait_exit_or_kill(quick_exit_limit);
+    INFO("stderr:\n" << p.err());
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 2);
+    CHECK_THAT(p.err(), Catch::Contains(c.reason));
+    CHECK(count_lines(p.err()) == 1);
+}

@@ -97,7 +97,7 @@ task<> echo_server(echo_options opts) {
     if (opts.listen.family() == AF_UNIX && core::current().id() != 0) co_return;
     auto bound = start_echo_server(opts);
     if (!bound) throw std::system_error(bound.error(), "bind " + opts.listen.to_string());
-    if (core::current().id() == 0) log("echo server listening on {}", bound->to_string());
+    if (core::current().id() == 0 && opts.announce) log("echo server listening on {}", bound->to_string());
     co_return;
 }
 

@@ -8,6 +8,7 @@ namespace coring::apps {
 struct echo_options {
     address listen = address::ipv4_loopback(7000);
     bool nodelay = true;  // answer each message at once (pipelined clients see no Nagle delay)
+    bool announce = true; // log "listening on" (core 0); extra worker processes stay quiet
 };
 
 // One connection: echo everything until the peer closes, errors or the task is cancelled.

@@ -1,7 +1,9 @@
 // coring-echo: the reference server. Every byte received is sent back on the same connection.
 #include "../common/cli.hpp"
+#include "../common/workers.hpp"
 #include "echo_server.hpp"
 
+#include <cstdlib>
 #include <stdexcept>
 
 using namespace coring;
@@ -11,18 +13,27 @@ constexpr std::string_view usage =
     "usage: coring-echo [--listen ADDR] [runtime flags]\n"
     "Echo server: sends back every byte it receives.\n"
     "  --listen ADDR        127.0.0.1:7000 (default), [::1]:7000, unix:/path\n"
-    "  --no-delay on|off    TCP_NODELAY on accepted connections (default on)";
+    "  --no-delay on|off    TCP_NODELAY on accepted connections (default on)\n"
+    "  --workers W          W processes sharing the port (SO_REUSEPORT), each a full runtime with\n"
+    "                       its own fd limit, for more connections than one process may hold (default 1)";
 }
 
 int main(int argc, char** argv) {
     runtime_options runtime;
     apps::echo_options echo;
+    unsigned workers = 1;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
         if (flag == "--listen") {
             echo.listen = apps::address_flag(flag, value);
         } else if (flag == "--no-delay") {
             if (value != "on" && value != "off") throw std::invalid_argument("--no-delay: expected on or off");
             echo.nodelay = value == "on";
+        } else if (flag == "--workers") {
+            const std::string v{value};
+            char* end = nullptr;
+            const long w = std::strtol(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0' || w < 1 || w > 1024) throw std::invalid_argument("--workers " + v + ": expected 1 to 1024");
+            workers = static_cast<unsigned>(w);
         } else {
             return false;
         }
@@ -34,5 +45,22 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "coring-echo: bind %s: %s\n", echo.listen.to_string().c_str(), port.error().message().c_str());
         return 2;
     }
-    return run(runtime, [echo](core&) { return apps::echo_server(echo); });
+    const unsigned long fd_limit = raise_fd_limit();
+    if (workers == 1) {
+        if (!runtime.quiet) log("fd limit {}", fd_limit);
+        return run(runtime, [echo](core&) { return apps::echo_server(echo); });
+    }
+    if (echo.listen.family() == AF_UNIX) {
+        std::fprintf(stderr, "coring-echo: --workers needs a TCP address (unix sockets have no SO_REUSEPORT)\n");
+        return 2;
+    }
+    if (runtime.print_features) return run(runtime, {});
+    log("{} workers, each with fd limit {}", workers, fd_limit);
+    return apps::run_workers(workers, [&](unsigned k) {
+        apps::echo_options mine = echo;
+        runtime_options rt = runtime;
+        mine.announce = k == 0;  // one "listening on" line for the whole server
+        rt.quiet = runtime.quiet || k != 0;
+        return run(rt, [mine](core&) { return apps::echo_server(mine); });
+    });
 }

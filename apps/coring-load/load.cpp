@@ -25,6 +25,9 @@ void results::merge(const results& o) {
     latency.merge(o.latency);
     errors += o.errors;
     connected += o.connected;
+    idle_up += o.idle_up;
+    idle_verified += o.idle_verified;
+    setup_seconds = std::max(setup_seconds, o.setup_seconds);
     seconds = std::max(seconds, o.seconds);
     if (backend.empty()) backend = o.backend;
     if (first_error.empty()) first_error = o.first_error;
@@ -32,9 +35,11 @@ void results::merge(const results& o) {
 
 std::string results::serialize() const {
     // first_error last: it is free text up to the end of the line.
-    return format("messages={} bytes={} connected={} seconds={} connect={} io={} eof={} verify={} timeout={} backend={} hist={} | {}",
+    return format("messages={} bytes={} connected={} seconds={} connect={} io={} eof={} verify={} timeout={} backend={} "
+                  "idle_up={} idle_verified={} setup={} hist={} | {}",
                   messages, bytes, connected, seconds, errors.connect, errors.io, errors.eof, errors.verify,
-                  errors.timeout, backend.empty() ? "-" : backend, latency.serialize(), first_error);
+                  errors.timeout, backend.empty() ? "-" : backend, idle_up, idle_verified, setup_seconds,
+                  latency.serialize(), first_error);
 }
 
 bool results::deserialize(const std::string& line) {
@@ -50,6 +55,13 @@ bool results::deserialize(const std::string& line) {
                     &m, &b, &c, &sec, &ce, &io_, &eo, &ve, &to, be) != 10)
         return false;
     backend = std::string{be} == "-" ? "" : be;
+    const auto idle_at = line.find("idle_up=");
+    if (idle_at == std::string::npos) return false;
+    unsigned long long up, ver;
+    if (std::sscanf(line.c_str() + idle_at, "idle_up=%llu idle_verified=%llu setup=%lf", &up, &ver, &setup_seconds) != 3)
+        return false;
+    idle_up = up;
+    idle_verified = ver;
     messages = m;
     bytes = b;
     connected = c;
@@ -335,18 +347,135 @@ task<> announce_window(share& sh) {
 
 }  // namespace
 
-task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live) {
+std::uint64_t idle_sampled(const settings& s) noexcept {
+    const std::uint64_t stride = std::max<std::uint64_t>(1, s.verify_stride);
+    return (s.idle + stride - 1) / stride;  // ids conns + k * stride
+}
+
+namespace {
+
+// One echo round trip of a 16-byte message, checked; errors are counted against connection id.
+task<bool> round_trip(share& sh, tcp_stream& conn, std::uint64_t id, std::uint64_t seq) {
+    std::array<std::byte, 16> out, in;
+    fill(out, id, seq);
+    const auto sent = co_await conn.write_all(out);
+    if (!sent) {
+        sh.fail(&error_counts::io, id, format("send: {}", sent.error().message()));
+        co_return false;
+    }
+    std::size_t have = 0;
+    while (have < in.size()) {
+        auto n = co_await conn.recv(std::span(in).subspan(have));
+        if (!n) {
+            sh.fail(n.error() == std::errc::timed_out ? &error_counts::timeout : &error_counts::io, id,
+                    format("recv: {}", n.error().message()));
+            co_return false;
+        }
+        if (*n == 0) {
+            sh.fail(&error_counts::eof, id, "the server closed the connection");
+            co_return false;
+        }
+        have += *n;
+    }
+    if (in != out) {
+        sh.fail(&error_counts::verify, id, "an idle connection's echo differs");
+        co_return false;
+    }
+    co_return true;
+}
+
+task<> hold_one(share& sh, std::uint64_t id, std::vector<std::pair<std::uint64_t, tcp_stream>>* held) {
+    co_await sh.connecting.enter();
+    auto conn = co_await tcp_stream::connect_from(source_of(sh.s, id), sh.s.target, sh.s.reply_timeout);
+    bool ok = false;
+    if (!conn) {
+        sh.fail(&error_counts::connect, id, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
+    } else {
+        conn->set_idle_timeout(sh.s.reply_timeout);
+        ok = co_await round_trip(sh, *conn, id, 0);
+    }
+    sh.connecting.leave();
+    if (ok) {
+        ++sh.out.idle_up;
+        held->emplace_back(id, std::move(*conn));
+    }
+    sh.live.idle_settled.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Waits until a shared counter reaches `target` (every process's share), or the limit passes.
+task<bool> wait_for_all(const std::atomic<std::uint64_t>& counter, std::uint64_t target, std::chrono::seconds limit) {
+    const std::int64_t give_up = core::now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(limit).count();
+    while (counter.load(std::memory_order_relaxed) < target) {
+        if (core::now_ns() > give_up) co_return false;
+        const auto slept = co_await sleep_for(std::chrono::milliseconds{5});
+        if (!slept) co_return false;
+    }
+    co_return true;
+}
+
+void abort_close(tcp_stream& s) {
+    const linger reset{1, 0};  // close sends RST: no TIME_WAIT left behind for the next run
+    ::setsockopt(s.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+}
+
+}  // namespace
+
+task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live,
+                 std::uint64_t idle_first, std::uint64_t idle_count) {
     share sh{s, *out, *live, {}, gate{std::max(1u, s.connect_parallel)}, count};
     if (s.rate > 0) sh.interval_ns = static_cast<std::int64_t>(1e9 * static_cast<double>(s.conns) / s.rate);
-    if (count == 0) co_return;
-    task_group ticker;
-    ticker.spawn(report_interval(sh));
-    if (s.announce_window) ticker.spawn(announce_window(sh));
-    task_group conns;
-    for (std::uint64_t i = 0; i < count; ++i) conns.spawn(one_connection(sh, first + i));
-    co_await conns.join();
-    co_await ticker.cancel_and_join();
+    std::vector<std::pair<std::uint64_t, tcp_stream>> held;  // (id, connection): they come up in any order
+    if (s.idle > 0) {
+        const std::int64_t started = core::now_ns();
+        {
+            task_group g;
+            held.reserve(idle_count);
+            for (std::uint64_t i = 0; i < idle_count; ++i) g.spawn(hold_one(sh, idle_first + i, &held));
+            co_await g.join();
+        }
+        const bool all_up = co_await wait_for_all(live->idle_settled, s.idle, s.idle_setup_limit);
+        out->setup_seconds = static_cast<double>(core::now_ns() - started) / 1e9;
+        if (!all_up) sh.fail(&error_counts::timeout, idle_first, "the other processes' idle connections did not come up in time");
+        // The second check: every verify_stride-th idle connection (by id, so all processes
+        // together sample idle_sampled(s) of them) echoes again.
+        const std::uint64_t stride = std::max<std::uint64_t>(1, s.verify_stride);
+        auto sampled = [&](std::uint64_t id) { return (id - s.conns) % stride == 0; };
+        std::uint64_t checked = 0;
+        {
+            task_group g;
+            for (std::size_t k = 0; k < held.size(); ++k) {
+                if (!sampled(held[k].first)) continue;
+                ++checked;
+                g.spawn([](share* sh, tcp_stream* c, std::uint64_t id) -> task<> {
+                    co_await sh->connecting.enter();
+                    if (co_await round_trip(*sh, *c, id, 1)) ++sh->out.idle_verified;
+                    sh->connecting.leave();
+                    sh->live.idle_checked.fetch_add(1, std::memory_order_relaxed);
+                }(&sh, &held[k].second, held[k].first));
+            }
+            co_await g.join();
+        }
+        // Connections that never came up are not sampled: count them as checked too, so the
+        // processes agree on when everyone is done.
+        std::uint64_t expected_here = 0;
+        for (std::uint64_t id = idle_first; id < idle_first + idle_count; ++id) expected_here += sampled(id) ? 1 : 0;
+        live->idle_checked.fetch_add(expected_here - std::min(expected_here, checked), std::memory_order_relaxed);
+        (void)co_await wait_for_all(live->idle_checked, idle_sampled(s), s.idle_setup_limit);
+    }
+    if (count > 0) {
+        task_group ticker;
+        ticker.spawn(report_interval(sh));
+        if (s.announce_window) ticker.spawn(announce_window(sh));
+        task_group conns;
+        for (std::uint64_t i = 0; i < count; ++i) conns.spawn(one_connection(sh, first + i));
+        co_await conns.join();
+        co_await ticker.cancel_and_join();
+    }
     out->seconds = s.duration;
+    for (auto& entry : held) {
+        abort_close(entry.second);
+        co_await entry.second.close();
+    }
 }
 
 }  // namespace coring::load

@@ -31,6 +31,13 @@ struct settings {
     std::chrono::milliseconds reply_timeout{10'000};  // a reply slower than this is an error
     bool announce_window = false;     // log "measuring" and "measured" as the window opens and
                                       // closes (scripts sample the server's CPU time then)
+    // Idle mode (the C10K..C1M ladder): first hold `idle` more connections (ids after the active
+    // ones), each proven by one echo round trip; once all of them, in every process, are up,
+    // verify every `verify_stride`-th again; then run the active connections as usual while the
+    // idle ones stay open. They close with a reset (no TIME_WAIT left for the next run).
+    std::uint64_t idle = 0;
+    std::uint64_t verify_stride = 1;
+    std::chrono::seconds idle_setup_limit{900};  // give up waiting for the other processes after this
 };
 
 struct error_counts {
@@ -49,6 +56,9 @@ struct results {
     histogram latency;           // ns, of those
     error_counts errors;
     std::uint64_t connected = 0;
+    std::uint64_t idle_up = 0;        // idle connections that connected and echoed once
+    std::uint64_t idle_verified = 0;  // of those, verified again once every one was up
+    double setup_seconds = 0;         // until every idle connection (all processes) was up
     double seconds = 0;          // the measured window's length
     std::string backend;         // what the load ran on
     std::string first_error;     // what went wrong first, for the one-line message
@@ -65,7 +75,12 @@ struct live_counters {
     std::atomic<std::uint64_t> errors{0};
     std::atomic<std::uint64_t> connected{0};
     std::atomic<std::uint64_t> p99_ns{0};  // the last second's p99 on the slowest core
+    std::atomic<std::uint64_t> idle_settled{0};   // idle connections up or failed
+    std::atomic<std::uint64_t> idle_checked{0};   // sampled idle connections verified or failed
 };
+
+// How many idle connections are sampled for the second check, in all.
+std::uint64_t idle_sampled(const settings& s) noexcept;
 
 // The local address connection `conn` binds (empty: the kernel's choice).
 address source_of(const settings& s, std::uint64_t conn);
@@ -76,6 +91,8 @@ void fill(std::span<std::byte> msg, std::uint64_t conn, std::uint64_t seq) noexc
 
 // Runs connections [first, first + count) on the current core until the measured window has
 // passed and every reply is in (or has failed), and adds what happened to *out.
-task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live);
+// In idle mode, idle connections [idle_first, idle_first + idle_count) are this core's share.
+task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live,
+                 std::uint64_t idle_first = 0, std::uint64_t idle_count = 0);
 
 }  // namespace coring::load

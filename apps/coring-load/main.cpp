@@ -41,6 +41,9 @@ constexpr std::string_view usage =
     "  --connect-parallel N   connects in flight per core (default 256)\n"
     "  --reply-timeout MS     a reply slower than this is an error (default 10000)\n"
     "  --json FILE            write the settings and every result to FILE\n"
+    "  --idle N               first hold N more connections, each proven by an echo; once all are up\n"
+    "                         (every process), verify every K-th again (--verify-every K, default 1),\n"
+    "                         print 'holding', then run the active connections while they idle\n"
     "  --quiet                no progress line each second\n"
     "  --announce-window      log 'measuring' and 'measured' as the window opens and closes\n"
     "Prints a summary and one key=value line; exit 0 when every message was verified, 1 when any\n"
@@ -94,19 +97,23 @@ std::string num(double v) {
 }
 std::string us(std::uint64_t ns) { return num(static_cast<double>(ns) / 1000.0); }
 
-// Runs this process's share: `conns` connections from `first`, split over the runtime's cores.
-int run_here(const options& o, runtime_options runtime, std::uint64_t first, std::uint64_t conns, results* total,
-             live_counters* live) {
+// Part k of n of the range [first, first + count): {its first, its count}.
+std::pair<std::uint64_t, std::uint64_t> part(std::uint64_t first, std::uint64_t count, std::uint64_t k, std::uint64_t n) {
+    const std::uint64_t base = count / n, extra = count % n;
+    return {first + k * base + std::min(k, extra), base + (k < extra ? 1 : 0)};
+}
+
+// Runs this process's share (active connections, then idle ones), split over the runtime's cores.
+int run_here(const options& o, runtime_options runtime, std::pair<std::uint64_t, std::uint64_t> active,
+             std::pair<std::uint64_t, std::uint64_t> idle, results* total, live_counters* live) {
     const unsigned cores = runtime.cores ? runtime.cores : available_cpus();
     std::vector<results> per_core(cores);
-    std::mutex merge_lock;
     const int rc = run(runtime, [&](core& c) -> task<> {
         const unsigned k = c.id();
-        const std::uint64_t base = conns / cores, extra = conns % cores;
-        const std::uint64_t from = first + k * base + std::min<std::uint64_t>(k, extra);
-        const std::uint64_t count = base + (k < extra ? 1 : 0);
+        const auto [from, count] = part(active.first, active.second, k, cores);
+        const auto [idle_from, idle_count] = part(idle.first, idle.second, k, cores);
         per_core[k].backend = std::string{to_string(c.kind())};
-        return run_share(o.s, from, count, &per_core[k], live);
+        return run_share(o.s, from, count, &per_core[k], live, idle_from, idle_count);
     });
     for (auto& r : per_core) total->merge(r);
     return rc;
@@ -115,10 +122,28 @@ int run_here(const options& o, runtime_options runtime, std::uint64_t first, std
 void print_progress(const options& o, live_counters& live, const std::atomic<bool>& done) {
     std::uint64_t last = 0;
     const auto start = std::chrono::steady_clock::now();
+    bool held = o.s.idle == 0;
     for (int second = 1; !done.load(); ++second) {
         const auto due = start + std::chrono::seconds{second};
-        while (!done.load() && std::chrono::steady_clock::now() < due) std::this_thread::sleep_for(std::chrono::milliseconds{20});
+        while (!done.load() && std::chrono::steady_clock::now() < due) {
+            std::this_thread::sleep_for(std::chrono::milliseconds{20});
+            if (!held && live.idle_checked.load() >= idle_sampled(o.s)) {  // a script waits for this line
+                held = true;
+                std::fprintf(stderr, "coring-load: holding %llu idle connections (%.1f s)\n",
+                             static_cast<unsigned long long>(o.s.idle),
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+            }
+        }
         if (done.load()) break;
+        if (o.quiet) continue;
+        if (!held) {
+            std::fprintf(stderr, "coring-load: %3ds  idle connections up %llu/%llu, verified %llu/%llu, errors %llu\n", second,
+                         static_cast<unsigned long long>(live.idle_settled.load()), static_cast<unsigned long long>(o.s.idle),
+                         static_cast<unsigned long long>(live.idle_checked.load()),
+                         static_cast<unsigned long long>(idle_sampled(o.s)),
+                         static_cast<unsigned long long>(live.errors.load()));
+            continue;
+        }
         const std::uint64_t m = live.messages.load(std::memory_order_relaxed);
         std::fprintf(stderr, "coring-load: %3ds  msgs/s %9llu  p99 %8s us  errors %llu  connected %llu/%u\n", second,
                      static_cast<unsigned long long>(m - last), us(live.p99_ns.exchange(0)).c_str(),
@@ -126,6 +151,60 @@ void print_progress(const options& o, live_counters& live, const std::atomic<boo
                      static_cast<unsigned long long>(live.connected.load(std::memory_order_relaxed)), o.s.conns);
         last = m;
     }
+}
+
+// What /proc says, as a number (0 when unreadable): the first field of a file, or a meminfo key.
+std::uint64_t proc_number(const char* path, const char* key = nullptr) {
+    std::ifstream f{path};
+    std::string word;
+    if (!key) {
+        std::uint64_t v = 0;
+        f >> v;
+        return v;
+    }
+    while (f >> word) {
+        if (word == key) {
+            std::uint64_t v = 0;
+            f >> v;
+            return v;
+        }
+    }
+    return 0;
+}
+
+// Checks first, so a big run stops with a clear message instead of failing half way. The
+// target is on this machine (loopback), so both ends of every connection count here.
+bool preflight(const options& o, unsigned long fd_limit) {
+    const std::uint64_t conns = o.s.conns + o.s.idle;
+    const std::uint64_t fds_needed = 2 * conns + 1000;
+    const std::uint64_t file_max = proc_number("/proc/sys/fs/file-max");
+    const std::uint64_t files_open = proc_number("/proc/sys/fs/file-nr");
+    if (file_max && fds_needed > file_max - std::min(file_max, files_open)) {
+        std::fprintf(stderr, "coring-load: %llu connections need about %llu file descriptors on this machine (both ends), "
+                     "but fs.file-max (%llu) leaves %llu: lower --conns/--idle or raise fs.file-max\n",
+                     static_cast<unsigned long long>(conns), static_cast<unsigned long long>(fds_needed),
+                     static_cast<unsigned long long>(file_max), static_cast<unsigned long long>(file_max - std::min(file_max, files_open)));
+        return false;
+    }
+    // ~6 KiB per connection, both ends: two kernel sockets (~2.5 KiB each idle) and both user sides.
+    const std::uint64_t mem_needed_kib = conns * 6;
+    const std::uint64_t mem_available_kib = proc_number("/proc/meminfo", "MemAvailable:");
+    if (mem_available_kib && mem_needed_kib > mem_available_kib * 9 / 10) {
+        std::fprintf(stderr, "coring-load: %llu connections need about %llu MiB (both ends, ~6 KiB each), but only %llu MiB "
+                     "is available: lower --conns/--idle\n",
+                     static_cast<unsigned long long>(conns), static_cast<unsigned long long>(mem_needed_kib / 1024),
+                     static_cast<unsigned long long>(mem_available_kib / 1024));
+        return false;
+    }
+    const std::uint64_t per_proc = (conns + o.procs - 1) / o.procs;
+    if (per_proc + 64 > fd_limit) {
+        std::fprintf(stderr, "coring-load: %llu connections per process, but a process may open %lu files: use --procs %llu "
+                     "or more\n",
+                     static_cast<unsigned long long>(per_proc), fd_limit,
+                     static_cast<unsigned long long>((conns + fd_limit - 65) / (fd_limit - 64)));
+        return false;
+    }
+    return true;
 }
 
 std::string json_escape(const std::string& s) {
@@ -147,12 +226,14 @@ void write_json(const options& o, const runtime_options& runtime, const results&
                 "\"cores_per_proc\": {}, \"backend\": \"{}\", \"connected\": {}, \"messages\": {}, \"msgs_per_sec\": {}, "
                 "\"mb_per_sec\": {}, \"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, "
                 "\"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, \"timeout\": {}}, "
+                "\"idle\": {}, \"idle_up\": {}, \"idle_verified\": {}, \"idle_sampled\": {}, \"setup_s\": {}, "
                 "\"first_error\": \"{}\"}\n",
                 o.s.target.to_string(), o.s.conns, o.s.depth, o.s.size_min, o.s.size_max, num(o.s.duration), num(o.s.warmup),
                 num(o.s.rate), o.procs, runtime.cores ? runtime.cores : available_cpus(), r.backend, r.connected, r.messages,
                 num(static_cast<double>(r.messages) / secs), num(static_cast<double>(r.bytes) / secs / 1e6), us(h.percentile(0.5)),
                 us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), r.errors.total(),
-                r.errors.connect, r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, json_escape(r.first_error));
+                r.errors.connect, r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, o.s.idle, r.idle_up,
+                r.idle_verified, idle_sampled(o.s), num(r.setup_seconds), json_escape(r.first_error));
     if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", path.c_str());
 }
 
@@ -176,6 +257,7 @@ int main(int argc, char** argv) {
     runtime.quiet = true;
     runtime.cores = 1;
     runtime.drain_timeout = std::chrono::milliseconds{500};
+    const unsigned long fd_limit = raise_fd_limit();  // every connection is an fd
     options o;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view v) {
         if (flag == "--target") o.s.target = apps::address_flag(flag, v);
@@ -195,6 +277,8 @@ int main(int argc, char** argv) {
         else if (flag == "--connect-parallel") o.s.connect_parallel = static_cast<unsigned>(parse_real(flag, v, 1, 1'000'000));
         else if (flag == "--reply-timeout") o.s.reply_timeout = std::chrono::milliseconds{static_cast<long>(parse_real(flag, v, 1, 3'600'000))};
         else if (flag == "--json") o.json = std::string{v};
+        else if (flag == "--idle") o.s.idle = static_cast<std::uint64_t>(parse_real(flag, v, 0, 10'000'000));
+        else if (flag == "--verify-every") o.s.verify_stride = static_cast<std::uint64_t>(parse_real(flag, v, 1, 10'000'000));
         else if (flag == "--quiet") o.quiet = true;
         else if (flag == "--announce-window") o.s.announce_window = true;
         else return false;
@@ -204,6 +288,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "coring-load: --bind-range needs an IPv4 target\n");
         return 2;
     }
+    if (!preflight(o, fd_limit)) return 2;
 
     // Live counters in memory every process shares, for the progress line.
     void* shared = ::mmap(nullptr, sizeof(live_counters), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -214,12 +299,12 @@ int main(int argc, char** argv) {
     auto* live = new (shared) live_counters{};
     std::atomic<bool> done{false};
     std::thread progress;
-    if (!o.quiet) progress = std::thread{[&] { print_progress(o, *live, done); }};
+    if (!o.quiet || o.s.idle > 0) progress = std::thread{[&] { print_progress(o, *live, done); }};
 
     results total;
     bool failed = false;
     if (o.procs == 1) {
-        failed = run_here(o, runtime, 0, o.s.conns, &total, live) != 0;
+        failed = run_here(o, runtime, {0, o.s.conns}, {o.s.conns, o.s.idle}, &total, live) != 0;
     } else {
         // Each child runs its share and writes its results as one line into its pipe.
         struct child {
@@ -227,9 +312,7 @@ int main(int argc, char** argv) {
             int out;
         };
         std::vector<child> children;
-        std::uint64_t first = 0;
         for (unsigned p = 0; p < o.procs; ++p) {
-            const std::uint64_t count = o.s.conns / o.procs + (p < o.s.conns % o.procs ? 1 : 0);
             int fds[2];
             if (::pipe2(fds, O_CLOEXEC) != 0) {
                 std::fprintf(stderr, "coring-load: pipe: %s\n", std::strerror(errno));
@@ -240,7 +323,8 @@ int main(int argc, char** argv) {
             if (pid == 0) {
                 ::close(fds[0]);
                 results mine;
-                const int rc = run_here(o, runtime, first, count, &mine, live);
+                const int rc = run_here(o, runtime, part(0, o.s.conns, p, o.procs), part(o.s.conns, o.s.idle, p, o.procs),
+                                        &mine, live);
                 const std::string line = mine.serialize() + "\n";
                 [[maybe_unused]] ssize_t w = ::write(fds[1], line.data(), line.size());
                 ::_exit(rc == 0 ? 0 : 1);
@@ -253,7 +337,6 @@ int main(int argc, char** argv) {
                 break;
             }
             children.push_back({pid, fds[0]});
-            first += count;
         }
         for (std::size_t p = 0; p < children.size(); ++p) {
             std::string line;
@@ -304,6 +387,11 @@ int main(int argc, char** argv) {
                 rate, static_cast<double>(total.bytes) / secs / 1e6, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
                 us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str(),
                 static_cast<unsigned long long>(total.errors.total()), o.s.conns, o.s.depth, o.s.size_max);
+    if (o.s.idle > 0)
+        std::printf("  idle: %llu of %llu up in %.1f s, %llu of %llu sampled verified again\n",
+                    static_cast<unsigned long long>(total.idle_up), static_cast<unsigned long long>(o.s.idle),
+                    total.setup_seconds, static_cast<unsigned long long>(total.idle_verified),
+                    static_cast<unsigned long long>(idle_sampled(o.s)));
     if (!o.json.empty()) write_json(o, runtime, total, o.json);
     if (total.errors.total() > 0) {
         std::fprintf(stderr, "coring-load: %llu error(s), the result is partial; first: %s\n",

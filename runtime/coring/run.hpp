@@ -47,6 +47,10 @@ struct runtime_options {
 // What io_uring and epoll offer here, as lines of text (coring-echo --features).
 std::string feature_report(const runtime_options& opts);
 
+// Raises this process's open-file limit (RLIMIT_NOFILE) to its hard limit; returns the limit
+// now in force. A server or load generator that holds many sockets calls it first.
+unsigned long raise_fd_limit() noexcept;
+
 std::vector<int> allowed_cpus();      // the CPUs in this process's affinity mask, ascending
 unsigned available_cpus() noexcept;  // how many
 

@@ -1,0 +1,76 @@
+#pragma once
+// Worker processes, as nginx runs them: W forks of one server, each a full thread-per-core
+// runtime with its own fd limit, sharing the listening port through SO_REUSEPORT. The parent
+// only watches: SIGINT/SIGTERM sent to it are passed on to every worker (by pid); a worker that
+// fails stops the rest; the exit status is the worst one.
+#include <coring/log.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <functional>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace coring::apps {
+
+// worker(k) runs in worker process k and returns its exit status.
+inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
+    sigset_t watched, old;
+    sigemptyset(&watched);
+    sigaddset(&watched, SIGINT);
+    sigaddset(&watched, SIGTERM);
+    sigaddset(&watched, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &watched, &old);
+    const int sfd = ::signalfd(-1, &watched, SFD_CLOEXEC);
+    std::vector<pid_t> pids;
+    auto signal_all = [&](int sig) {
+        for (pid_t p : pids)
+            if (p > 0) ::kill(p, sig);  // our own children, by pid
+    };
+    for (unsigned k = 0; k < n; ++k) {
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::close(sfd);
+            sigprocmask(SIG_SETMASK, &old, nullptr);
+            std::exit(worker(k));
+        }
+        if (pid < 0) {
+            log("fork worker {}: {}", k, std::system_category().message(errno));
+            signal_all(SIGTERM);
+            break;
+        }
+        pids.push_back(pid);
+    }
+    int worst = pids.size() == n ? 0 : 2;
+    std::size_t alive = pids.size();
+    while (alive > 0) {
+        signalfd_siginfo info{};
+        if (::read(sfd, &info, sizeof info) != sizeof info) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (info.ssi_signo == SIGCHLD) {
+            int status = 0;
+            for (pid_t& p : pids) {
+                if (p <= 0 || ::waitpid(p, &status, WNOHANG) != p) continue;
+                p = -p;  // reaped
+                --alive;
+                const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                if (code != 0 && worst == 0) signal_all(SIGTERM);  // one failed: the others stop too
+                worst = std::max(worst, code);
+            }
+            continue;
+        }
+        // A stop signal. From a terminal (ssi_pid 0) it reached the whole process group, the
+        // workers included; from kill(1) it reached only us: pass it on.
+        if (info.ssi_pid != 0) signal_all(static_cast<int>(info.ssi_signo));
+    }
+    ::close(sfd);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    return worst;
+}
+
+}  // namespace coring::apps
