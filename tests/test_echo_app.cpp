@@ -390,7 +390,9 @@ TEST_CASE("coring-echo --workers 3: three processes share one port, each serves,
         CHECK(now > before[k]);
         served += now - before[k];
     }
-    CHECK(served == conns.size());
+    // One listener per worker may have opened after the first count (only worker 0 announces).
+    CHECK(served >= conns.size());
+    CHECK(served <= conns.size() + workers.size());
 
     REQUIRE(::kill(p.pid(), SIGTERM) == 0);  // to the parent only: it passes the signal on
     const auto status = p.wait_exit_or_kill(10s);
