@@ -186,11 +186,12 @@ bool preflight(const options& o, unsigned long fd_limit) {
                      static_cast<unsigned long long>(file_max), static_cast<unsigned long long>(file_max - std::min(file_max, files_open)));
         return false;
     }
-    // ~6 KiB per connection, both ends: two kernel sockets (~2.5 KiB each idle) and both user sides.
-    const std::uint64_t mem_needed_kib = conns * 6;
+    // ~12 KiB per connection, both ends: measured ~10.5 KiB of slab for the two sockets, plus
+    // both user sides.
+    const std::uint64_t mem_needed_kib = conns * 12;
     const std::uint64_t mem_available_kib = proc_number("/proc/meminfo", "MemAvailable:");
     if (mem_available_kib && mem_needed_kib > mem_available_kib * 9 / 10) {
-        std::fprintf(stderr, "coring-load: %llu connections need about %llu MiB (both ends, ~6 KiB each), but only %llu MiB "
+        std::fprintf(stderr, "coring-load: %llu connections need about %llu MiB (both ends, ~12 KiB each), but only %llu MiB "
                      "is available: lower --conns/--idle\n",
                      static_cast<unsigned long long>(conns), static_cast<unsigned long long>(mem_needed_kib / 1024),
                      static_cast<unsigned long long>(mem_available_kib / 1024));
