@@ -53,16 +53,26 @@ void feed::release() noexcept {
 }
 
 void feed::on_completion(op& o, bool own) noexcept {
-    if (own && !keep(o)) {
+    if (own && keep(o)) {
+        // A multishot op keeps taking results (and, for receives, pool buffers) while the
+        // reader is busy elsewhere: past max_queued it is stopped, so one fast sender cannot
+        // take the pool from the rest, and armed again when the reader has drained the queue.
+        if (shot_.multishot && !throttled_ && queued() >= max_queued && in_flight() && !released_) {
+            throttled_ = true;
+            core::current().cancel(shot_);
+        }
+    } else if (own) {
         // A cancel (a with_timeout, a cancelled task) answers the reader that was waiting; one
-        // that arrives after that reader got data would only mislead the next.
+        // that arrives after that reader got data would only mislead the next, and one of our
+        // own (throttled) is nobody's business.
         const int res = o.outcome();
         const bool cancel = res == -ECANCELED || res == -ETIMEDOUT;
-        if (!cancel || reader_) {
+        if (!cancel || (reader_ && !throttled_)) {
             end_ = res;
             end_sticky_ = sticky(res);
         }
     }
+    if (!in_flight()) throttled_ = false;
     if (released_) {
         if (!in_flight()) {
             drop_all();

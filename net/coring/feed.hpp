@@ -55,6 +55,8 @@ protected:
     // A final word that stays: end of stream, a reset. Cancels and accept errors do not.
     virtual bool sticky(int res) const noexcept = 0;
     virtual void drop_all() noexcept = 0;  // what is still queued goes back
+    virtual std::size_t queued() const noexcept = 0;
+    static constexpr std::size_t max_queued = 16;  // a multishot op pauses with this many queued
 
     op shot_;
 
@@ -66,6 +68,7 @@ private:
     int end_ = 1;  // 1: nothing to say; else the final word for the next reader (0 or -errno)
     bool end_sticky_ = false;
     bool released_ = false;
+    bool throttled_ = false;  // we cancelled the op because the queue was full
 };
 
 // Accepted connections, queued by fd.
@@ -78,6 +81,7 @@ private:
     bool pop(int& res, std::uint32_t& flags) noexcept override;
     bool sticky(int) const noexcept override { return false; }
     void drop_all() noexcept override;
+    std::size_t queued() const noexcept override { return fds_.size(); }
     std::deque<int> fds_;
 };
 
@@ -92,6 +96,7 @@ private:
     bool pop(int& res, std::uint32_t& flags) noexcept override;
     bool sticky(int res) const noexcept override;
     void drop_all() noexcept override;
+    std::size_t queued() const noexcept override { return queued_; }
     std::uint32_t queued_ = 0;
     std::uint16_t head_ = 0;
     std::uint16_t tail_ = 0;
