@@ -183,7 +183,7 @@ def main():
     backends = args.backends.split(",")
     os.makedirs(args.out, exist_ok=True)
     rows = []
-    port = 31000 + os.getpid() % 10000
+    port = 20000 + os.getpid() % 10000  # below the ephemeral range (32768+)
     for backend in backends:
         for rung in rungs:
             why = preflight(rung + args.active)

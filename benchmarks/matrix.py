@@ -45,15 +45,17 @@ def start_server(build, name, port, cpu):
     cmd += ["--listen", f"127.0.0.1:{port}"] if style == "listen" else ["--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 10
-    line = ""
+    said = []
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
         if "listening on" in line:
             return proc
-        if not line and proc.poll() is not None:
+        if not line:  # end of its stderr: it exited
+            proc.wait()
             break
+        said.append(line.strip())
     stop(proc)
-    raise RuntimeError(f"{name} did not start: {line.strip() or 'no output'}")
+    raise RuntimeError(f"{name} did not start (exit {proc.returncode}): {' / '.join(said) or 'no output'}")
 
 
 def stop(proc):
@@ -178,7 +180,8 @@ def main():
     print(f"matrix: {len(servers)} servers x {len(cells)} cells x {args.reps} reps = {runs} runs of "
           f"{args.duration}+{args.warmup} s; server on CPU {args.server_cpu}, coring-load on CPU {args.load_cpu}",
           file=sys.stderr)
-    port = 21000 + os.getpid() % 20000
+    # Below the ephemeral range (32768+), where no client's port can be in the way.
+    port = 10000 + os.getpid() % 10000
     rows = []
     done = 0
     started = time.monotonic()

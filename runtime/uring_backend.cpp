@@ -298,8 +298,12 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
             --buffers_in_ring_;
             ++stats_.buffers_in_use;
         }
-        // The ring ran dry. Unless o is being cancelled, it waits for a buffer and goes again.
-        if (res == -ENOBUFS && o.select_buffer && !more && o.pending == 1) return wait_for_buffer(o);
+        // The ring ran dry. Unless o is being cancelled, it waits for a buffer and goes again;
+        // if it is, it ended without data, as the cancel wanted: report that.
+        if (res == -ENOBUFS && o.select_buffer && !more) {
+            if (o.pending == 1) return wait_for_buffer(o);
+            o.res = -ECANCELED;
+        }
     }
     if (o.source) {  // a feed: each result is news, and so is the op's end
         if (!more) --o.pending;
