@@ -9,96 +9,25 @@
 // is either in the poll set or owned by exactly one worker, no two threads ever touch the same
 // socket. This is the textbook "reactor + thread pool" design of pre-epoll servers; its costs
 // (O(n) poll scans, two queue hand-offs per message) are what the comparison is meant to show.
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <mutex>
-#include <string_view>
 #include <thread>
 #include <vector>
+
+#include "common.hpp"
 
 namespace {
 
 constexpr const char* prog = "baseline-poll-pool";
-
-struct settings {
-    int port = 7000;
-    unsigned threads = 4;
-};
-
-[[noreturn]] void usage_error(const char* msg, const char* arg) {
-    std::fprintf(stderr, "%s: %s%s (try --help)\n", prog, msg, arg);
-    std::exit(2);
-}
-
-unsigned long parse_uint(const char* s, unsigned long lo, unsigned long hi, const char* what) {
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long v = std::strtoul(s, &end, 10);
-    if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v < lo || v > hi) usage_error(what, s);
-    return v;
-}
-
-settings parse_args(int argc, char** argv) {
-    settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--help") {
-            std::printf("usage: %s [--port P] [--threads N]\n"
-                        "poll() reactor + worker thread pool echo server on 127.0.0.1.\n"
-                        "  --port P      listen port (default 7000; 0 = any free port)\n"
-                        "  --threads N   worker threads (default 4)\n",
-                        prog);
-            std::exit(0);
-        } else if (a == "--port" && i + 1 < argc) {
-            s.port = static_cast<int>(parse_uint(argv[++i], 0, 65535, "bad port: "));
-        } else if (a == "--threads" && i + 1 < argc) {
-            s.threads = static_cast<unsigned>(parse_uint(argv[++i], 1, 1024, "bad thread count: "));
-        } else {
-            usage_error("unknown or incomplete flag: ", argv[i]);
-        }
-    }
-    return s;
-}
-
-[[noreturn]] void die(const char* what) {
-    std::fprintf(stderr, "%s: %s: %s\n", prog, what, std::strerror(errno));
-    std::exit(1);
-}
-
-int listen_loopback(int port) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    const int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die("setsockopt SO_REUSEADDR");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        std::fprintf(stderr, "%s: bind 127.0.0.1:%d: %s\n", prog, port, std::strerror(errno));
-        std::exit(2);
-    }
-    if (listen(fd, 4096) != 0) die("listen");
-    socklen_t len = sizeof addr;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) die("getsockname");
-    std::fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", prog, unsigned{ntohs(addr.sin_port)});
-    return fd;
-}
 
 // Poller -> workers: readable connections.
 std::mutex work_mu;
@@ -175,25 +104,19 @@ void worker() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const settings cfg = parse_args(argc, argv);
-    rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
+    const baseline::settings cfg = baseline::parse_args(
+        argc, argv,
+        {.prog = prog,
+         .summary = "poll() reactor + worker thread pool echo server on 127.0.0.1.",
+         .threads = true,
+         .refuse_minus = true});
+    baseline::prepare_process();
 
     // Block the exit signals before starting workers so only the signalfd sees them.
-    sigset_t exit_signals;
-    sigemptyset(&exit_signals);
-    sigaddset(&exit_signals, SIGINT);
-    sigaddset(&exit_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &exit_signals, nullptr);
-    const int sig_fd = signalfd(-1, &exit_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sig_fd < 0) die("signalfd");
+    const int sig_fd = baseline::exit_signal_fd(prog, true);
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (wake_fd < 0) die("eventfd");
-    const int listener = listen_loopback(cfg.port);
+    if (wake_fd < 0) baseline::die(prog, "eventfd");
+    const int listener = baseline::listen_loopback(prog, cfg.port, true);
 
     for (unsigned i = 0; i < cfg.threads; ++i) std::thread(worker).detach();
 
@@ -204,7 +127,7 @@ int main(int argc, char** argv) {
     for (;;) {
         if (poll(pfds.data(), pfds.size(), -1) < 0) {
             if (errno == EINTR) continue;
-            die("poll");
+            baseline::die(prog, "poll");
         }
         if (pfds[0].revents) _exit(0);  // SIGINT/SIGTERM; workers may be mid-send, so no cleanup
         const bool wake = pfds[1].revents != 0;
@@ -248,8 +171,7 @@ int main(int argc, char** argv) {
                     if (errno == EINTR || errno == ECONNABORTED) continue;
                     break;  // EAGAIN, or out of fds: poll() reports the listener again
                 }
-                const int one = 1;
-                (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                baseline::set_nodelay(fd);
                 pfds.push_back({fd, POLLIN, 0});
             }
         }

@@ -8,80 +8,20 @@
 // reading (backpressure) until EPOLLOUT drains it; then reading resumes, because under edge
 // triggering the unread input will not be announced again. Data is never lost or reordered.
 // Per-connection state lives in a table indexed by fd. SIGINT/SIGTERM arrive via a signalfd.
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <signal.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <string_view>
 #include <vector>
+
+#include "common.hpp"
 
 namespace {
 
 constexpr const char* prog = "baseline-raw-epoll";
-
-[[noreturn]] void usage_error(const char* msg, const char* arg) {
-    std::fprintf(stderr, "%s: %s%s (try --help)\n", prog, msg, arg);
-    std::exit(2);
-}
-
-int parse_args(int argc, char** argv) {
-    int port = 7000;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--help") {
-            std::printf("usage: %s [--port P]\n"
-                        "Single-threaded edge-triggered epoll echo server on 127.0.0.1.\n"
-                        "  --port P   listen port (default 7000; 0 = any free port)\n",
-                        prog);
-            std::exit(0);
-        } else if (a == "--port" && i + 1 < argc) {
-            const char* s = argv[++i];
-            char* end = nullptr;
-            errno = 0;
-            const unsigned long v = std::strtoul(s, &end, 10);
-            if (*s == '\0' || *end != '\0' || errno != 0 || v > 65535) usage_error("bad port: ", s);
-            port = static_cast<int>(v);
-        } else {
-            usage_error("unknown or incomplete flag: ", argv[i]);
-        }
-    }
-    return port;
-}
-
-[[noreturn]] void die(const char* what) {
-    std::fprintf(stderr, "%s: %s: %s\n", prog, what, std::strerror(errno));
-    std::exit(1);
-}
-
-int listen_loopback(int port) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    const int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die("setsockopt SO_REUSEADDR");
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        std::fprintf(stderr, "%s: bind 127.0.0.1:%d: %s\n", prog, port, std::strerror(errno));
-        std::exit(2);
-    }
-    if (listen(fd, 4096) != 0) die("listen");
-    socklen_t len = sizeof addr;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) die("getsockname");
-    std::fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", prog, unsigned{ntohs(addr.sin_port)});
-    return fd;
-}
 
 struct connection {
     std::vector<char> pending;  // unsent tail of the last chunk; empty = may read
@@ -156,8 +96,7 @@ void accept_all(int listener, int ep) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             return;  // EAGAIN, or out of fds/memory: the level-triggered listener retries later
         }
-        const int one = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        baseline::set_nodelay(fd);
         if (static_cast<std::size_t>(fd) >= conns.size()) conns.resize(static_cast<std::size_t>(fd) * 2 + 1);
         epoll_event ev{};
         ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -169,30 +108,20 @@ void accept_all(int listener, int ep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int port = parse_args(argc, argv);
-    rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
+    const baseline::settings cfg = baseline::parse_args(
+        argc, argv, {.prog = prog, .summary = "Single-threaded edge-triggered epoll echo server on 127.0.0.1."});
+    baseline::prepare_process();
 
-    sigset_t exit_signals;
-    sigemptyset(&exit_signals);
-    sigaddset(&exit_signals, SIGINT);
-    sigaddset(&exit_signals, SIGTERM);
-    sigprocmask(SIG_BLOCK, &exit_signals, nullptr);
-    const int sfd = signalfd(-1, &exit_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0) die("signalfd");
+    const int sfd = baseline::exit_signal_fd(prog, true);
 
     const int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0) die("epoll_create1");
-    const int listener = listen_loopback(port);
+    if (ep < 0) baseline::die(prog, "epoll_create1");
+    const int listener = baseline::listen_loopback(prog, cfg.port, true);
     for (const int fd : {listener, sfd}) {
         epoll_event ev{};
         ev.events = EPOLLIN;  // level-triggered: a listener stalled on EMFILE is retried
         ev.data.fd = fd;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) baseline::die(prog, "epoll_ctl");
     }
     conns.resize(1024);
 
@@ -201,7 +130,7 @@ int main(int argc, char** argv) {
         const int n = epoll_wait(ep, events, 256, -1);
         if (n < 0) {
             if (errno == EINTR) continue;
-            die("epoll_wait");
+            baseline::die(prog, "epoll_wait");
         }
         for (int i = 0; i < n; ++i) {
             const int fd = events[i].data.fd;

@@ -11,23 +11,17 @@
 // after its last CQE, so the fd-indexed table never sees a stale completion. The loop is one
 // io_uring_submit_and_wait per iteration followed by reaping every available CQE.
 #include <liburing.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <string_view>
 #include <vector>
+
+#include "common.hpp"
 
 namespace {
 
@@ -36,60 +30,6 @@ constexpr unsigned sq_entries = 4096, cq_entries = 65536;
 constexpr unsigned nbufs = 4096, buf_size = 4096;  // nbufs must be a power of two
 constexpr unsigned short bgid = 0;
 enum op : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_signal = 4 };
-
-[[noreturn]] void usage_error(const char* msg, const char* arg) {
-    std::fprintf(stderr, "%s: %s%s (try --help)\n", prog, msg, arg);
-    std::exit(2);
-}
-
-int parse_args(int argc, char** argv) {
-    int port = 7000;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view a = argv[i];
-        if (a == "--help") {
-            std::printf("usage: %s [--port P]\n"
-                        "Single-threaded liburing echo server (multishot accept/recv, provided buffers).\n"
-                        "  --port P   listen port (default 7000; 0 = any free port)\n",
-                        prog);
-            std::exit(0);
-        } else if (a == "--port" && i + 1 < argc) {
-            const char* s = argv[++i];
-            char* end = nullptr;
-            errno = 0;
-            const unsigned long v = std::strtoul(s, &end, 10);
-            if (*s == '\0' || *end != '\0' || errno != 0 || v > 65535) usage_error("bad port: ", s);
-            port = static_cast<int>(v);
-        } else {
-            usage_error("unknown or incomplete flag: ", argv[i]);
-        }
-    }
-    return port;
-}
-
-[[noreturn]] void die(const char* what, int err) {
-    std::fprintf(stderr, "%s: %s: %s\n", prog, what, std::strerror(err));
-    std::exit(1);
-}
-
-int listen_loopback(int port) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket", errno);
-    const int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die("setsockopt SO_REUSEADDR", errno);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        std::fprintf(stderr, "%s: bind 127.0.0.1:%d: %s\n", prog, port, std::strerror(errno));
-        std::exit(2);
-    }
-    if (listen(fd, 4096) != 0) die("listen", errno);
-    socklen_t len = sizeof addr;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) die("getsockname", errno);
-    std::fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", prog, unsigned{ntohs(addr.sin_port)});
-    return fd;
-}
 
 struct chunk {
     std::uint16_t bid;
@@ -118,7 +58,9 @@ std::uint64_t tag(int fd, op o) { return (std::uint64_t(std::uint32_t(fd)) << 8)
 io_uring_sqe* get_sqe() {
     io_uring_sqe* sqe;
     while ((sqe = io_uring_get_sqe(&ring)) == nullptr) {
-        if (int r = io_uring_submit(&ring); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) die("io_uring_submit", -r);
+        if (int r = io_uring_submit(&ring); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+            baseline::die(prog, "io_uring_submit", -r);
+        }
     }
     return sqe;
 }
@@ -223,8 +165,7 @@ void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
     if (!(flags & IORING_CQE_F_MORE)) arm_accept(listener);
     if (res < 0) return;  // e.g. -EMFILE or an aborted connection: keep accepting
     const int fd = res;
-    const int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    baseline::set_nodelay(fd);
     if (static_cast<std::size_t>(fd) >= conns.size()) conns.resize(static_cast<std::size_t>(fd) * 2 + 1);
     arm_recv(fd, conns[static_cast<std::size_t>(fd)]);
 }
@@ -240,19 +181,21 @@ void setup_ring() {
         p.cq_entries = cq_entries;
         r = io_uring_queue_init_params(sq_entries, &ring, &p);
     }
-    if (r < 0) die("io_uring_queue_init_params", -r);
+    if (r < 0) baseline::die(prog, "io_uring_queue_init_params", -r);
 
     const std::size_t ring_bytes = sizeof(io_uring_buf) * nbufs;
     void* mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     void* data = mmap(nullptr, std::size_t{nbufs} * buf_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED || data == MAP_FAILED) die("mmap", errno);
+    if (mem == MAP_FAILED || data == MAP_FAILED) baseline::die(prog, "mmap");
     br = static_cast<io_uring_buf_ring*>(mem);
     buf_base = static_cast<char*>(data);
     io_uring_buf_reg reg{};
     reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
     reg.ring_entries = nbufs;
     reg.bgid = bgid;
-    if (int e = io_uring_register_buf_ring(&ring, &reg, 0); e < 0) die("io_uring_register_buf_ring", -e);
+    if (int e = io_uring_register_buf_ring(&ring, &reg, 0); e < 0) {
+        baseline::die(prog, "io_uring_register_buf_ring", -e);
+    }
     io_uring_buf_ring_init(br);
     for (unsigned i = 0; i < nbufs; ++i) recycle(static_cast<std::uint16_t>(i));
     io_uring_buf_ring_advance(br, static_cast<int>(returned));
@@ -262,23 +205,14 @@ void setup_ring() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int port = parse_args(argc, argv);
-    rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t exit_signals;
-    sigemptyset(&exit_signals);
-    sigaddset(&exit_signals, SIGINT);
-    sigaddset(&exit_signals, SIGTERM);
-    sigprocmask(SIG_BLOCK, &exit_signals, nullptr);
-    const int sig_fd = signalfd(-1, &exit_signals, SFD_CLOEXEC);
-    if (sig_fd < 0) die("signalfd", errno);
+    const baseline::settings cfg = baseline::parse_args(
+        argc, argv,
+        {.prog = prog, .summary = "Single-threaded liburing echo server (multishot accept/recv, provided buffers)."});
+    baseline::prepare_process();
+    const int sig_fd = baseline::exit_signal_fd(prog, false);
 
     setup_ring();
-    const int listener = listen_loopback(port);
+    const int listener = baseline::listen_loopback(prog, cfg.port, false);
     conns.resize(1024);
     arm_accept(listener);
     io_uring_sqe* sig_sqe = get_sqe();
@@ -311,7 +245,7 @@ int main(int argc, char** argv) {
             starved.clear();
         }
         if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            die("io_uring_submit_and_wait", -r);
+            baseline::die(prog, "io_uring_submit_and_wait", -r);
         }
         // Copy the CQEs out and release the CQ before handling them, so handlers may submit
         // (when the SQ fills up) while no CQ slots are still in use.
