@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -74,17 +75,29 @@ int connect_blocking(std::uint16_t port) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);  // bounds connect too
     const sockaddr_in a = loopback(port);
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-        const int e = errno;
-        ::close(fd);
-        return -e;  // the reason, for the test's message
+        int e = errno;
+        if (e == EINTR) {
+            // Interrupted, not failed: the handshake goes on (io_uring's teardown of a ring this
+            // process had can interrupt a blocking call). Wait for it and ask how it went.
+            pollfd p{fd, POLLOUT, 0};
+            socklen_t len = sizeof e;
+            while (::poll(&p, 1, 5000) < 0 && errno == EINTR) {}
+            if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) e = errno;
+            if (e == 0 && !(p.revents & POLLOUT)) e = ETIMEDOUT;
+        }
+        if (e != 0) {
+            ::close(fd);
+            return -e;  // the reason, for the test's message
+        }
     }
     return fd;
 }
 
 // Sends `message`, reads back as many bytes; what came back, or an error description.
 std::string blocking_round_trip(int fd, const std::string& message) {
-    if (::send(fd, message.data(), message.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(message.size()))
-        return "<send failed: " + std::string{std::strerror(errno)} + ">";
+    ssize_t sent;
+    while ((sent = ::send(fd, message.data(), message.size(), MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    if (sent != static_cast<ssize_t>(message.size())) return "<send failed: " + std::string{std::strerror(errno)} + ">";
     std::string got;
     char buf[64];
     while (got.size() < message.size()) {
