@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <thread>
 #include <vector>
 
 using namespace coring;
@@ -389,7 +390,11 @@ TEST_CASE("coring-echo --workers 3: three processes share one port, each serves,
     REQUIRE(up);
     CHECK_THAT(p.err(), Catch::Contains("3 workers, each with fd limit"));
     const std::uint16_t port = listening_port(p.err());
-    const auto workers = children_of(p.pid());
+    auto workers = children_of(p.pid());  // worker 0 may announce before the last one is forked
+    for (int i = 0; i < 500 && workers.size() < 3; ++i) {
+        std::this_thread::sleep_for(10ms);
+        workers = children_of(p.pid());
+    }
     REQUIRE(workers.size() == 3);
     std::vector<std::size_t> before;
     for (pid_t w : workers) before.push_back(socket_fds(w));
