@@ -47,7 +47,8 @@ constexpr std::string_view usage =
     "  --quiet                no progress line each second\n"
     "  --announce-window      log 'measuring' and 'measured' as the window opens and closes\n"
     "Prints a summary and one key=value line; exit 0 when every message was verified, 1 when any\n"
-    "error happened (the result is then partial), 2 on a bad flag.";
+    "error happened (the result is then partial), 2 on a bad flag.\n"
+    "coring-load runs on one core unless --cores says otherwise (the runtime's default of 0 does not apply).";
 
 struct options {
     settings s;
