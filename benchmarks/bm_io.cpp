@@ -4,6 +4,8 @@
 #include <benchmark/benchmark.h>
 #include <coring/coring.hpp>
 
+#include "bench_support.hpp"
+
 #include <liburing.h>
 #include <memory>
 #include <string>
@@ -11,23 +13,12 @@
 #include <unistd.h>
 
 using namespace coring;
+using coring::bench::make_core;
+using coring::bench::yield_per_iteration;
 
 namespace {
 
-std::unique_ptr<core> make_core(benchmark::State& state, backend_kind kind) {
-    try {
-        return std::make_unique<core>(core_config{0, {kind, 256, 0}, std::chrono::milliseconds{1000}});
-    } catch (const std::exception& e) {
-        state.SkipWithError((std::string{to_string(kind)} + " core: " + e.what()).c_str());
-        return nullptr;
-    }
-}
-
 // ---- a no-op SQE: the reactor's cost over the kernel's ------------------------------------------
-
-task<> yield_per_iteration(benchmark::State* state) {
-    for (auto _ : *state) co_await yield();
-}
 
 void BM_nop_coring_uring(benchmark::State& state) {
     auto c = make_core(state, backend_kind::uring);

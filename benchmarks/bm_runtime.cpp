@@ -8,6 +8,8 @@
 #include <coring/coring.hpp>
 #include <coring/frame_allocator.hpp>
 
+#include "bench_support.hpp"
+
 #include <chrono>
 #include <coroutine>
 #include <cstdint>
@@ -18,19 +20,10 @@
 
 using namespace coring;
 using namespace std::chrono_literals;
+using coring::bench::make_core;
+using coring::bench::yield_per_iteration;
 
 namespace {
-
-// A core on `kind`, or nothing (and the benchmark skipped with the reason) when it cannot start,
-// e.g. io_uring forbidden in this container.
-std::unique_ptr<core> make_core(benchmark::State& state, backend_kind kind) {
-    try {
-        return std::make_unique<core>(core_config{0, {kind, 256, 0}, std::chrono::milliseconds{1000}});
-    } catch (const std::exception& e) {
-        state.SkipWithError((std::string{to_string(kind)} + " core: " + e.what()).c_str());
-        return nullptr;
-    }
-}
 
 // ---- task frames ------------------------------------------------------------------------------
 
@@ -93,12 +86,6 @@ void BM_operator_new_delete(benchmark::State& state) {
 BENCHMARK(BM_operator_new_delete)->RangeMultiplier(2)->Range(64, 1024);
 
 // ---- a nop through the backend ---------------------------------------------------------------
-
-// The timed loop runs inside the coroutine: each iteration is one yield (a nop op started on
-// the backend, completed through the ready queue, and the task resumed).
-task<> yield_per_iteration(benchmark::State* state) {
-    for (auto _ : *state) co_await yield();
-}
 
 void BM_nop_round_trip(benchmark::State& state, backend_kind kind) {
     auto c = make_core(state, kind);

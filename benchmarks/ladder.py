@@ -16,11 +16,11 @@ import argparse
 import json
 import math
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
+
+from benchlib import line_plot, stop
 
 
 def meminfo_kib(key):
@@ -53,16 +53,6 @@ def children(pid):
 def fd_hard_limit():
     import resource
     return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-
-
-def stop(proc, timeout=30):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # our own child, by its pid
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def preflight(conns):
@@ -138,29 +128,19 @@ def run_rung(args, backend, rung, port):
             "note": "" if rc == 0 and alive else (r.get("first_error") or (tail[-1] if tail else f"exit {rc}")),
         }
     finally:
-        stop(server)
+        stop(server, timeout=30)
 
 
 def plot(out, rows, backends):
-    if not shutil.which("gnuplot"):
-        return []
     pngs = []
     for metric, label in (("user_bytes_per_conn", "server user-space bytes per connection"),
                           ("kernel_bytes_per_conn", "kernel bytes per connection (both ends)"),
                           ("active_p99_us", "p99 of 1,000 active connections (us)")):
-        data = os.path.join(out, f"ladder-{metric}.dat")
-        with open(data, "w") as f:
-            for b in backends:
-                f.write(f'"{b}"\n')
-                for r in rows:
-                    if r["backend"] == b and r[metric] is not None:
-                        f.write(f"{r['rung']} {r[metric]}\n")
-                f.write("\n\n")
+        series = [(b, [(r["rung"], r[metric]) for r in rows if r["backend"] == b and r[metric] is not None])
+                  for b in backends]
         png = os.path.join(out, f"ladder-{metric}.png")
-        script = (f'set terminal pngcairo size 900,560 noenhanced; set output "{png}"; set title "{label} vs idle connections";'
-                  f'set logscale x; set xlabel "idle connections"; set ylabel "{label}"; set grid; set key outside right;'
-                  f'plot for [i=0:{len(backends) - 1}] "{data}" index i using 1:2 with linespoints title columnheader(1)')
-        if subprocess.run(["gnuplot", "-e", script], capture_output=True).returncode == 0:
+        if line_plot(os.path.join(out, f"ladder-{metric}.dat"), png, f"{label} vs idle connections",
+                     "idle connections", label, series):
             pngs.append(png)
     return pngs
 

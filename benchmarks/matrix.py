@@ -13,12 +13,12 @@ import argparse
 import csv
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
+
+from benchlib import line_plot, stop
 
 SERVERS = {
     # name: (binary relative to the build dir, args before --port/--listen, how it takes a port)
@@ -56,16 +56,6 @@ def start_server(build, name, port, cpu):
         said.append(line.strip())
     stop(proc)
     raise RuntimeError(f"{name} did not start (exit {proc.returncode}): {' / '.join(said) or 'no output'}")
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # our own child, by its pid
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run_cell_once(build, server, port, cell, args):
@@ -117,9 +107,6 @@ def fmt(v, digits=0):
 
 
 def plot(out, rows, servers):
-    if not shutil.which("gnuplot"):
-        print("matrix: gnuplot not found, no plots (apt-get install gnuplot-nox)", file=sys.stderr)
-        return []
     written = []
     for size in sorted({r["size"] for r in rows}):
         for depth in sorted({r["depth"] for r in rows}):
@@ -127,24 +114,12 @@ def plot(out, rows, servers):
             if len({r["conns"] for r in sel}) < 2:
                 continue
             for metric, label in (("msgs_per_sec", "messages/s"), ("p99_us", "p99 latency (us)")):
-                data = os.path.join(out, f"plot-{metric}-{size}B-d{depth}.dat")
-                with open(data, "w") as f:
-                    for s in servers:
-                        f.write(f'"{s}"\n')
-                        for r in sorted((r for r in sel if r["server"] == s), key=lambda r: r["conns"]):
-                            if r[metric] is not None:
-                                f.write(f"{r['conns']} {r[metric]}\n")
-                        f.write("\n\n")
+                series = [(s, [(r["conns"], r[metric]) for r in sorted(sel, key=lambda r: r["conns"])
+                               if r["server"] == s and r[metric] is not None]) for s in servers]
                 png = os.path.join(out, f"{metric}-{size}B-depth{depth}.png")
-                script = (f'set terminal pngcairo size 900,560 noenhanced; set output "{png}";'
-                          f'set title "{label} vs connections ({size} B, depth {depth})";'
-                          f'set logscale x; set xlabel "connections"; set ylabel "{label}"; set key outside right;'
-                          f'set grid; plot for [i=0:{len(servers) - 1}] "{data}" index i using 1:2 with linespoints title columnheader(1)')
-                r = subprocess.run(["gnuplot", "-e", script], capture_output=True, text=True)
-                if r.returncode == 0:
+                if line_plot(os.path.join(out, f"plot-{metric}-{size}B-d{depth}.dat"), png,
+                             f"{label} vs connections ({size} B, depth {depth})", "connections", label, series):
                     written.append(png)
-                else:
-                    print(f"matrix: gnuplot failed: {r.stderr.strip()}", file=sys.stderr)
     return written
 
 

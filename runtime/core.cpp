@@ -244,19 +244,20 @@ void core::cancel(op& o) noexcept {
 
 void core::complete(op& o) noexcept {
     --o.pending;
-    if (o.armed) timers_.erase(o);  // an I/O op that finished before its deadline
-    if (o.tracked_by) *std::exchange(o.tracked_by, nullptr) = nullptr;  // the socket may close now
-    if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
-    if (o.source) return o.source->on_completion(o, true);
+    if (o.source) return deliver(o, true);
+    settle(o);
     ready_.push({o.waiter, o.ctx});
 }
 
 void core::deliver(op& o, bool own) noexcept {
-    if (o.pending == 0) {  // its last completion: as complete() would, minus the resume
-        if (o.armed) timers_.erase(o);
-        if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
-    }
+    if (o.pending == 0) settle(o);
     o.source->on_completion(o, own);
+}
+
+void core::settle(op& o) noexcept {
+    if (o.armed) timers_.erase(o);  // an I/O op that finished before its deadline
+    if (o.tracked_by) *std::exchange(o.tracked_by, nullptr) = nullptr;  // the socket may close now
+    if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
 }
 
 void core::start_for(op& o, detail::task_context* ctx) noexcept {

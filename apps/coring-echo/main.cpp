@@ -29,11 +29,7 @@ int main(int argc, char** argv) {
             if (value != "on" && value != "off") throw std::invalid_argument("--no-delay: expected on or off");
             echo.nodelay = value == "on";
         } else if (flag == "--workers") {
-            const std::string v{value};
-            char* end = nullptr;
-            const long w = std::strtol(v.c_str(), &end, 10);
-            if (v.empty() || *end != '\0' || w < 1 || w > 1024) throw std::invalid_argument("--workers " + v + ": expected 1 to 1024");
-            workers = static_cast<unsigned>(w);
+            workers = static_cast<unsigned>(apps::count_flag(flag, value, 1, 1024));
         } else {
             return false;
         }
@@ -46,7 +42,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     const unsigned long fd_limit = raise_fd_limit();
-    if (workers == 1) {
+    if (workers == 1 || runtime.print_features) {  // --features: run() prints them and returns
         if (!runtime.quiet) log("fd limit {}", fd_limit);
         return run(runtime, [echo](core&) { return apps::echo_server(echo); });
     }
@@ -54,7 +50,6 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "coring-echo: --workers needs a TCP address (unix sockets have no SO_REUSEPORT)\n");
         return 2;
     }
-    if (runtime.print_features) return run(runtime, {});
     log("{} workers, each with fd limit {}", workers, fd_limit);
     return apps::run_workers(workers, [&](unsigned k) {
         apps::echo_options mine = echo;

@@ -173,6 +173,11 @@ struct share {
         live.errors.fetch_add(1, std::memory_order_relaxed);
         if (out.first_error.empty()) out.first_error = format("connection {}: {}", id, what);
     }
+    // A send or recv error: a timeout is a reply that did not come, anything else an I/O error.
+    void fail_io(std::uint64_t id, std::error_code ec, const char* during) {
+        if (ec == std::errc::timed_out) fail(&error_counts::timeout, id, format("no reply within {} ms", s.reply_timeout.count()));
+        else fail(&error_counts::io, id, format("{}: {}", during, ec.message()));
+    }
     void connection_settled() {
         if (--pending_connects == 0) {
             measure_from = core::now_ns() + static_cast<std::int64_t>(s.warmup * 1e9);
@@ -197,18 +202,45 @@ struct connection {
 
     std::uint64_t window() const { return sent_at.size(); }
 
+    // A connection's first error is counted and ends both its tasks; later ones follow from it.
     void fail(std::uint64_t error_counts::* kind, const std::string& what) {
-        if (failed) return;  // one error per connection: the rest follow from it
+        if (first_failure()) sh.fail(kind, id, what);
+    }
+    void fail_io(std::error_code ec, const char* during) {
+        if (first_failure()) sh.fail_io(id, ec, during);
+    }
+
+private:
+    bool first_failure() {
+        if (failed) return false;
         failed = true;
-        sh.fail(kind, id, what);
         sender_wait.notify();
         receiver_wait.notify();
-    }
-    void classify(std::error_code ec, const char* during) {
-        if (ec == std::errc::timed_out) fail(&error_counts::timeout, format("no reply within {} ms", sh.s.reply_timeout.count()));
-        else fail(&error_counts::io, format("{}: {}", during, ec.message()));
+        return true;
     }
 };
+
+constexpr const char* closed_early = "the server closed the connection";
+
+// Fills buf from conn; fewer bytes than asked means the server closed the connection first.
+task<result<std::size_t>> recv_exactly(tcp_stream& conn, std::span<std::byte> buf) {
+    std::size_t have = 0;
+    while (have < buf.size()) {
+        auto n = co_await conn.recv(buf.subspan(have));
+        if (!n) co_return n.error();
+        if (*n == 0) break;
+        have += *n;
+    }
+    co_return have;
+}
+
+// Connects connection id (from its source address, if any) and counts a failure.
+task<result<tcp_stream>> connect_counted(share& sh, std::uint64_t id) {
+    auto conn = co_await tcp_stream::connect_from(source_of(sh.s, id), sh.s.target, sh.s.reply_timeout);
+    if (!conn) sh.fail(&error_counts::connect, id, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
+    else conn->set_idle_timeout(sh.s.reply_timeout);
+    co_return conn;
+}
 
 task<> send_loop(connection& c) {
     const settings& s = c.sh.s;
@@ -234,7 +266,7 @@ task<> send_loop(connection& c) {
         c.sent_at[c.sent % c.window()] = at;
         const auto written = co_await c.stream.write_all(msg);
         if (!written) {
-            c.classify(written.error(), "send");
+            c.fail_io(written.error(), "send");
             break;
         }
         ++c.sent;
@@ -254,20 +286,12 @@ task<> receive_loop(connection& c) {
         }
         const std::size_t n = message_size(sh.s, c.id, c.received);
         const auto got = std::span(c.in_buf).first(n);
-        std::size_t have = 0;
-        while (have < n) {
-            auto r = co_await c.stream.recv(got.subspan(have));
-            if (!r) {
-                c.classify(r.error(), "recv");
-                break;
-            }
-            if (*r == 0) {
-                c.fail(&error_counts::eof, "the server closed the connection");
-                break;
-            }
-            have += *r;
+        const auto read = co_await recv_exactly(c.stream, got);
+        if (!read || *read < n) {
+            if (read) c.fail(&error_counts::eof, closed_early);
+            else c.fail_io(read.error(), "recv");
+            break;
         }
-        if (c.failed) break;
         const auto want = std::span(c.expected).first(n);
         fill(want, c.id, c.received);
         if (std::memcmp(got.data(), want.data(), n) != 0) {
@@ -292,17 +316,13 @@ task<> receive_loop(connection& c) {
 task<> one_connection(share& sh, std::uint64_t id) {
     const settings& s = sh.s;
     co_await sh.connecting.enter();
-    auto conn = co_await tcp_stream::connect_from(source_of(s, id), s.target, s.reply_timeout);
+    auto conn = co_await connect_counted(sh, id);
     sh.connecting.leave();
     sh.connection_settled();
-    if (!conn) {
-        sh.fail(&error_counts::connect, id, format("connect to {}: {}", s.target.to_string(), conn.error().message()));
-        co_return;
-    }
+    if (!conn) co_return;
     ++sh.out.connected;
     sh.live.connected.fetch_add(1, std::memory_order_relaxed);
     (void)conn->set_nodelay(true);
-    conn->set_idle_timeout(s.reply_timeout);
     // Heap state: the connection outlives neither task, and the tasks hold its address.
     auto c = std::make_unique<connection>(id, sh, std::move(*conn));
     c->sent_at.assign(s.rate > 0 ? 1024 : s.depth, 0);
@@ -360,22 +380,14 @@ task<bool> round_trip(share& sh, tcp_stream& conn, std::uint64_t id, std::uint64
     fill(out, id, seq);
     const auto sent = co_await conn.write_all(out);
     if (!sent) {
-        sh.fail(&error_counts::io, id, format("send: {}", sent.error().message()));
+        sh.fail_io(id, sent.error(), "send");
         co_return false;
     }
-    std::size_t have = 0;
-    while (have < in.size()) {
-        auto n = co_await conn.recv(std::span(in).subspan(have));
-        if (!n) {
-            sh.fail(n.error() == std::errc::timed_out ? &error_counts::timeout : &error_counts::io, id,
-                    format("recv: {}", n.error().message()));
-            co_return false;
-        }
-        if (*n == 0) {
-            sh.fail(&error_counts::eof, id, "the server closed the connection");
-            co_return false;
-        }
-        have += *n;
+    const auto read = co_await recv_exactly(conn, in);
+    if (!read || *read < in.size()) {
+        if (read) sh.fail(&error_counts::eof, id, closed_early);
+        else sh.fail_io(id, read.error(), "recv");
+        co_return false;
     }
     if (in != out) {
         sh.fail(&error_counts::verify, id, "an idle connection's echo differs");
@@ -386,14 +398,9 @@ task<bool> round_trip(share& sh, tcp_stream& conn, std::uint64_t id, std::uint64
 
 task<> hold_one(share& sh, std::uint64_t id, std::vector<std::pair<std::uint64_t, tcp_stream>>* held) {
     co_await sh.connecting.enter();
-    auto conn = co_await tcp_stream::connect_from(source_of(sh.s, id), sh.s.target, sh.s.reply_timeout);
+    auto conn = co_await connect_counted(sh, id);
     bool ok = false;
-    if (!conn) {
-        sh.fail(&error_counts::connect, id, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
-    } else {
-        conn->set_idle_timeout(sh.s.reply_timeout);
-        ok = co_await round_trip(sh, *conn, id, 0);
-    }
+    if (conn) ok = co_await round_trip(sh, *conn, id, 0);
     sh.connecting.leave();
     if (ok) {
         ++sh.out.idle_up;

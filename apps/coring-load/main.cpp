@@ -57,15 +57,6 @@ struct options {
     bool quiet = false;
 };
 
-double parse_real(std::string_view flag, std::string_view v, double min, double max) {
-    const std::string text{v};
-    char* end = nullptr;
-    const double d = std::strtod(text.c_str(), &end);
-    if (text.empty() || *end != '\0' || !(d >= min && d <= max))
-        throw std::invalid_argument(format("{} {}: expected a number from {} to {}", flag, v, min, max));
-    return d;
-}
-
 std::uint32_t parse_ipv4(std::string_view flag, std::string_view v) {
     in_addr a{};
     if (::inet_pton(AF_INET, std::string{v}.c_str(), &a) != 1) throw std::invalid_argument(format("{} {}: not an IPv4 address", flag, v));
@@ -74,7 +65,7 @@ std::uint32_t parse_ipv4(std::string_view flag, std::string_view v) {
 
 void parse_bind_range(std::string_view flag, std::string_view v, settings& s) {
     if (const auto slash = v.find('/'); slash != std::string_view::npos) {
-        const auto bits = static_cast<unsigned>(parse_real(flag, v.substr(slash + 1), 8, 32));
+        const auto bits = static_cast<unsigned>(apps::number_flag(flag, v.substr(slash + 1), 8, 32));
         const std::uint32_t mask = bits == 32 ? ~0u : ~((1u << (32 - bits)) - 1);
         const std::uint32_t net = parse_ipv4(flag, v.substr(0, slash)) & mask;
         // Skip the network's first address (127.0.0.0 is not usable); keep the rest.
@@ -263,24 +254,24 @@ int main(int argc, char** argv) {
     options o;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view v) {
         if (flag == "--target") o.s.target = apps::address_flag(flag, v);
-        else if (flag == "--conns") o.s.conns = static_cast<unsigned>(parse_real(flag, v, 1, 10'000'000));
-        else if (flag == "--depth") o.s.depth = static_cast<unsigned>(parse_real(flag, v, 1, 4096));
+        else if (flag == "--conns") o.s.conns = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000'000));
+        else if (flag == "--depth") o.s.depth = static_cast<unsigned>(apps::number_flag(flag, v, 1, 4096));
         else if (flag == "--size") {
             const auto colon = v.find(':');
-            o.s.size_min = static_cast<std::size_t>(parse_real(flag, v.substr(0, colon), 1, 16 << 20));
+            o.s.size_min = static_cast<std::size_t>(apps::number_flag(flag, v.substr(0, colon), 1, 16 << 20));
             o.s.size_max = colon == std::string_view::npos ? o.s.size_min
-                                                            : static_cast<std::size_t>(parse_real(flag, v.substr(colon + 1), 1, 16 << 20));
+                                                            : static_cast<std::size_t>(apps::number_flag(flag, v.substr(colon + 1), 1, 16 << 20));
             if (o.s.size_max < o.s.size_min) throw std::invalid_argument(format("--size {}: MAX below MIN", v));
-        } else if (flag == "--duration") o.s.duration = parse_real(flag, v, 0.1, 86400);
-        else if (flag == "--warmup") o.s.warmup = parse_real(flag, v, 0, 3600);
-        else if (flag == "--rate") o.s.rate = parse_real(flag, v, 0, 1e9);
-        else if (flag == "--procs") o.procs = static_cast<unsigned>(parse_real(flag, v, 1, 256));
+        } else if (flag == "--duration") o.s.duration = apps::number_flag(flag, v, 0.1, 86400);
+        else if (flag == "--warmup") o.s.warmup = apps::number_flag(flag, v, 0, 3600);
+        else if (flag == "--rate") o.s.rate = apps::number_flag(flag, v, 0, 1e9);
+        else if (flag == "--procs") o.procs = static_cast<unsigned>(apps::number_flag(flag, v, 1, 256));
         else if (flag == "--bind-range") parse_bind_range(flag, v, o.s);
-        else if (flag == "--connect-parallel") o.s.connect_parallel = static_cast<unsigned>(parse_real(flag, v, 1, 1'000'000));
-        else if (flag == "--reply-timeout") o.s.reply_timeout = std::chrono::milliseconds{static_cast<long>(parse_real(flag, v, 1, 3'600'000))};
+        else if (flag == "--connect-parallel") o.s.connect_parallel = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
+        else if (flag == "--reply-timeout") o.s.reply_timeout = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 3'600'000))};
         else if (flag == "--json") o.json = std::string{v};
-        else if (flag == "--idle") o.s.idle = static_cast<std::uint64_t>(parse_real(flag, v, 0, 10'000'000));
-        else if (flag == "--verify-every") o.s.verify_stride = static_cast<std::uint64_t>(parse_real(flag, v, 1, 10'000'000));
+        else if (flag == "--idle") o.s.idle = static_cast<std::uint64_t>(apps::number_flag(flag, v, 0, 10'000'000));
+        else if (flag == "--verify-every") o.s.verify_stride = static_cast<std::uint64_t>(apps::number_flag(flag, v, 1, 10'000'000));
         else if (flag == "--quiet") o.quiet = true;
         else if (flag == "--announce-window") o.s.announce_window = true;
         else return false;

@@ -192,6 +192,7 @@ private:
 
     void complete(op& o) noexcept override;
     void deliver(op& o, bool own) noexcept override;
+    void settle(op& o) noexcept;  // an op's last completion: off the timer heap, its slot and its task
     void wake_failed(int ring_fd) noexcept override;
     detail::task_context& spawn_root(task<> t, bool system);
     struct watchdog_state {
