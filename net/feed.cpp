@@ -26,7 +26,7 @@ void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline
     if (!in_flight()) {
         shot_.deadline_ns = deadline_ns;
         shot_.timed_out = false;
-        return c.start(shot_);  // may complete at once (epoll, a refused op): offer() runs then
+        return arm(r.ctx);  // may complete at once (epoll, a refused op): offer() runs then
     }
     // Still armed (multishot), or its cancel is on the way: wait on it, so that cancelling this
     // task (or its with_timeout) cancels the op and ends the wait.
@@ -35,8 +35,26 @@ void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline
     if (deadline_ns != 0) c.set_deadline(shot_, deadline_ns);
 }
 
+void feed::arm(task_context* ctx) noexcept {
+    prepare();
+    core::current().start_for(shot_, ctx);
+}
+
+void feed::end() noexcept {
+    if (ended_) return;
+    ended_ = true;
+    end_ = -ECANCELED;
+    end_sticky_ = true;
+    drop_all();
+    if (in_flight()) core::current().cancel(shot_);  // a reader waiting on it gets ECANCELED
+}
+
 void feed::release() noexcept {
     released_ = true;
+    if (!owner()) {  // its core is gone, and drained this feed before it went
+        delete this;
+        return;
+    }
     shot_.ctx = nullptr;  // the op blocks no task from now on (a task may end before the op does)
     if (reader_) {  // a reader on another task: it ends now, and must not touch this feed again
         feed_reader& r = *std::exchange(reader_, nullptr);
@@ -53,37 +71,40 @@ void feed::release() noexcept {
 }
 
 void feed::on_completion(op& o, bool own) noexcept {
-    if (own && keep(o)) {
-        // A multishot op keeps taking results (and, for receives, pool buffers) while the
-        // reader is busy elsewhere: past max_queued it is stopped, so one fast sender cannot
-        // take the pool from the rest, and armed again when the reader has drained the queue.
-        if (shot_.multishot && !throttled_ && queued() >= max_queued && in_flight() && !released_) {
-            throttled_ = true;
-            core::current().cancel(shot_);
-        }
-    } else if (own) {
+    if (own && !keep(o)) {
+        int res = o.outcome();
+        // Not news for the reader: the pool ran dry (ENOBUFS), or a buffer came back to one that
+        // waited for it. The reader, if it still waits, gets the op armed again below.
+        if (res == -ENOBUFS && o.timed_out) res = -ETIMEDOUT;  // its deadline came first
+        const bool again = res == -ENOBUFS || (o.kind == op_kind::buffer_wait && res >= 0);
         // A cancel (a with_timeout, a cancelled task) answers the reader that was waiting; one
         // that arrives after that reader got data would only mislead the next, and one of our
         // own (throttled) is nobody's business.
-        const int res = o.outcome();
         const bool cancel = res == -ECANCELED || res == -ETIMEDOUT;
-        if (!cancel || (reader_ && !throttled_)) {
+        if (!again && !ended_ && (!cancel || (reader_ && !throttled_))) {
             end_ = res;
             end_sticky_ = sticky(res);
         }
     }
     if (!in_flight()) throttled_ = false;
-    if (released_) {
-        if (!in_flight()) {
-            drop_all();
-            delete this;
-        }
+    if (released_) {  // nobody reads any more: free everything once the kernel lets go
+        if (in_flight()) return;
+        drop_all();
+        delete this;
         return;
     }
+    if (ended_ && !in_flight()) drop_all();  // results that came after the end
     offer();
-    // The op is over and nothing was there for the reader (a cancel's CQE came last): go again.
-    if (reader_ && !in_flight()) {
-        core::current().start_for(shot_, reader_->ctx);
+    if (in_flight()) {
+        // A multishot op keeps taking results (and, for receives, pool buffers) while the
+        // reader is busy elsewhere: past the limit it is stopped, and armed again when the
+        // reader comes back.
+        if (shot_.multishot && !throttled_ && queued() >= queue_limit()) {
+            throttled_ = true;
+            core::current().cancel(shot_);
+        }
+    } else if (reader_) {
+        arm(reader_->ctx);  // the op is over and nothing was there for the reader: go again
     }
 }
 
@@ -121,14 +142,45 @@ void accept_feed::drop_all() noexcept {
 
 // ---- recv ------------------------------------------------------------------------------------------
 
-recv_feed::recv_feed(int fd, bool multishot) noexcept : feed{op_kind::recv, fd, multishot} {
-    shot_.select_buffer = true;
+recv_feed::recv_feed(int fd, bool multishot) noexcept : feed{op_kind::recv, fd, multishot}, multishot_{multishot} {}
+
+void recv_feed::prepare() noexcept {
+    backend& io = core::current().io();
+    shot_.kind = op_kind::recv;
+    if (io.buffers_free() > 0) {  // the kernel (or epoll, after readiness) picks a pool buffer
+        shot_.select_buffer = true;
+        shot_.buf = nullptr;
+        shot_.len = 0;
+        shot_.multishot = multishot_ && !io.buffers_scarce();
+        return;
+    }
+    shot_.multishot = false;
+    shot_.select_buffer = false;
+    spare_ = io.take_spare();
+    if (spare_ < 0) {  // pool and spares used up: wait for any buffer to come back
+        shot_.kind = op_kind::buffer_wait;
+        return;
+    }
+    shot_.buf = io.buffer(static_cast<std::uint16_t>(spare_));
+    shot_.len = io.buffer_size();
 }
 
+std::size_t recv_feed::queue_limit() const noexcept { return core::current().io().buffers_scarce() ? 1 : 2; }
+
 bool recv_feed::keep(const op& o) noexcept {
-    if (!o.has_buffer()) return false;
     backend& io = core::current().io();
-    const std::uint16_t id = o.buffer_id();
+    std::uint16_t id;
+    if (o.kind == op_kind::buffer_wait) return false;
+    if (!o.select_buffer) {  // into the spare taken at arming
+        id = static_cast<std::uint16_t>(std::exchange(spare_, -1));
+        if (o.res <= 0) {
+            io.give_back(id);
+            return false;
+        }
+    } else {
+        if (!o.has_buffer()) return false;
+        id = o.buffer_id();
+    }
     io.link(id).len = static_cast<std::uint32_t>(o.res);
     if (queued_++ == 0) head_ = id;
     else io.link(tail_).next = id;

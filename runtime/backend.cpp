@@ -39,9 +39,15 @@ void backend::ensure_buffers() {
     // Anonymous memory: pages are touched, and so counted, only when data lands in them.
     void* mem = ::mmap(nullptr, std::size_t{buffer_count_} * buffer_size_, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap buffer pool");
+    if (mem == MAP_FAILED)
+        throw std::system_error(errno, std::system_category(),
+                                format("mmap buffer pool ({} x {} bytes)", buffer_count_, buffer_size_));
     pool_ = static_cast<std::byte*>(mem);
     links_.resize(buffer_count_);
+    touched_.assign(buffer_count_, false);
+    free_.resize(buffer_count_);
+    for (unsigned i = 0; i < buffer_count_; ++i) free_[i] = static_cast<std::uint16_t>(buffer_count_ - 1 - i);
+    low_water_ = free_.size();
     try {
         setup_buffers();
     } catch (...) {
@@ -49,6 +55,76 @@ void backend::ensure_buffers() {
         pool_ = nullptr;
         throw;
     }
+}
+
+int backend::take_free() noexcept {
+    if (free_.empty()) return -1;
+    const std::uint16_t id = free_.back();
+    free_.pop_back();
+    low_water_ = std::min(low_water_, free_.size());
+    if (touched_[id]) --dirty_;  // leaves the trim candidates
+    touched_[id] = true;
+    return id;
+}
+
+int backend::take_spare() noexcept {
+    // Ids are 16 bits: pool and spares share them, so spares are bounded by the id space.
+    std::uint16_t id;
+    if (!free_spare_ids_.empty()) {
+        id = free_spare_ids_.back();
+        free_spare_ids_.pop_back();
+    } else if (buffer_count_ + spares_.size() < 65536) {
+        id = static_cast<std::uint16_t>(buffer_count_ + spares_.size());
+        spares_.emplace_back();
+        links_.emplace_back();
+    } else {
+        return -1;
+    }
+    spares_[id - buffer_count_].reset(new (std::nothrow) std::byte[buffer_size_]);
+    if (!spares_[id - buffer_count_]) {
+        free_spare_ids_.push_back(id);
+        return -1;
+    }
+    ++stats_.spare_buffers;
+    ++stats_.buffers_in_use;
+    return id;
+}
+
+void backend::give_back(std::uint16_t id) noexcept {
+    --stats_.buffers_in_use;
+    if (id >= buffer_count_) {  // a spare: its memory goes back to the heap at once
+        spares_[id - buffer_count_].reset();
+        free_spare_ids_.push_back(id);
+    } else if (!to_ring(id)) {
+        free_.push_back(id);
+        ++dirty_;
+    }
+    if (!buffer_waiters_.empty()) {  // the longest waiter goes now (it arms its receive again)
+        op& o = buffer_waiters_.pop();
+        o.res = 0;
+        sink_.complete(o);
+    }
+}
+
+void backend::wait_for_buffer(op& o) noexcept {
+    ++stats_.buffer_waits;
+    buffer_waiters_.push(o, park_reason::buffers);
+}
+
+void backend::stop_waiting_for_buffer(op& o) noexcept { buffer_waiters_.remove(o); }
+
+void backend::trim_buffers() noexcept {
+    on_trim();
+    // free_ is a stack: its bottom low_water_ entries were not taken since the last call.
+    const std::size_t cold = std::min(low_water_, free_.size());
+    for (std::size_t i = 0; i < cold; ++i) {
+        const std::uint16_t id = free_[i];
+        if (!touched_[id]) continue;
+        ::madvise(buffer(id), buffer_size_, MADV_DONTNEED);  // not in the kernel's ring: nobody writes it
+        touched_[id] = false;
+        --dirty_;
+    }
+    low_water_ = free_.size();
 }
 
 std::unique_ptr<backend> make_backend(const backend_config& cfg, detail::completion_sink& sink, std::string* why) {

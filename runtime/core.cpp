@@ -107,6 +107,19 @@ void timer_heap::sift_down(std::size_t i) noexcept {
     place(i, o);
 }
 
+armed_source::armed_source() noexcept : owner_{&core::current()} {
+    next_ = owner_->armed_;
+    if (next_) next_->prev_ = this;
+    owner_->armed_ = this;
+}
+
+armed_source::~armed_source() {
+    if (!owner_) return;  // its core went first, and took it off its list then
+    if (prev_) prev_->next_ = next_;
+    else owner_->armed_ = next_;
+    if (next_) next_->prev_ = prev_;
+}
+
 }  // namespace detail
 
 // ---- construction and teardown ---------------------------------------------------------------
@@ -125,6 +138,8 @@ core::core(const core_config& cfg) : id_{cfg.id}, drain_timeout_{cfg.drain_timeo
 
 core::~core() {
     drain_everything();
+    // What outlives its core (a socket destroyed later) finds its owner gone, and nothing to undo.
+    while (armed_) std::exchange(armed_, armed_->next_)->owner_ = nullptr;
     ::close(wake_fd_);
     this_thread_core = nullptr;
 }
@@ -153,7 +168,9 @@ void core::spawn(task<> t) { spawn_root(std::move(t), false); }
 void core::spawn(task<> t, task_group& group) {
     detail::task_context& ctx = spawn_root(std::move(t), false);
     group.child_started(ctx);
-    if (current_ && current_->cancelled) cancel_task(ctx);  // a cancelled parent has no new children
+    // A cancelled parent, or one past a with_timeout deadline, has no new children: they fail
+    // at once like the parent's own ops (the deadline's verdict turns that into ETIMEDOUT).
+    if (current_ && (current_->cancelled || current_->expired > 0)) cancel_task(ctx);
 }
 
 detail::task_context& core::spawn_root(task<> t, bool system) {
@@ -224,6 +241,10 @@ void core::start(op& o) noexcept {
         ++o.pending;
         return;
     }
+    if (o.kind == op_kind::buffer_wait) {
+        ++o.pending;
+        return backend_->wait_for_buffer(o);
+    }
     backend_->start(o);
 }
 
@@ -233,9 +254,10 @@ void core::cancel(op& o) noexcept {
         // still completes only when the last one has ended.
         return static_cast<task_group*>(o.buf)->cancel();
     }
-    if (o.kind == op_kind::timer) {
+    if (o.kind == op_kind::timer || o.kind == op_kind::buffer_wait) {
         if (o.pending == 0) return;  // already fired
-        timers_.erase(o);
+        if (o.kind == op_kind::timer) timers_.erase(o);
+        else backend_->stop_waiting_for_buffer(o);
         o.res = -ECANCELED;
         return complete(o);
     }
@@ -292,6 +314,10 @@ void core::turn() {
     }
     if (outbox_pending_ > 0 && (timeout < 0 || timeout > 1'000'000))
         timeout = 1'000'000;  // a full inbox elsewhere: retry within 1 ms (a wait, not a spin)
+    if (backend_->buffers_to_trim()) {  // idle pool buffers go back to the kernel within 2 s
+        const std::int64_t until_trim = std::max<std::int64_t>(0, next_trim_ns_ - now_ns());
+        if (timeout < 0 || timeout > until_trim) timeout = until_trim;
+    }
     if (timeout != 0) {
         // Say we are about to sleep, then look at the inbox once more: a sender either sees the
         // flag (and wakes us) or its mail is already visible here (seq_cst on both sides).
@@ -302,7 +328,16 @@ void core::turn() {
     sleeping_.store(false, std::memory_order_relaxed);
     receive_mail();
     fire_timers();
+    trim_buffers_when_due();
     run_ready();
+}
+
+void core::trim_buffers_when_due() noexcept {
+    if (!backend_->buffers_to_trim()) return;
+    const std::int64_t now = now_ns();
+    if (now < next_trim_ns_) return;
+    if (next_trim_ns_ != 0) backend_->trim_buffers();  // the first call only starts the clock
+    next_trim_ns_ = now + 1'000'000'000;
 }
 
 void core::run_ready() noexcept {
@@ -373,6 +408,7 @@ void core::drain_everything() noexcept {
     // task ignores ECANCELED and loops forever.
     while (live_ || backend_->in_flight() > 0 || !ready_.empty()) {
         cancel_all();
+        for (detail::armed_source* a = armed_; a;) std::exchange(a, a->next_)->on_drain();  // may free a
         turn();
     }
 }
@@ -393,8 +429,9 @@ void core::cancel_user_tasks() noexcept {
 
 void core::begin_stop() noexcept {
     stopping_ = true;
-    for (auto* ctx = live_; ctx; ctx = ctx->next)  // listeners first: accepts end now
-        if (ctx->waiting_on && ctx->waiting_on->kind == op_kind::accept) cancel(*ctx->waiting_on);
+    // Listeners first: accepts end now, whether a task waits in one at this instant or not
+    // (a multishot accept stays armed between accepts). New accepts are refused in start().
+    for (detail::armed_source* a = armed_; a;) std::exchange(a, a->next_)->on_stop();
     spawn_root(cancel_after_drain(), true);
 }
 
@@ -473,6 +510,8 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.multishot_arms += o.backend.multishot_arms;
     backend.buffers_in_use += o.backend.buffers_in_use;
     backend.buffer_waits += o.backend.buffer_waits;
+    backend.spare_buffers += o.backend.spare_buffers;
+    backend.buffer_ring_grows += o.backend.buffer_ring_grows;
     return *this;
 }
 
@@ -480,11 +519,11 @@ std::string to_string(const core_stats& s) {
     const backend_stats& b = s.backend;
     return format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
                   "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cq_overcommits={} cancels={} "
-                  "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={}",
+                  "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={} spare_buffers={} ring_grows={}",
                   s.tasks_spawned, s.resumes, s.loop_turns, s.timers_fired, s.mail_received, s.wakes_sent,
                   s.mail_deferred, b.ops_started, b.sqes_submitted, b.enter_calls, b.completions, b.sq_full_waits,
                   b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.eagain_retries, b.multishot_arms,
-                  b.buffers_in_use, b.buffer_waits);
+                  b.buffers_in_use, b.buffer_waits, b.spare_buffers, b.buffer_ring_grows);
 }
 
 }  // namespace coring

@@ -29,7 +29,7 @@ int errno_or(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
 
 }  // namespace
 
-epoll_backend::epoll_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg}, sink_{sink} {
+epoll_backend::epoll_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg, sink} {
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
 }
@@ -110,35 +110,27 @@ int epoll_backend::perform(op& o) noexcept {
         return errno_or(::close(o.fd));
     case op_kind::timer:
     case op_kind::deadline:
-    case op_kind::join: break;
+    case op_kind::join:
+    case op_kind::buffer_wait: break;
     }
     std::abort();  // the core keeps timers and joins
 }
 
 int epoll_backend::recv_into_pool(op& o) noexcept {
-    if (free_buffers_.empty()) return -ENOBUFS;
-    const std::uint16_t id = free_buffers_.back();
-    const ssize_t n = ::recv(o.fd, buffer(id), buffer_size(), o.flags);
-    if (n <= 0) return errno_or(n);  // nothing landed: the buffer stays in the pool
-    free_buffers_.pop_back();
+    const int id = take_free();
+    if (id < 0) return -ENOBUFS;  // readable, but the pool is empty: the op's owner decides
+    const ssize_t n = ::recv(o.fd, buffer(static_cast<std::uint16_t>(id)), buffer_size(), o.flags);
+    if (n <= 0) {  // nothing landed: the buffer goes back on top, as warm as it was
+        free_.push_back(static_cast<std::uint16_t>(id));
+        ++dirty_;
+        return errno_or(n);
+    }
     ++stats_.buffers_in_use;
-    o.cqe_flags = cqe_buffer_flag | (std::uint32_t{id} << cqe_buffer_shift);
+    o.cqe_flags = cqe_buffer_flag | (std::uint32_t(id) << cqe_buffer_shift);
     return static_cast<int>(n);
 }
 
-void epoll_backend::setup_buffers() {
-    free_buffers_.resize(buffer_count_);
-    for (unsigned i = 0; i < buffer_count_; ++i) free_buffers_[i] = static_cast<std::uint16_t>(buffer_count_ - 1 - i);
-}
-
-void epoll_backend::give_back(std::uint16_t id) noexcept {
-    free_buffers_.push_back(id);
-    --stats_.buffers_in_use;
-    // The longest waiter goes first. One whose socket has nothing to read after all takes no
-    // buffer (it waits for readiness again), so keep going while buffers are free: else a
-    // waiter with data could sit beside a free buffer that no further give_back announces.
-    while (!buffer_waiters_.empty() && !free_buffers_.empty()) attempt(buffer_waiters_.pop());
-}
+void epoll_backend::setup_buffers() {}  // the free list is all there is
 
 void epoll_backend::finish(op& o, int res) noexcept {
     o.res = res;
@@ -161,10 +153,6 @@ void epoll_backend::attempt(op& o) noexcept {
     const direction d = direction_of(o.kind);
     if (fds_[o.fd].ready[d]) {
         const int r = perform(o);
-        if (r == -ENOBUFS && o.select_buffer) {  // readable, but the pool is empty: wait for a buffer
-            ++stats_.buffer_waits;
-            return buffer_waiters_.push(o, park_reason::buffers);
-        }
         if (r != -EAGAIN) return finish(o, r);
         fds_[o.fd].ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
     }
@@ -187,13 +175,9 @@ void epoll_backend::on_ready(int fd, int dir) noexcept {
 void epoll_backend::cancel(op& o) noexcept {
     if (o.parked == park_reason::none) return;  // it finished already (no syscall is ever left half done)
     ++stats_.cancels;
-    if (o.parked == park_reason::buffers) {
-        buffer_waiters_.remove(o);
-    } else {
-        fds_[o.fd].waiter[direction_of(o.kind)] = nullptr;
-        o.parked = park_reason::none;
-        --parked_;
-    }
+    fds_[o.fd].waiter[direction_of(o.kind)] = nullptr;
+    o.parked = park_reason::none;
+    --parked_;
     finish(o, -ECANCELED);
 }
 

@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <charconv>
 #include <csignal>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <latch>
@@ -52,7 +54,11 @@ namespace {
 // failure of the whole program: recorded once, and every core is asked to stop.
 struct launch_state {
     std::vector<core*> cores;
-    std::mutex lock;  // guards cores (the relay must not ring a core being destroyed) and first_error
+    std::mutex lock;  // guards cores (the relay must not ring a core being destroyed), stop_requests, first_error
+    // Stop signals seen so far. A signal can come while some cores are still being built; each
+    // core is given every request made before it registered, so none is lost and a first signal
+    // never turns into a core's "second one: stop at once".
+    unsigned stop_requests = 0;
     std::string first_error;
     bool main_failed = false;
 
@@ -64,6 +70,21 @@ struct launch_state {
             if (c) c->request_stop_from_any_thread();
     }
 };
+
+// MemTotal from /proc/meminfo in bytes; 0 when it cannot be read.
+std::uint64_t memory_total() noexcept {
+    std::FILE* f = std::fopen("/proc/meminfo", "re");
+    if (!f) return 0;
+    unsigned long long kib = 0;
+    char line[256];
+    while (std::fgets(line, sizeof line, f) && std::sscanf(line, "MemTotal: %llu kB", &kib) != 1) {}
+    std::fclose(f);
+    return kib * 1024;
+}
+
+std::string gib(std::uint64_t bytes) {
+    return format("{}.{} GiB", bytes >> 30, ((bytes & ((1ull << 30) - 1)) * 10) >> 30);
+}
 
 task<> guard_main(task<> main_task, launch_state* state) {
     try {
@@ -84,6 +105,22 @@ unsigned long raise_fd_limit() noexcept {
         ::getrlimit(RLIMIT_NOFILE, &r);
     }
     return static_cast<unsigned long>(r.rlim_cur);
+}
+
+sigset_t stop_signals() noexcept {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    return set;
+}
+
+void ignore_stray_signals() noexcept {
+    // Dispositions, not the mask: they hold in every thread and survive until exit.
+    ::signal(SIGPIPE, SIG_IGN);
+    ::signal(SIGUSR1, SIG_IGN);
+    ::signal(SIGUSR2, SIG_IGN);
 }
 
 unsigned available_cpus() noexcept { return static_cast<unsigned>(allowed_cpus().size()); }
@@ -122,7 +159,7 @@ bool runtime_options::is_switch(std::string_view flag) noexcept { return flag ==
 std::string_view runtime_options::help() noexcept {
     return "  --cores N            cores (threads, one per CPU); 0 = every CPU allowed (default 0)\n"
            "  --backend B          uring | epoll | auto (default auto: io_uring, else epoll)\n"
-           "  --drain-timeout MS   on SIGINT/SIGTERM, time for connections to finish (default 5000)\n"
+           "  --drain-timeout MS   on SIGINT/SIGTERM/SIGHUP, time for connections to finish (default 5000)\n"
            "  --sq-entries N       io_uring submission queue size (default 1024); the CQ holds 2 per fd\n"
            "  --buffers N          receive buffers per core, a power of two (default 1024)\n"
            "  --buffer-size BYTES  bytes per receive buffer (default 16384)\n"
@@ -196,13 +233,21 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
     const std::vector<int> cpus = allowed_cpus();
     const unsigned n = opts.cores ? opts.cores : static_cast<unsigned>(cpus.size());
 
-    // Signals go to a signalfd read by this thread; every core thread inherits the block.
-    sigset_t stop_signals, old_mask;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
-    const int sig_fd = ::signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    // Each core maps its pool on first use, so a pool that cannot fit would start fine and then
+    // fail every connection: refuse it now, while the reason can still be said.
+    const std::uint64_t pools = std::uint64_t{opts.buffer_count} * opts.buffer_size * n;
+    if (const std::uint64_t memory = memory_total(); memory != 0 && pools > memory) {
+        log("--buffers {} x --buffer-size {} x {} core{} = {} of receive buffers, more than this machine's {} of memory",
+            opts.buffer_count, opts.buffer_size, n, n == 1 ? "" : "s", gib(pools), gib(memory));
+        return 2;
+    }
+
+    ignore_stray_signals();
+    // Stop signals go to a signalfd read by this thread; every core thread inherits the block.
+    const sigset_t stop_set = stop_signals();
+    sigset_t old_mask;
+    pthread_sigmask(SIG_BLOCK, &stop_set, &old_mask);
+    const int sig_fd = ::signalfd(-1, &stop_set, SFD_CLOEXEC);
     const int done_fd = ::eventfd(0, EFD_CLOEXEC);
 
     launch_state state;
@@ -230,6 +275,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
             c = std::make_unique<core>(cfg);
             std::lock_guard g{state.lock};
             state.cores[k] = c.get();
+            for (unsigned i = 0; i < state.stop_requests; ++i) c->request_stop_from_any_thread();
             if (k == 0 && !opts.quiet) {
                 if (!c->fallback_reason().empty()) log("{}", c->fallback_reason());
                 log("{} core(s), {}", n, c->io().describe());
@@ -284,6 +330,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
                                       : "{}: stopping now", strsignal(static_cast<int>(info.ssi_signo)),
                     opts.drain_timeout.count());
             std::lock_guard g{state.lock};
+            ++state.stop_requests;  // cores not registered yet get it when they do
             for (core* c : state.cores)
                 if (c) c->request_stop_from_any_thread();
         }

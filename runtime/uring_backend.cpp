@@ -52,7 +52,7 @@ unsigned default_cq_entries(unsigned sq) noexcept {
 
 }  // namespace
 
-uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg}, sink_{sink} {
+uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg, sink} {
     const unsigned sq = cfg.sq_entries;
     const unsigned cq = cfg.cq_entries ? cfg.cq_entries : default_cq_entries(sq);
     // Best first: one issuer with task work run only when we ask (fewest interrupts), then
@@ -124,7 +124,20 @@ io_uring_sqe* uring_backend::get_sqe() noexcept {
         const int r = io_uring_submit(&ring_);
         ++stats_.enter_calls;
         if (r > 0) stats_.sqes_submitted += static_cast<unsigned>(r);
-        if (r == -EBUSY) reap();  // completions must be taken before more can be submitted
+        if (r >= 0 || r == -EINTR) continue;
+        if (r != -EBUSY && r != -EAGAIN) {  // nothing this loop can wait out: say so, never spin
+            log("io_uring_submit: {}", std::system_category().message(-r));
+            std::abort();
+        }
+        // Completions must be taken before more can be submitted (EBUSY), or the kernel is
+        // short of memory for requests (EAGAIN): take them, or wait for one.
+        const std::uint64_t before = stats_.completions;
+        reap();
+        if (stats_.completions == before) {
+            io_uring_cqe* cqe = nullptr;
+            (void)io_uring_wait_cqe(&ring_, &cqe);
+            reap();
+        }
     }
     return sqe;
 }
@@ -169,7 +182,8 @@ void uring_backend::submit(op& o) noexcept {
     case op_kind::close: io_uring_prep_close(sqe, o.fd); break;
     case op_kind::timer:
     case op_kind::deadline:
-    case op_kind::join: std::abort();  // the core keeps these
+    case op_kind::join:
+    case op_kind::buffer_wait: std::abort();  // the core keeps these
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
     ++in_flight_;
@@ -179,7 +193,7 @@ void uring_backend::cancel(op& o) noexcept {
     if (o.pending == 0) return;  // already complete; its waiter is queued
     ++stats_.cancels;
     if (o.parked != park_reason::none) {  // not in the kernel: unlink and finish here
-        (o.parked == park_reason::cq_room ? parked_ : buffer_waiters_).remove(o);
+        parked_.remove(o);
         o.res = -ECANCELED;
         return sink_.complete(o);
     }
@@ -220,8 +234,6 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
     // keeps an eighth in reserve, and IORING_FEAT_NODROP keeps any overflow in the kernel).
     constexpr std::int64_t stall_ns = 10'000'000;
     if (!parked_.empty() && (timeout_ns < 0 || timeout_ns > stall_ns)) timeout_ns = stall_ns;
-    rearm_buffer_waiters();
-    if (!buffer_waiters_.empty() && buffers_in_ring_ > 0) timeout_ns = 0;
     const std::uint64_t reaped_before = stats_.completions;
     int r;
     if (timeout_ns == 0) {
@@ -257,27 +269,27 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
 }
 
 void uring_backend::reap() noexcept {
-    // Copy a batch out and free its CQ slots before handling any: handling may start ops, and
-    // starting may reap again (SQ full, then -EBUSY), which must find only newer CQEs.
-    for (;;) {
-        struct entry {
-            std::uint64_t user_data;
-            std::int32_t res;
-            std::uint32_t flags;
-        } batch[256];
-        unsigned head;
-        unsigned count = 0;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(&ring_, head, cqe) {
-            batch[count++] = {cqe->user_data, cqe->res, cqe->flags};
-            if (count == std::size(batch)) break;
-        }
-        io_uring_cq_advance(&ring_, count);
-        stats_.completions += count;
-        for (unsigned i = 0; i < count; ++i) handle(batch[i].user_data, batch[i].res, batch[i].flags);
-        if (count < std::size(batch)) break;
+    // Copy CQEs out and free their slots before handling any: handling may start ops, and
+    // starting may reap again (SQ full, then -EBUSY). That inner reap only appends: CQEs are
+    // handled once each, in the order the kernel posted them (a multishot recv's data too).
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned count = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+        reaped_.push_back({cqe->user_data, cqe->res, cqe->flags});
+        ++count;
     }
+    io_uring_cq_advance(&ring_, count);
+    stats_.completions += count;
     if (ring_.cq.koverflow) stats_.cq_overflow = *ring_.cq.koverflow;
+    if (reaping_) return;  // the outer reap handles them, after what it already holds
+    reaping_ = true;
+    for (std::size_t i = 0; i < reaped_.size(); ++i) {
+        const cqe_copy c = reaped_[i];  // a copy: handling may append, and so reallocate
+        handle(c.user_data, c.res, c.flags);
+    }
+    reaped_.clear();
+    reaping_ = false;
 }
 
 void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t flags) noexcept {
@@ -292,18 +304,17 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
     }
     op& o = op_from(ud);
     if (own) {
-        o.res = res;
-        o.cqe_flags = flags;
-        if (flags & IORING_CQE_F_BUFFER) {
+        if (flags & IORING_CQE_F_BUFFER) {  // the kernel took a buffer from the ring
             --buffers_in_ring_;
             ++stats_.buffers_in_use;
+            if (res <= 0) {  // and put nothing in it: it goes straight back
+                give_back(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+                flags &= ~IORING_CQE_F_BUFFER;
+            }
         }
-        // The ring ran dry. Unless o is being cancelled, it waits for a buffer and goes again;
-        // if it is, it ended without data, as the cancel wanted: report that.
-        if (res == -ENOBUFS && o.select_buffer && !more) {
-            if (o.pending == 1) return wait_for_buffer(o);
-            o.res = -ECANCELED;
-        }
+        if (res == -ENOBUFS && o.select_buffer) ring_ran_dry();
+        o.res = res;
+        o.cqe_flags = flags;
     }
     if (o.source) {  // a feed: each result is news, and so is the op's end
         if (!more) --o.pending;
@@ -320,7 +331,8 @@ void uring_backend::unpark() noexcept {
 }
 
 void uring_backend::setup_buffers() {
-    // The ring of buffer descriptors the kernel reads, page-aligned, registered as group 0.
+    // The ring of buffer descriptors the kernel reads, page-aligned, registered as group 0. It
+    // has room for the whole pool, but holds only a window of it (see to_ring).
     const std::size_t bytes = std::size_t{buffer_count_} * sizeof(io_uring_buf);
     void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap buffer ring");
@@ -335,36 +347,46 @@ void uring_backend::setup_buffers() {
     }
     buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
     io_uring_buf_ring_init(buf_ring_);
+    ring_window_ = std::min(buffer_count_, min_ring_window);
+    refill_ring();
+}
+
+void uring_backend::refill_ring() noexcept {
+    int added = 0;
     const int mask = io_uring_buf_ring_mask(buffer_count_);
-    for (unsigned i = 0; i < buffer_count_; ++i)
-        io_uring_buf_ring_add(buf_ring_, buffer(static_cast<std::uint16_t>(i)), buffer_size_,
-                              static_cast<unsigned short>(i), mask, static_cast<int>(i));
-    io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buffer_count_));
-    buffers_in_ring_ = buffer_count_;
+    while (buffers_in_ring_ + added < ring_window_) {
+        const int id = take_free();
+        if (id < 0) break;
+        io_uring_buf_ring_add(buf_ring_, buffer(static_cast<std::uint16_t>(id)), buffer_size_,
+                              static_cast<unsigned short>(id), mask, added++);
+    }
+    io_uring_buf_ring_advance(buf_ring_, added);  // a release store: the kernel sees the entries first
+    buffers_in_ring_ += static_cast<unsigned>(added);
 }
 
-void uring_backend::give_back(std::uint16_t id) noexcept {
+bool uring_backend::to_ring(std::uint16_t id) noexcept {
+    if (!buf_ring_ || buffers_in_ring_ >= ring_window_) return false;  // to the free list
     io_uring_buf_ring_add(buf_ring_, buffer(id), buffer_size_, id, io_uring_buf_ring_mask(buffer_count_), 0);
-    io_uring_buf_ring_advance(buf_ring_, 1);  // a release store: the kernel sees the entry first
+    io_uring_buf_ring_advance(buf_ring_, 1);
     ++buffers_in_ring_;
-    --stats_.buffers_in_use;  // the waiters go again in poll(), once per turn
+    return true;
 }
 
-void uring_backend::rearm_buffer_waiters() noexcept {
-    // As many waiters as there are buffers, longest waiting first. One whose socket turns out
-    // to have nothing to read takes no buffer; then the buffers are still there next turn and
-    // the next waiters go (poll does not block meanwhile). Each turn sends at least one, and a
-    // waiter comes back only when the ring was empty: this ends, and never spins.
-    for (unsigned n = std::min<std::size_t>(buffers_in_ring_, buffer_waiters_.size()); n > 0; --n)
-        submit(buffer_waiters_.pop());
+void uring_backend::ring_ran_dry() noexcept {
+    // The kernel found the ring empty. If the free list has buffers, the window was too small
+    // for this load: double it and refill (its owner arms the recv again and finds them).
+    if (free_.empty() || ring_window_ >= buffer_count_) return;
+    ring_ran_dry_ = true;
+    ++stats_.buffer_ring_grows;
+    ring_window_ = std::min(buffer_count_, ring_window_ * 2);
+    refill_ring();
 }
 
-void uring_backend::wait_for_buffer(op& o) noexcept {
-    ++stats_.buffer_waits;
-    // Buffers given back after the kernel found the ring empty, but before this CQE was seen,
-    // woke nobody: go again at once. Otherwise the next give_back sends o.
-    if (buffers_in_ring_ > 0) return submit(o);
-    buffer_waiters_.push(o, park_reason::buffers);
+void uring_backend::on_trim() noexcept {
+    // A second without the ring running dry: halve the window. Buffers already in the ring stay
+    // there; as they come back they go to the free list, where trimming finds them cold.
+    if (!ring_ran_dry_) ring_window_ = std::max(std::min(buffer_count_, min_ring_window), ring_window_ / 2);
+    ring_ran_dry_ = false;
 }
 
 }  // namespace coring

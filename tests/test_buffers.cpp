@@ -3,8 +3,15 @@
 #include "echo_server.hpp"
 #include "support.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <random>
 #include <string>
 #include <thread>
@@ -151,7 +158,7 @@ struct client_tally {
 };
 
 // An echo server on a core of its own in this thread, and `clients` on a second core (epoll)
-// in another thread; returns the server core's stats once the clients are done and the
+// in another thread (or, when clients returns void, plain sockets in that thread); returns the server core's stats once the clients are done and the
 // server has seen every connection end. Catch is not thread-safe: the clients only count.
 template <class Clients>
 core_stats serve_echo_while(const backend_config& server_cfg, Clients clients) {
@@ -163,8 +170,12 @@ core_stats serve_echo_while(const backend_config& server_cfg, Clients clients) {
     }());
     std::atomic<bool> done{false};
     std::thread client_thread{[&] {
-        test_core c{backend_kind::epoll};
-        c.run_for(120s, clients(where));
+        if constexpr (std::is_void_v<std::invoke_result_t<Clients, address>>) {
+            clients(where);  // plain sockets, in this thread
+        } else {
+            test_core c{backend_kind::epoll};
+            c.run_for(120s, clients(where));
+        }
         done = true;
     }};
     server.run_for(150s, [](std::atomic<bool>* done) -> task<> {
@@ -227,7 +238,7 @@ TEST_CASE("an exhausted buffer pool: 1,000 connections send at once into 64 buff
     INFO("first error: " << tally.first_error);
     CHECK(tally.verified == clients);
     CHECK(tally.failed == 0);
-    CHECK(s.backend.buffer_waits > 0);   // the pool did run dry
+    CHECK(s.backend.spare_buffers > 0);   // the pool did run dry, and spares took over
     CHECK(s.backend.buffers_in_use == 0);  // and every buffer came back
 }
 
@@ -346,5 +357,211 @@ TEST_CASE("cancel storm: 10,000 ops cancelled at random moments while data flows
     CHECK(t.cancelled >= 10'000);
     CHECK_FALSE(t.corrupt);
     for (int k = 0; k < 16; ++k) CHECK(t.received[k] == t.sent[k]);
+    CHECK(c->io().stats().buffers_in_use == 0);
+}
+
+// ---- peers that misbehave ------------------------------------------------------------------------
+
+namespace {
+
+// Plain blocking sockets for the client side of these tests: what a misbehaving peer does is
+// easier to say in syscalls.
+struct raw_socket {
+    int fd = -1;
+    explicit raw_socket(const address& where, int rcvbuf = 0) {
+        fd = ::socket(where.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return;
+        if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        while (::connect(fd, where.data(), where.size()) < 0) {
+            if (errno == EINTR) continue;
+            ::close(std::exchange(fd, -1));
+            return;
+        }
+    }
+    raw_socket(raw_socket&& o) noexcept : fd{std::exchange(o.fd, -1)} {}
+    raw_socket(const raw_socket&) = delete;
+    ~raw_socket() {
+        if (fd >= 0) ::close(fd);
+    }
+    // Sends all of data, then reads exactly data.size() bytes back and compares; the time it
+    // took, or a negative number when anything went wrong or `limit` passed.
+    double round_trip_ms(std::span<const std::byte> data, std::chrono::milliseconds limit) const {
+        const auto start = clock_type::now();
+        if (::send(fd, data.data(), data.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(data.size())) return -1;
+        std::vector<std::byte> back(data.size());
+        std::size_t got = 0;
+        while (got < back.size()) {
+            const auto left = limit - std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - start);
+            pollfd p{fd, POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return -1;
+            const ssize_t n = ::recv(fd, back.data() + got, back.size() - got, 0);
+            if (n <= 0) return -1;
+            got += static_cast<std::size_t>(n);
+        }
+        if (back != std::vector<std::byte>(data.begin(), data.end())) return -1;
+        return std::chrono::duration<double, std::milli>(clock_type::now() - start).count();
+    }
+};
+
+// Each sends without ever reading until nothing more goes in: everything between it and the
+// server (its send buffer, the server's receive buffer and receive queue, the server's send
+// buffer, its own tiny receive buffer) is full, and the server's task is stuck in write_all.
+void stuff_until_full(std::vector<raw_socket>& peers) {
+    std::vector<char> junk(64 * 1024, 'x');
+    for (auto& p : peers) ::fcntl(p.fd, F_SETFL, ::fcntl(p.fd, F_GETFL) | O_NONBLOCK);
+    int quiet_rounds = 0;
+    const auto start = clock_type::now();
+    while (quiet_rounds < 20 && clock_type::now() - start < 20s) {
+        std::size_t sent = 0;
+        for (auto& p : peers) {
+            const ssize_t n = ::send(p.fd, junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) sent += static_cast<std::size_t>(n);
+        }
+        quiet_rounds = sent == 0 ? quiet_rounds + 1 : 0;
+        std::this_thread::sleep_for(2ms);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("peers that send and never read cannot starve the others of receive buffers", "[buffers][starvation]") {
+    // The story: 80 clients sent a few MB each to coring-echo and never read; each server task
+    // sat in write_all while its multishot receive kept filling pool buffers (16 queued per
+    // connection), the pool ran dry, and a well-behaved client's 100-byte echo did not come back
+    // within 3 s on io_uring. Now a reader that waits always gets a buffer (a spare when the
+    // pool is empty), and a connection whose reader is away queues at most 2.
+    const auto setup = GENERATE(LEASE_SETUPS);
+    const int bad = GENERATE(10, 128);  // up to twice the 64-buffer pool
+    INFO(describe(setup) << ", " << bad << " peers that never read, a pool of 64 buffers");
+    std::vector<double> probe_ms, busy_ms;
+    std::string error;
+    const core_stats s = serve_echo_while(config_of(setup, 64, 4096), [&](address where) {
+        std::vector<raw_socket> busy;
+        for (int i = 0; i < 4; ++i) busy.emplace_back(where);
+        std::vector<raw_socket> peers;
+        for (int i = 0; i < bad; ++i) peers.emplace_back(where, 4096);
+        for (auto& p : peers)
+            if (p.fd < 0) error = "a misbehaving peer could not connect";
+        stuff_until_full(peers);
+        // Busy, well-behaved connections keep flowing: 20 verified round trips each.
+        for (int round = 0; round < 20; ++round)
+            for (std::size_t i = 0; i < busy.size(); ++i)
+                busy_ms.push_back(busy[i].round_trip_ms(random_bytes(1000, round * 10 + i), 3000ms));
+        // A newcomer's 100-byte echo, five times.
+        for (int i = 0; i < 5; ++i) {
+            raw_socket probe{where};
+            probe_ms.push_back(probe.round_trip_ms(random_bytes(100, 99 + i), 3000ms));
+        }
+        // peers close here: the server's stuck writes fail and their tasks end.
+    });
+    INFO("server: " << to_string(s));
+    REQUIRE(error.empty());
+    const double worst_probe = *std::max_element(probe_ms.begin(), probe_ms.end());
+    const double worst_busy = *std::max_element(busy_ms.begin(), busy_ms.end());
+    INFO("newcomer echo, worst of 5: " << worst_probe << " ms; busy round trip, worst of 80: " << worst_busy << " ms");
+    CHECK(*std::min_element(probe_ms.begin(), probe_ms.end()) >= 0);  // negative: lost, corrupt or > 3 s
+    CHECK(*std::min_element(busy_ms.begin(), busy_ms.end()) >= 0);
+    CHECK(worst_probe < 100);
+    CHECK(worst_busy < 100);
+    CHECK(s.backend.buffers_in_use == 0);
+}
+
+TEST_CASE("a starved pool is fair: 200 readers through 2 tiny buffers all finish, none waits seconds", "[buffers][starvation]") {
+    // The story: io_uring single-shot with --buffers 2 --buffer-size 64 and 200 clients that
+    // do read: buffer waiters that lost the race went to the back of the queue, so some
+    // clients finished after 25 s and others timed out. Now a reader never waits for a pool
+    // buffer: it receives into a spare of its own.
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    std::vector<double> finish_ms(200, -1);
+    const core_stats s = serve_echo_while(config_of(setup, 2, 64), [&](address where) {
+        std::vector<raw_socket> clients;
+        for (int i = 0; i < 200; ++i) clients.emplace_back(where);
+        const auto start = clock_type::now();
+        for (int round = 0; round < 10; ++round) {
+            for (std::size_t i = 0; i < clients.size(); ++i) {  // everyone sends, then everyone reads
+                const auto data = random_bytes(300, round * 1000 + i);
+                (void)::send(clients[i].fd, data.data(), data.size(), MSG_NOSIGNAL);
+            }
+            for (std::size_t i = 0; i < clients.size(); ++i) {
+                std::vector<std::byte> back(300);
+                std::size_t got = 0;
+                while (got < back.size()) {
+                    pollfd p{clients[i].fd, POLLIN, 0};
+                    if (::poll(&p, 1, 5000) <= 0) break;
+                    const ssize_t n = ::recv(clients[i].fd, back.data() + got, back.size() - got, 0);
+                    if (n <= 0) break;
+                    got += static_cast<std::size_t>(n);
+                }
+                if (got != back.size() || back != random_bytes(300, round * 1000 + i)) finish_ms[i] = -1e9;
+                else if (round == 9 && finish_ms[i] > -1e9)
+                    finish_ms[i] = std::chrono::duration<double, std::milli>(clock_type::now() - start).count();
+            }
+        }
+    });
+    INFO("server: " << to_string(s));
+    std::sort(finish_ms.begin(), finish_ms.end());
+    INFO("finish times: first " << finish_ms.front() << " ms, median " << finish_ms[100] << " ms, last " << finish_ms.back() << " ms");
+    CHECK(finish_ms.front() >= 0);  // every client verified every byte
+    CHECK(finish_ms.back() < 5000);
+    CHECK(s.backend.buffers_in_use == 0);
+}
+
+TEST_CASE("a long stream touches a few pool buffers, not the whole pool, and idle pages go back", "[buffers][rss]") {
+    // The story: the buffer ring handed buffers out in rotation, so one client moving 16 MiB
+    // touched every page of the default 16 MiB pool, and a 1 GiB pool stayed resident after a
+    // 1 GiB stream. Now the ring holds a short window refilled with the warmest buffers, and
+    // buffers that sit unused for a second give their pages back.
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    test_core c{config_of(setup, 1024, 16384)};  // the default pool: 16 MiB
+    auto resident_kib = [&] {
+        backend& io = c->io();
+        const std::size_t bytes = std::size_t{io.buffer_count()} * io.buffer_size();
+        const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        std::vector<unsigned char> pages(bytes / page);
+        REQUIRE(::mincore(io.buffer(0), bytes, pages.data()) == 0);
+        std::size_t n = 0;
+        for (unsigned char p : pages) n += p & 1;
+        return n * page / 1024;
+    };
+    c.run_for(60s, []() -> task<> {
+        auto [client, server] = co_await connected_pair();
+        task_group group;
+        group.spawn([](tcp_stream* s) -> task<> {  // the echo side
+            for (;;) {
+                auto lease = co_await s->recv_lease();
+                if (!lease || lease->empty()) break;
+                CO_REQUIRE(co_await s->write_all(lease->data()));
+            }
+            CO_REQUIRE(co_await s->shutdown(SHUT_WR));
+        }(&server));
+        constexpr std::size_t total = 64 << 20;  // four times the pool
+        group.spawn([](tcp_stream* s) -> task<> {
+            const auto chunk = random_bytes(256 * 1024, 5);
+            for (std::size_t sent = 0; sent < total; sent += chunk.size()) CO_REQUIRE(co_await s->write_all(chunk));
+            CO_REQUIRE(co_await s->shutdown(SHUT_WR));
+        }(&client));
+        std::vector<std::byte> sink(65536);
+        std::size_t got = 0;
+        for (;;) {
+            auto n = co_await client.recv(sink);
+            REQUIRE(n);
+            if (*n == 0) break;
+            got += *n;
+        }
+        co_await group.join();
+        CHECK(got == total);
+        co_await client.close();
+        co_await server.close();
+    }());
+    const std::size_t after_stream = resident_kib();
+    c.run_for(10s, []() -> task<> { CO_REQUIRE(co_await sleep_for(2500ms)); }());
+    const std::size_t after_idle = resident_kib();
+    INFO("pool resident after 64 MiB: " << after_stream << " KiB; after 2.5 s idle: " << after_idle << " KiB (pool 16384 KiB)");
+    CHECK(after_stream <= 4096);  // a quarter of the pool at most
+    CHECK(after_idle <= after_stream);
     CHECK(c->io().stats().buffers_in_use == 0);
 }

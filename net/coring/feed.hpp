@@ -7,7 +7,13 @@
 // Lifetime: a feed belongs to a socket, but its op may still be in the kernel when the socket
 // goes. release() cancels the op and hands the feed to it: the feed frees itself at the op's
 // last completion, giving back what is still queued (buffers to the pool, accepted fds closed).
-// That is why it lives in its own allocation and not in the socket.
+// That is why it lives in its own allocation and not in the socket. The core lists every feed
+// (armed_source): a stop ends accept feeds, and the core's drain ends them all, so a socket
+// that belongs to no task (a service object destroyed after run()) never keeps run() waiting.
+//
+// Bounds: a multishot op pauses (is cancelled, and armed again when the reader comes back)
+// once queue_limit() results wait while the reader is away. See docs/ARCHITECTURE.md,
+// "Receive buffers", for what that means for the pool.
 #include <coring/core.hpp>
 #include <coring/op.hpp>
 
@@ -25,7 +31,7 @@ struct feed_reader {
     std::uint32_t flags = 0;  // as op::cqe_flags: names the buffer of a receive
 };
 
-class feed : public op_source {
+class feed : public armed_source {
 public:
     feed(const feed&) = delete;
     feed& operator=(const feed&) = delete;
@@ -41,6 +47,7 @@ public:
     void release() noexcept;
 
     void on_completion(op& o, bool own) noexcept final;
+    void on_drain() noexcept final { end(); }
 
     static void* operator new(std::size_t size) { return allocate_frame(size); }
     static void operator delete(void* p, std::size_t size) noexcept { free_frame(p, size); }
@@ -56,18 +63,26 @@ protected:
     virtual bool sticky(int res) const noexcept = 0;
     virtual void drop_all() noexcept = 0;  // what is still queued goes back
     virtual std::size_t queued() const noexcept = 0;
-    static constexpr std::size_t max_queued = 16;  // a multishot op pauses with this many queued
+    // How many results may wait while the reader is away before a multishot op pauses.
+    virtual std::size_t queue_limit() const noexcept = 0;
+    // Sets shot_ up for its next arming (recv: a pool or a spare buffer, multishot or not).
+    virtual void prepare() noexcept {}
+    // From now on every reader gets ECANCELED: the op is cancelled, the queue dropped, and the
+    // op is never armed again.
+    void end() noexcept;
 
     op shot_;
 
 private:
     void offer() noexcept;  // hands the waiting reader a result, if there is one
+    void arm(task_context* ctx) noexcept;
     bool in_flight() const noexcept { return shot_.pending != 0; }
 
     feed_reader* reader_ = nullptr;
     int end_ = 1;  // 1: nothing to say; else the final word for the next reader (0 or -errno)
     bool end_sticky_ = false;
     bool released_ = false;
+    bool ended_ = false;      // end(): never armed again
     bool throttled_ = false;  // we cancelled the op because the queue was full
 };
 
@@ -75,6 +90,7 @@ private:
 class accept_feed final : public feed {
 public:
     accept_feed(int listener_fd, bool multishot) noexcept : feed{op_kind::accept, listener_fd, multishot} {}
+    void on_stop() noexcept override { end(); }  // connections that arrive from now on are refused
 
 private:
     bool keep(const op& o) noexcept override;
@@ -82,11 +98,15 @@ private:
     bool sticky(int) const noexcept override { return false; }
     void drop_all() noexcept override;
     std::size_t queued() const noexcept override { return fds_.size(); }
+    std::size_t queue_limit() const noexcept override { return 16; }
     std::deque<int> fds_;
 };
 
 // Received data, queued as pool buffers, linked through the backend's per-buffer chain: an
-// idle stream holds no buffer and no queue storage.
+// idle stream holds no buffer and no queue storage. The pool is a fast path, never a reason to
+// stop a reader that waits: when it is empty the next receive goes into a spare buffer of its
+// own; when it is scarce (less than half free) receives are single-shot and taken only for a
+// reader that waits, and the queue limit drops from 2 to 1.
 class recv_feed final : public feed {
 public:
     recv_feed(int fd, bool multishot) noexcept;
@@ -97,6 +117,10 @@ private:
     bool sticky(int res) const noexcept override;
     void drop_all() noexcept override;
     std::size_t queued() const noexcept override { return queued_; }
+    std::size_t queue_limit() const noexcept override;
+    void prepare() noexcept override;
+    bool multishot_;      // the kernel has it and it was not turned off
+    int spare_ = -1;      // the spare buffer the op in flight receives into, if any
     std::uint32_t queued_ = 0;
     std::uint16_t head_ = 0;
     std::uint16_t tail_ = 0;

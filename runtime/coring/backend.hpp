@@ -91,15 +91,33 @@ public:
     virtual backend_features features() const noexcept { return {}; }
     const backend_stats& stats() const noexcept { return stats_; }
 
-    // ---- the provided-buffer pool (DESIGN.md §4) -------------------------------------------
+    // ---- the provided-buffer pool (docs/ARCHITECTURE.md, "Receive buffers") ---------------
     // recv ops with select_buffer take a buffer only when data arrives, so an idle connection
-    // holds none. io_uring: a registered buffer ring the kernel picks from. epoll: a free list
-    // the backend picks from after readiness. Set up on first use; throws std::system_error.
+    // holds none. io_uring: a registered buffer ring the kernel picks from, kept short (a
+    // window that grows when it runs dry) and refilled with the most recently returned
+    // buffers, so a light load keeps touching the same few pages. epoll: the backend takes the
+    // most recently returned buffer after readiness. An empty pool is not a reason to wait:
+    // the reader gets a spare buffer of its own (take_spare), so no set of peers that hold
+    // buffers can stop a reader that waits. Set up on first use; throws std::system_error.
     void ensure_buffers();
-    std::byte* buffer(std::uint16_t id) const noexcept { return pool_ + std::size_t{id} * buffer_size_; }
+    bool has_buffers() const noexcept { return pool_ != nullptr; }
+    // Ids below buffer_count() name pool buffers; ids above name spares.
+    std::byte* buffer(std::uint16_t id) const noexcept {
+        return id < buffer_count_ ? pool_ + std::size_t{id} * buffer_size_ : spares_[id - buffer_count_].get();
+    }
     std::uint32_t buffer_size() const noexcept { return buffer_size_; }
-    // A buffer comes back (a buffer_lease was dropped): into the pool, and to an op waiting for one.
-    virtual void give_back(std::uint16_t id) noexcept = 0;
+    unsigned buffer_count() const noexcept { return buffer_count_; }
+    // Pool buffers nobody holds (in the kernel's ring or in the free list).
+    unsigned buffers_free() const noexcept { return static_cast<unsigned>(free_.size()) + buffers_in_ring_; }
+    // Less than half the pool free: receives for readers that are away pause, and new ones take
+    // one buffer at a time (see recv_feed).
+    bool buffers_scarce() const noexcept { return buffers_free() < buffer_count_ / 2; }
+    // A buffer of its own for a reader that found the pool empty: an id, or -1 when the id
+    // space or the heap is used up (the reader then waits for any buffer, wait_for_buffer).
+    int take_spare() noexcept;
+    // A buffer comes back (a buffer_lease was dropped, a queue was dropped): a pool buffer to
+    // the ring or the free list, a spare to the heap; then a reader waiting for one goes.
+    void give_back(std::uint16_t id) noexcept;
     // Per-buffer bookkeeping for whoever holds the buffer: a length and a link, so received
     // buffers can be queued without storage of their own.
     struct buffer_link {
@@ -107,16 +125,39 @@ public:
         std::uint16_t next = 0;
     };
     buffer_link& link(std::uint16_t id) noexcept { return links_[id]; }
+    // An op of kind buffer_wait, started by the core: it completes (res 0) at the next
+    // give_back, longest waiter first. Only when pool and spares are all used up.
+    void wait_for_buffer(op& o) noexcept;
+    void stop_waiting_for_buffer(op& o) noexcept;
+    // Gives the pages of pool buffers that sat unused since the last call back to the kernel
+    // (MADV_DONTNEED); the core calls it about once a second while any are dirty.
+    void trim_buffers() noexcept;
+    bool buffers_to_trim() const noexcept { return dirty_ > 0; }
 
 protected:
-    explicit backend(const backend_config& cfg) noexcept
-        : buffer_count_{cfg.buffer_count}, buffer_size_{cfg.buffer_size} {}
-    // The backend-specific half of ensure_buffers: the pool memory exists when it runs.
+    backend(const backend_config& cfg, detail::completion_sink& sink) noexcept
+        : sink_{sink}, buffer_count_{cfg.buffer_count}, buffer_size_{cfg.buffer_size} {}
+    // The backend-specific half of ensure_buffers: the pool memory and free list exist when it
+    // runs; io_uring moves the first window of buffers into its ring.
     virtual void setup_buffers() = 0;
+    // io_uring: puts buffer id into the kernel's ring if the ring is below its window (true).
+    virtual bool to_ring(std::uint16_t /*id*/) noexcept { return false; }
+    virtual void on_trim() noexcept {}  // io_uring: a quiet second halves the ring's window
+    // The most recently returned free pool buffer, marked as touched; -1 when none is free.
+    int take_free() noexcept;
 
+    detail::completion_sink& sink_;
     backend_stats stats_;
     std::byte* pool_ = nullptr;
     std::vector<buffer_link> links_;
+    std::vector<std::uint16_t> free_;  // LIFO: the warmest buffer goes out first
+    std::vector<bool> touched_;        // by pool id: its pages may be resident
+    std::size_t low_water_ = 0;        // the fewest free_ held since the last trim
+    unsigned dirty_ = 0;               // touched buffers now in free_ (candidates for trim)
+    unsigned buffers_in_ring_ = 0;     // io_uring: given to the kernel, not yet seen taken
+    std::vector<std::unique_ptr<std::byte[]>> spares_;  // by id - buffer_count_
+    std::vector<std::uint16_t> free_spare_ids_;
+    op_queue buffer_waiters_;
     unsigned buffer_count_;
     std::uint32_t buffer_size_;
 };

@@ -86,6 +86,32 @@ struct root_promise;
 template <class Fn>
 class remote_call;
 
+// Something a core has armed outside any task's wait: a multishot accept or receive that keeps
+// running while its reader is elsewhere, owned by a socket that may belong to no task at all.
+// The core lists them, so that a stop and the final drain reach them directly, not only
+// through the op a task happens to wait on at that instant.
+class armed_source : public op_source {
+public:
+    armed_source(const armed_source&) = delete;
+    armed_source& operator=(const armed_source&) = delete;
+    // A graceful stop began: listeners stop accepting (their readers get ECANCELED).
+    virtual void on_stop() noexcept {}
+    // The core is going down: cancel the op, give back what is queued, never arm again.
+    virtual void on_drain() noexcept = 0;
+    // The core it was armed on, or null once that core is gone (everything was drained then).
+    core* owner() const noexcept { return owner_; }
+
+protected:
+    armed_source() noexcept;  // on the current core
+    ~armed_source();
+
+private:
+    friend class coring::core;
+    core* owner_;
+    armed_source* prev_ = nullptr;
+    armed_source* next_ = nullptr;
+};
+
 // The cores of one run(): how many have finished their own tasks. A finished core keeps
 // serving mail until all have, because a peer may still be waiting on it.
 struct run_group {
@@ -189,6 +215,7 @@ public:
 
 private:
     friend struct detail::root_promise;
+    friend class detail::armed_source;
 
     void complete(op& o) noexcept override;
     void deliver(op& o, bool own) noexcept override;
@@ -211,6 +238,7 @@ private:
     void ring_doorbell() noexcept;  // eventfd write: reaches this core from any thread
     void begin_stop() noexcept;
     void drain_everything() noexcept;
+    void trim_buffers_when_due() noexcept;
     task<> watch_wakeups();
     task<> cancel_after_drain();
 
@@ -222,6 +250,8 @@ private:
     detail::timer_heap timers_;
     detail::task_context* current_ = nullptr;
     detail::task_context* live_ = nullptr;  // intrusive list of every root task
+    detail::armed_source* armed_ = nullptr;  // intrusive list of every feed (see armed_source)
+    std::int64_t next_trim_ns_ = 0;           // when idle pool buffers are next given back
     std::size_t live_user_tasks_ = 0;
     bool stopping_ = false;
     core_stats stats_;

@@ -8,9 +8,9 @@
 // and clears readiness; an edge sets readiness and retries the parked op. EPOLLERR/EPOLLHUP
 // wake both directions, so each syscall reports the real errno.
 //
-// Provided buffers: a recv with select_buffer waits for readiness first, then takes a buffer
-// from the free list and receives into it (EAGAIN gives it back), so an idle connection holds
-// none. An empty free list parks the op until a buffer is given back (no spinning).
+// Provided buffers: a recv with select_buffer waits for readiness first, then takes the most
+// recently returned buffer from the free list and receives into it (EAGAIN gives it back), so
+// an idle connection holds none. An empty free list ends the op with ENOBUFS, as on io_uring.
 #include <coring/backend.hpp>
 
 #include <vector>
@@ -31,7 +31,6 @@ public:
     void close_detached(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
     std::size_t in_flight() const noexcept override { return parked_ + buffer_waiters_.size(); }
-    void give_back(std::uint16_t id) noexcept override;
 
 private:
     struct fd_state {
@@ -49,11 +48,8 @@ private:
     void finish(op& o, int res) noexcept;
 
     int epfd_ = -1;
-    detail::completion_sink& sink_;
     std::vector<fd_state> fds_;
     std::size_t parked_ = 0;                  // ops waiting for readiness
-    op_queue buffer_waiters_;                 // ops waiting for a pool buffer
-    std::vector<std::uint16_t> free_buffers_;  // LIFO: the warmest buffer goes out first
 };
 
 }  // namespace coring

@@ -29,6 +29,7 @@ enum class op_kind : std::uint8_t {
     timer,     // no fd: the core's timer heap completes it at `deadline_ns`
     deadline,  // no fd, no waiter: at `deadline_ns` the task it was armed in times out (with_timeout)
     join,      // no fd: completes when the task_group in `buf` has no children left
+    buffer_wait,  // no fd: completes (res 0) when a receive buffer comes back (backend::give_back)
 };
 
 namespace detail {
@@ -53,7 +54,7 @@ enum class park_reason : std::uint8_t {
     none,
     cq_room,   // io_uring: in-flight ops would exceed the CQ
     ready,     // epoll: waiting for the fd to become ready
-    buffers,   // the provided-buffer pool is empty (ENOBUFS): waiting for a buffer to come back
+    buffers,   // buffer_wait: in the backend's queue of readers waiting for a buffer
 };
 
 // Provided buffers: a completed op that took one names it like io_uring does, in cqe_flags.

@@ -1,13 +1,17 @@
 #pragma once
 // run(): the thread-per-core launcher. One thread per core, each pinned to its own CPU, each
-// with its own core (backend, ready queue, timers); main_fn(core&) starts on every core. The
-// calling thread watches SIGINT/SIGTERM: the first starts a graceful stop on every core, the
-// second cancels everything at once.
+// with its own core (backend, ready queue, timers); main_fn(core&) starts on every core.
+// Signals, process-wide: the calling thread watches SIGINT, SIGTERM and SIGHUP (a terminal that
+// went away, or a service manager, means "stop"); the first starts a graceful stop on every core,
+// the second cancels everything at once. SIGPIPE is ignored (a log line to a pipe nobody reads
+// must not kill a server: the write fails with EPIPE instead), and so are SIGUSR1 and SIGUSR2
+// (a stray kill -USR1 must not take a server down; they have no meaning here yet).
 #include <coring/backend.hpp>
 #include <coring/core.hpp>
 #include <coring/task.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -51,11 +55,17 @@ std::string feature_report(const runtime_options& opts);
 // now in force. A server or load generator that holds many sockets calls it first.
 unsigned long raise_fd_limit() noexcept;
 
+// The signals run() treats as a stop request: SIGINT, SIGTERM, SIGHUP.
+sigset_t stop_signals() noexcept;
+// Sets SIGPIPE, SIGUSR1 and SIGUSR2 to SIG_IGN for the whole process (run() does it first).
+void ignore_stray_signals() noexcept;
+
 std::vector<int> allowed_cpus();      // the CPUs in this process's affinity mask, ascending
 unsigned available_cpus() noexcept;  // how many
 
 // Runs main_fn on every core and returns when every core has stopped: 0 after a clean run or
-// stop, 2 when a core could not start (the reason is printed), 1 when a core's loop failed.
+// stop, 2 when a core could not start or the receive buffers could not fit in this machine's
+// memory (the reason is printed), 1 when a core's loop failed.
 int run(const runtime_options& opts, std::function<task<>(core&)> main_fn);
 
 }  // namespace coring

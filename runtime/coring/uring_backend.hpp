@@ -10,8 +10,10 @@
 //
 // Multishot ops (accept, recv) post many CQEs for one SQE; each goes to the op's source, and
 // the op ends at the CQE without IORING_CQE_F_MORE. Provided buffers are a registered buffer
-// ring (group 0): the kernel takes one when data arrives. When it has none left the recv ends
-// with ENOBUFS; the op then waits here until a buffer is given back, and is submitted again.
+// ring (group 0): the kernel takes one when data arrives. The ring holds a window of the pool
+// (the rest waits in the free list, coldest at the bottom); when it runs dry with buffers still
+// free the window doubles, and it halves again after a quiet second. A recv that finds it dry
+// ends with ENOBUFS like any result: its owner (recv_feed) decides what happens next.
 #include <coring/backend.hpp>
 
 #include <liburing.h>
@@ -36,7 +38,6 @@ public:
         return in_flight_ + parked_.size() + buffer_waiters_.size();
     }
     backend_features features() const noexcept override { return features_; }
-    void give_back(std::uint16_t id) noexcept override;
     int ring_fd() const noexcept override { return features_.msg_ring ? ring_.ring_fd : -1; }
     bool post_wake(int target_ring_fd) noexcept override;
 
@@ -47,20 +48,31 @@ private:
     void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept;
     void unpark() noexcept;
     void setup_buffers() override;
-    void wait_for_buffer(op& o) noexcept;
-    void rearm_buffer_waiters() noexcept;
+    bool to_ring(std::uint16_t id) noexcept override;
+    void on_trim() noexcept override;
+    void refill_ring() noexcept;
+    void ring_ran_dry() noexcept;
+    static constexpr unsigned min_ring_window = 64;
 
     io_uring ring_{};
-    detail::completion_sink& sink_;
     unsigned setup_flags_ = 0;
     backend_features features_;
     unsigned in_flight_ = 0;        // ops (and cancels, closes) whose last CQE is still owed
     unsigned in_flight_limit_ = 0;  // CQ size minus room for cancels and detached closes
     op_queue parked_;               // ops waiting for CQ room
-    op_queue buffer_waiters_;       // ops that ended with ENOBUFS, waiting for a buffer
     io_uring_buf_ring* buf_ring_ = nullptr;
-    unsigned buffers_in_ring_ = 0;
-    std::int64_t stalled_since_ns_ = 0;  // ops parked and no completion since then (0: not stalled)  // given to the kernel and not yet seen taken in a CQE
+    unsigned ring_window_ = 0;      // the most buffers the ring is refilled to
+    bool ring_ran_dry_ = false;     // since the last trim: the window was too small
+    std::int64_t stalled_since_ns_ = 0;  // ops parked and no completion since then (0: not stalled)
+    // CQEs copied out of the ring and not yet handled, oldest first. Handling one may submit,
+    // and submitting may have to reap (SQ full, then -EBUSY): those newer CQEs queue behind.
+    struct cqe_copy {
+        std::uint64_t user_data;
+        std::int32_t res;
+        std::uint32_t flags;
+    };
+    std::vector<cqe_copy> reaped_;
+    bool reaping_ = false;
 };
 
 }  // namespace coring
