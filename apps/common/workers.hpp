@@ -1,14 +1,18 @@
 #pragma once
 // Worker processes, as nginx runs them: W forks of one server, each a full thread-per-core
 // runtime with its own fd limit, sharing the listening port through SO_REUSEPORT. The parent
-// only watches: SIGINT/SIGTERM sent to it are passed on to every worker (by pid); a worker that
-// fails stops the rest; the exit status is the worst one.
+// only watches: SIGINT/SIGTERM/SIGHUP sent to it are passed on to every worker (by pid); a worker
+// that fails stops the rest; the exit status is the worst one. A worker whose parent dies (even
+// by SIGKILL) gets SIGTERM from the kernel, so no worker keeps the port after its server is gone.
 #include <coring/log.hpp>
+#include <coring/run.hpp>
 
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <functional>
+#include <system_error>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,10 +22,8 @@ namespace coring::apps {
 
 // worker(k) runs in worker process k and returns its exit status.
 inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
-    sigset_t watched, old;
-    sigemptyset(&watched);
-    sigaddset(&watched, SIGINT);
-    sigaddset(&watched, SIGTERM);
+    ignore_stray_signals();  // as run() does in each worker: SIGPIPE, SIGUSR1, SIGUSR2
+    sigset_t watched = stop_signals(), old;
     sigaddset(&watched, SIGCHLD);
     sigprocmask(SIG_BLOCK, &watched, &old);
     const int sfd = ::signalfd(-1, &watched, SFD_CLOEXEC);
@@ -30,9 +32,17 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
         for (pid_t p : pids)
             if (p > 0) ::kill(p, sig);  // our own children, by pid
     };
+    const pid_t parent = ::getpid();
     for (unsigned k = 0; k < n; ++k) {
         const pid_t pid = ::fork();
         if (pid == 0) {
+            if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+                log("worker {}: prctl(PR_SET_PDEATHSIG): {}", k, std::system_category().message(errno));
+                std::_Exit(2);
+            }
+            // Armed only now: a parent that died before this line sent nothing, and the worker,
+            // adopted by another process, must not start at all.
+            if (::getppid() != parent) std::_Exit(2);
             ::close(sfd);
             sigprocmask(SIG_SETMASK, &old, nullptr);
             std::exit(worker(k));

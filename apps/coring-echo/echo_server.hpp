@@ -21,7 +21,10 @@ task<> echo_server(echo_options opts);
 // Before the cores start. Port 0 means "any free port", but each core binds its own listener:
 // resolved separately they would get different ports, so this picks one for all of them, held
 // (bound with SO_REUSEPORT, never listening, so it takes no connections) until the process
-// exits. A unix socket file that nobody accepts on (left by a crashed server) is removed.
+// exits. Any other port is probe-bound without SO_REUSEPORT: one another server listens on is
+// EADDRINUSE here, instead of being shared silently by the cores' SO_REUSEPORT listeners. A
+// unix socket file that nobody accepts on (left by a crashed server) is removed; a live one,
+// or anything at the path that is not a socket, is EADDRINUSE and stays as it is.
 result<address> prepare_listen_address(address where);
 
 // Binds now, serves in a task owned by the current core; returns the bound address (port 0

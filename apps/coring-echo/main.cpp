@@ -15,10 +15,13 @@ constexpr std::string_view usage =
     "  --listen ADDR        127.0.0.1:7000 (default), [::1]:7000, unix:/path\n"
     "  --no-delay on|off    TCP_NODELAY on accepted connections (default on)\n"
     "  --workers W          W processes sharing the port (SO_REUSEPORT), each a full runtime with\n"
-    "                       its own fd limit, for more connections than one process may hold (default 1)";
+    "                       its own fd limit, for more connections than one process may hold (default 1)\n"
+    "signals: SIGINT/SIGTERM/SIGHUP stop gracefully, a second one stops at once;\n"
+    "         SIGPIPE, SIGUSR1, SIGUSR2 are ignored";
 }
 
 int main(int argc, char** argv) {
+    ignore_stray_signals();  // run() does it too, but the "fd limit" line comes before run()
     runtime_options runtime;
     apps::echo_options echo;
     unsigned workers = 1;

@@ -1,0 +1,450 @@
+// coring-echo where things go wrong around it: signals at awkward moments, a port or a unix path
+// that is not free, a receive pool too big for the machine, a worker whose parent was killed.
+#include "child_process.hpp"
+#include "support.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <climits>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <iterator>
+#include <fstream>
+#include <netinet/in.h>
+#include <sstream>
+#include <string>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+using namespace coring;
+using namespace coring::testing;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// As in test_echo_app.cpp: a uring run is skipped, with a WARN, where io_uring cannot be set up.
+bool skip_without(backend_kind kind) {
+    if (kind != backend_kind::uring) return false;
+    try {
+        test_core probe{backend_kind::uring, 8};
+        return false;
+    } catch (const std::exception& e) {
+        WARN("io_uring unavailable here, uring run skipped: " << e.what());
+        return true;
+    }
+}
+
+// The signals coring-echo is to stop on or ignore by itself, set back to their defaults while
+// this process forks: an ignored disposition survives exec, and this process may ignore some
+// (an in-process run() does, so does nohup), which would hide what the server does on its own.
+struct default_dispositions {
+    static constexpr int signals[] = {SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2};
+    struct sigaction old[std::size(signals)];
+    default_dispositions() {
+        struct sigaction dfl{};
+        dfl.sa_handler = SIG_DFL;
+        for (std::size_t i = 0; i < std::size(signals); ++i) ::sigaction(signals[i], &dfl, &old[i]);
+    }
+    ~default_dispositions() {
+        for (std::size_t i = 0; i < std::size(signals); ++i) ::sigaction(signals[i], &old[i], nullptr);
+    }
+};
+
+std::vector<std::string> echo_args(backend_kind kind, std::vector<std::string> more) {
+    std::vector<std::string> args{"--backend", std::string{to_string(kind)}, "--drain-timeout", "200"};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+}
+
+// coring-echo on `kind` with `more` flags, started as a shell would start it.
+child_process start_echo(backend_kind kind, std::vector<std::string> more) {
+    const default_dispositions during_fork;
+    return child_process{CORING_ECHO_BINARY, echo_args(kind, std::move(more))};
+}
+
+// Waits for the "listening on 127.0.0.1:PORT" line; the port, or 0 after 10 s.
+std::uint16_t wait_listening(child_process& p) {
+    p.read_until(clock_type::now() + 10s, [](const child_process& c) { return listening_port(c.err()) != 0; });
+    return listening_port(p.err());
+}
+
+// One round trip of "ping" to 127.0.0.1:port with 5 s timeouts: whether it came back.
+bool echoes(std::uint16_t port) {
+    fd_guard c{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    const timeval limit{5, 0};
+    ::setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    ::setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return false;
+    if (::send(c.fd, "ping", 4, MSG_NOSIGNAL) != 4) return false;
+    std::string got;
+    char buf[4];
+    while (got.size() < 4) {
+        const ssize_t n = ::recv(c.fd, buf, 4 - got.size(), 0);
+        if (n <= 0) return false;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got == "ping";
+}
+
+// Whether `port` on 127.0.0.1 can be listened on by a plain socket (no SO_REUSEPORT): nobody holds it.
+bool port_free(std::uint16_t port) {
+    fd_guard s{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    const int on = 1;
+    ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return ::bind(s.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 && ::listen(s.fd, 1) == 0;
+}
+
+// Waits until `pid` has SIGTERM blocked (SigBlk in /proc/PID/status): run() has taken over
+// the stop signals, so one sent now is run()'s to handle, not the default action's.
+bool wait_stop_signals_blocked(pid_t pid, clock_type::time_point deadline) {
+    const std::string status = "/proc/" + std::to_string(pid) + "/status";
+    while (clock_type::now() < deadline) {
+        std::ifstream f{status};
+        for (std::string line; std::getline(f, line);)
+            if (line.starts_with("SigBlk:") && (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1) return true;
+        std::this_thread::sleep_for(100us);
+    }
+    return false;
+}
+
+// A path in /tmp unlinked on every way out of the test.
+struct temp_path {
+    std::string path;
+    explicit temp_path(const std::string& name) : path{"/tmp/coring-faults-" + std::to_string(::getpid()) + "-" + name} {
+        ::unlink(path.c_str());
+    }
+    ~temp_path() { ::unlink(path.c_str()); }
+};
+
+sockaddr_un unix_address(const std::string& path) {
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::snprintf(un.sun_path, sizeof un.sun_path, "%s", path.c_str());
+    return un;
+}
+
+std::string file_content(const std::string& path) {
+    std::ifstream f{path};
+    std::ostringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+// How p ended within `limit`, for CHECK(exited_within(p, limit) == "exit 0"): "exit N", "signal
+// N", or "still running" (and then p is killed).
+std::string exited_within(child_process& p, std::chrono::milliseconds limit) {
+    const auto status = p.wait_exit_or_kill(limit);
+    UNSCOPED_INFO("stderr:\n" << p.err());  // shown with the check that uses the result
+    if (!status) return "still running";
+    return WIFEXITED(*status) ? "exit " + std::to_string(WEXITSTATUS(*status)) : "signal " + std::to_string(WTERMSIG(*status));
+}
+
+}  // namespace
+
+TEST_CASE("a SIGTERM during coring-echo's start-up (before every core is up) still stops it cleanly", "[app][signal]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    // Delays after run() blocked the signal: the first ones land while cores are still being
+    // built (the lost-signal window, a few hundred microseconds on epoll), the last ones once
+    // they run.
+    for (const int delay_us : {0, 0, 0, 0, 0, 200, 500, 1000, 2000, 5000, 10000, 20000}) {
+        INFO("SIGTERM " << delay_us << " us after run() blocked it");
+        child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--cores", "2"});
+        REQUIRE(wait_stop_signals_blocked(p.pid(), clock_type::now() + 10s));
+        std::this_thread::sleep_for(std::chrono::microseconds{delay_us});
+        REQUIRE(::kill(p.pid(), SIGTERM) == 0);  // this test's own child, by pid
+        CHECK(exited_within(p, 5s) == "exit 0");
+    }
+}
+
+TEST_CASE("SIGHUP stops coring-echo gracefully like SIGTERM", "[app][signal]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--cores", "2"});
+    const std::uint16_t port = wait_listening(p);
+    INFO("stderr:\n" << p.err());
+    REQUIRE(port != 0);
+    REQUIRE(::kill(p.pid(), SIGHUP) == 0);
+    CHECK(exited_within(p, 3s) == "exit 0");
+    CHECK_THAT(p.err(), Catch::Contains("Hangup: stopping"));
+}
+
+TEST_CASE("SIGUSR1 SIGUSR2 and SIGPIPE leave coring-echo running and echoing", "[app][signal]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--cores", "2"});
+    const std::uint16_t port = wait_listening(p);
+    INFO("stderr:\n" << p.err());
+    REQUIRE(port != 0);
+    for (const int sig : {SIGUSR1, SIGUSR2, SIGPIPE}) REQUIRE(::kill(p.pid(), sig) == 0);
+    std::this_thread::sleep_for(200ms);  // a default action would have ended it by now
+    CHECK(echoes(port));
+    CHECK(!p.wait_exit(clock_type::now()));  // still running
+    REQUIRE(::kill(p.pid(), SIGTERM) == 0);
+    CHECK(exited_within(p, 3s) == "exit 0");
+}
+
+TEST_CASE("coring-echo whose stderr reader went away stops on SIGTERM with status 0 (not killed by SIGPIPE)", "[app][signal]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    // child_process reads stderr to the end, so this child gets a pipe of its own whose read end
+    // the test closes once the server is up; its "stopping" line then meets a pipe with no reader.
+    int err[2];
+    REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
+    std::vector<std::string> args = echo_args(kind, {"--listen", "127.0.0.1:0", "--cores", "2"});
+    args.insert(args.begin(), CORING_ECHO_BINARY);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t pid = [] {
+        const default_dispositions during_fork;
+        return ::fork();
+    }();
+    if (pid == 0) {
+        ::dup2(err[1], STDERR_FILENO);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    ::close(err[1]);
+    fd_guard reader{err[0]};
+    REQUIRE(pid > 0);
+    int status = 0;
+    pid_t reaped = 0;
+    struct reap_guard {  // kills and reaps on a failed check: nothing outlives the test
+        const pid_t& pid;
+        pid_t& reaped;
+        ~reap_guard() {
+            if (reaped == pid) return;
+            ::kill(pid, SIGKILL);
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {}
+        }
+    } guard{pid, reaped};
+
+    const bool blocked = wait_stop_signals_blocked(pid, clock_type::now() + 10s);
+    REQUIRE(blocked);
+    std::this_thread::sleep_for(100ms);  // the cores are up and have logged
+    ::close(std::exchange(reader.fd, -1));
+    REQUIRE(::kill(pid, SIGTERM) == 0);
+    for (const auto deadline = clock_type::now() + 3s; reaped != pid && clock_type::now() < deadline;) {
+        reaped = ::waitpid(pid, &status, WNOHANG);
+        if (reaped != pid) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(reaped == pid);
+    INFO("killed by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("a second coring-echo on a port another one serves exits 2 instead of sharing it", "[app][bind]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    child_process first = start_echo(kind, {"--listen", "127.0.0.1:0", "--cores", "2"});
+    const std::uint16_t port = wait_listening(first);
+    INFO("first server's stderr:\n" << first.err());
+    REQUIRE(port != 0);
+    const std::string where = "127.0.0.1:" + std::to_string(port);
+
+    child_process second = start_echo(kind, {"--listen", where, "--cores", "2"});
+    CHECK(exited_within(second, 5s) == "exit 2");
+    CHECK_THAT(second.err(), Catch::Contains("coring-echo: bind " + where + ": Address already in use"));
+
+    CHECK(echoes(port));  // the first one still has the port, all of it
+    REQUIRE(::kill(first.pid(), SIGTERM) == 0);
+    CHECK(exited_within(first, 3s) == "exit 0");
+}
+
+TEST_CASE("coring-echo --listen unix:PATH leaves a regular file or FIFO or symlink at PATH as it was", "[app][unix]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    const std::string what = GENERATE(as<std::string>{}, "file", "fifo", "symlink");
+    INFO("backend: " << to_string(kind) << ", at PATH: " << what);
+    if (skip_without(kind)) return;
+    temp_path at{"path"};
+    temp_path target{"target"};  // the symlink's
+    const std::string data = "precious data\n";
+    if (what == "file") {
+        std::ofstream{at.path} << data;
+    } else if (what == "fifo") {
+        REQUIRE(::mkfifo(at.path.c_str(), 0600) == 0);
+    } else {
+        std::ofstream{target.path} << data;
+        REQUIRE(::symlink(target.path.c_str(), at.path.c_str()) == 0);
+    }
+    struct stat before{};
+    REQUIRE(::lstat(at.path.c_str(), &before) == 0);
+
+    child_process p = start_echo(kind, {"--listen", "unix:" + at.path});
+    CHECK(exited_within(p, 5s) == "exit 2");
+    CHECK_THAT(p.err(), Catch::Contains("bind unix:" + at.path + ": Address already in use"));
+
+    struct stat after{};
+    REQUIRE(::lstat(at.path.c_str(), &after) == 0);
+    CHECK(after.st_ino == before.st_ino);
+    CHECK((after.st_mode & S_IFMT) == (before.st_mode & S_IFMT));
+    if (what == "file") CHECK(file_content(at.path) == data);
+    if (what == "symlink") {
+        char link[PATH_MAX];
+        const ssize_t len = ::readlink(at.path.c_str(), link, sizeof link);
+        CHECK(std::string(link, static_cast<std::size_t>(std::max<ssize_t>(len, 0))) == target.path);
+        CHECK(file_content(target.path) == data);
+    }
+}
+
+TEST_CASE("coring-echo --listen unix:PATH exits 2 at once when PATH's live listener has a full backlog", "[app][unix]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    temp_path at{"sock"};
+    fd_guard listener{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    const sockaddr_un un = unix_address(at.path);
+    REQUIRE(::bind(listener.fd, reinterpret_cast<const sockaddr*>(&un), sizeof un) == 0);
+    REQUIRE(::listen(listener.fd, 0) == 0);
+    // Connect until the kernel refuses another into the queue: nobody ever accepts.
+    std::vector<fd_guard> queued;
+    bool full = false;
+    for (int i = 0; i < 64 && !full; ++i) {
+        fd_guard c{::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
+        if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&un), sizeof un) == 0) {
+            queued.push_back(std::move(c));
+        } else {
+            INFO("connect: " << std::strerror(errno));
+            REQUIRE(errno == EAGAIN);
+            full = true;
+        }
+    }
+    REQUIRE(full);
+
+    child_process p = start_echo(kind, {"--listen", "unix:" + at.path});
+    CHECK(exited_within(p, 2s) == "exit 2");
+    CHECK_THAT(p.err(), Catch::Contains("bind unix:" + at.path + ": Address already in use"));
+    struct stat st{};
+    CHECK(::lstat(at.path.c_str(), &st) == 0);  // the live listener's socket file is still there
+    CHECK(S_ISSOCK(st.st_mode));
+}
+
+TEST_CASE("coring-echo refuses at start-up receive buffers larger than this machine's memory", "[app][preflight]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    unsigned long long mem_kib = 0;
+    {
+        std::ifstream f{"/proc/meminfo"};
+        std::string key;
+        f >> key >> mem_kib;
+        if (key != "MemTotal:" || mem_kib == 0) {
+            WARN("no MemTotal in /proc/meminfo: skipped");
+            return;
+        }
+    }
+    // 32 GiB a core; enough cores (at least 2) to be more than the machine has.
+    const unsigned long long cores = std::max(2ull, mem_kib / (32ull << 20) + 1);
+    child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--cores", std::to_string(cores), "--buffers",
+                                        "32768", "--buffer-size", "1048576"});
+    CHECK(exited_within(p, 5s) == "exit 2");
+    CHECK_THAT(p.err(), Catch::Contains("--buffers 32768 x --buffer-size 1048576 x " + std::to_string(cores) +
+                                        " cores = " + std::to_string(cores * 32) + ".0 GiB of receive buffers"));
+    CHECK_THAT(p.err(), Catch::Contains("more than this machine's"));
+    CHECK(p.err().find("listening") == std::string::npos);
+}
+
+namespace {
+
+// A process seen in /proc: its pid and its start time (field 22 of /proc/PID/stat), so a pid
+// reused by another process later is not taken for it.
+struct seen_process {
+    pid_t pid;
+    unsigned long long start;
+};
+
+// Field 22 (start time) of /proc/PID/stat, or 0 when the process is gone or a zombie.
+unsigned long long live_start_time(pid_t pid) {
+    std::ifstream f{"/proc/" + std::to_string(pid) + "/stat"};
+    std::string stat;
+    std::getline(f, stat);
+    const auto paren = stat.rfind(')');  // the command name may hold spaces
+    if (paren == std::string::npos) return 0;
+    std::istringstream rest{stat.substr(paren + 2)};
+    std::string field, state;
+    rest >> state;  // field 3
+    for (int i = 4; i < 22 && rest >> field;) ++i;
+    unsigned long long start = 0;
+    rest >> start;
+    return state == "Z" ? 0 : start;
+}
+
+bool alive(const seen_process& p) { return live_start_time(p.pid) == p.start; }
+
+std::vector<seen_process> children_of(pid_t parent) {
+    std::vector<seen_process> kids;
+    std::ifstream f{"/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children"};
+    for (pid_t p; f >> p;)
+        if (const auto start = live_start_time(p)) kids.push_back({p, start});
+    return kids;
+}
+
+}  // namespace
+
+TEST_CASE("coring-echo --workers: the workers exit when their parent is SIGKILLed and the port is free", "[app][workers]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--workers", "2", "--cores", "1"});
+    const std::uint16_t port = wait_listening(p);
+    INFO("stderr:\n" << p.err());
+    REQUIRE(port != 0);
+    auto workers = children_of(p.pid());  // worker 0 may announce before the last one is forked
+    for (int i = 0; i < 500 && workers.size() < 2; ++i) {
+        std::this_thread::sleep_for(10ms);
+        workers = children_of(p.pid());
+    }
+    REQUIRE(workers.size() == 2);
+    // The workers are this test's too (grandchildren): a failed check must not leave them
+    // holding the port, so they are killed by pid, and only while /proc shows them as the same.
+    struct kill_left {
+        const std::vector<seen_process>& workers;
+        ~kill_left() {
+            for (const auto& w : workers)
+                if (alive(w)) ::kill(w.pid, SIGKILL);
+        }
+    } cleanup{workers};
+    CHECK(echoes(port));
+
+    REQUIRE(::kill(p.pid(), SIGKILL) == 0);
+    const auto status = p.wait_exit_or_kill(5s);
+    REQUIRE(status);
+    REQUIRE(WIFSIGNALED(*status));
+    const auto deadline = clock_type::now() + 5s;
+    const auto any_alive = [&] { return std::any_of(workers.begin(), workers.end(), alive); };
+    while (any_alive() && clock_type::now() < deadline) std::this_thread::sleep_for(10ms);
+    for (const auto& w : workers) {
+        INFO("worker pid " << w.pid);
+        CHECK(!alive(w));
+    }
+    CHECK(port_free(port));
+}
