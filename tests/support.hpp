@@ -52,6 +52,20 @@ private:
     core core_;
 };
 
+// Whether a run on `kind` cannot happen here: io_uring may be forbidden by the kernel or a
+// container, and then a uring run would fail at start-up rather than test what it is about.
+// Says so (WARN) when it skips.
+inline bool skip_without(backend_kind kind) {
+    if (kind != backend_kind::uring) return false;
+    try {
+        test_core probe{backend_kind::uring, 8};
+        return false;
+    } catch (const std::exception& e) {
+        WARN("io_uring unavailable here, uring run skipped: " << e.what());
+        return true;
+    }
+}
+
 inline std::vector<std::byte> random_bytes(std::size_t n, std::uint64_t seed) {
     std::mt19937_64 gen{seed};
     std::vector<std::byte> out(n);

@@ -33,18 +33,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// As in test_echo_app.cpp: a uring run is skipped, with a WARN, where io_uring cannot be set up.
-bool skip_without(backend_kind kind) {
-    if (kind != backend_kind::uring) return false;
-    try {
-        test_core probe{backend_kind::uring, 8};
-        return false;
-    } catch (const std::exception& e) {
-        WARN("io_uring unavailable here, uring run skipped: " << e.what());
-        return true;
-    }
-}
-
 // The signals coring-echo is to stop on or ignore by itself, set back to their defaults while
 // this process forks: an ignored disposition survives exec, and this process may ignore some
 // (an in-process run() does, so does nohup), which would hide what the server does on its own.

@@ -44,20 +44,6 @@ std::vector<std::string> split_words(const std::string& s) {
     return words;
 }
 
-// Whether a run on `kind` cannot happen here: io_uring may be forbidden by the kernel or a
-// container, and then the binary's uring runs would fail at start-up rather than test what they
-// are about. Says so (WARN) when it skips.
-bool skip_without(backend_kind kind) {
-    if (kind != backend_kind::uring) return false;
-    try {
-        test_core probe{backend_kind::uring, 8};
-        return false;
-    } catch (const std::exception& e) {
-        WARN("io_uring unavailable here, uring run skipped: " << e.what());
-        return true;
-    }
-}
-
 sockaddr_in loopback(std::uint16_t port) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
