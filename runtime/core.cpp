@@ -245,6 +245,10 @@ void core::start(op& o) noexcept {
         ++o.pending;
         return backend_->wait_for_buffer(o);
     }
+    if (o.kind == op_kind::wait) {
+        ++o.pending;
+        return static_cast<wait_list*>(o.buf)->park(o);
+    }
     backend_->start(o);
 }
 
@@ -254,9 +258,10 @@ void core::cancel(op& o) noexcept {
         // still completes only when the last one has ended.
         return static_cast<task_group*>(o.buf)->cancel();
     }
-    if (o.kind == op_kind::timer || o.kind == op_kind::buffer_wait) {
+    if (o.kind == op_kind::timer || o.kind == op_kind::buffer_wait || o.kind == op_kind::wait) {
         if (o.pending == 0) return;  // already fired
         if (o.kind == op_kind::timer) timers_.erase(o);
+        else if (o.kind == op_kind::wait) static_cast<wait_list*>(o.buf)->unlink(o);
         else backend_->stop_waiting_for_buffer(o);
         o.res = -ECANCELED;
         return complete(o);

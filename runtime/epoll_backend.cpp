@@ -111,7 +111,8 @@ int epoll_backend::perform(op& o) noexcept {
     case op_kind::timer:
     case op_kind::deadline:
     case op_kind::join:
-    case op_kind::buffer_wait: break;
+    case op_kind::buffer_wait:
+    case op_kind::wait: break;
     }
     std::abort();  // the core keeps timers and joins
 }

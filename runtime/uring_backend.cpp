@@ -183,7 +183,8 @@ void uring_backend::submit(op& o) noexcept {
     case op_kind::timer:
     case op_kind::deadline:
     case op_kind::join:
-    case op_kind::buffer_wait: std::abort();  // the core keeps these
+    case op_kind::buffer_wait:
+    case op_kind::wait: std::abort();  // the core keeps these
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
     ++in_flight_;

@@ -200,6 +200,7 @@ public:
     void cancel(op& o) noexcept;
     void cancel_task(detail::task_context& ctx) noexcept;
     void complete_join(op& o) noexcept { complete(o); }  // task_group: the last child ended
+    void complete_wait(op& o) noexcept { complete(o); }  // a wait_list lets a parked op go
     // Starts o as if ctx's task had: for a feed that re-arms its op on behalf of its reader.
     void start_for(op& o, detail::task_context* ctx) noexcept;
     // Sets (or, with 0, clears) the deadline of an op that may already be in flight.

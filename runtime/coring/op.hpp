@@ -30,6 +30,7 @@ enum class op_kind : std::uint8_t {
     deadline,  // no fd, no waiter: at `deadline_ns` the task it was armed in times out (with_timeout)
     join,      // no fd: completes when the task_group in `buf` has no children left
     buffer_wait,  // no fd: completes (res 0) when a receive buffer comes back (backend::give_back)
+    wait,      // no fd: parked in a user-space wait list (event, semaphore, channel); `buf` names it
 };
 
 namespace detail {
@@ -48,6 +49,19 @@ public:
 
 protected:
     ~op_source() = default;
+};
+
+// Where an op of kind `wait` parks: an event, a semaphore, a channel. core::start hands the op
+// to park() (unless the task is cancelled: then it fails at once and is never parked); the list
+// completes it later with core::complete_wait; core::cancel takes it back out with unlink()
+// and completes it with ECANCELED (ETIMEDOUT for a deadline).
+class wait_list {
+public:
+    virtual void park(op& o) noexcept = 0;
+    virtual void unlink(op& o) noexcept = 0;
+
+protected:
+    ~wait_list() = default;
 };
 
 enum class park_reason : std::uint8_t {
