@@ -20,6 +20,22 @@ def rss_anon_kib(pid):
     return -1
 
 
+def cpu_ticks(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def wait_until_quiet(pid, limit=30.0):
+    """Until the server has used almost no CPU for 200 ms: it has moved all it can."""
+    start = time.time()
+    while time.time() - start < limit:
+        before = cpu_ticks(pid)
+        time.sleep(0.2)
+        if cpu_ticks(pid) - before <= 2:
+            return time.time() - start
+    return None
+
+
 def start_server(args, port):
     cmd = ["taskset", "-c", "0", args.binary, "--listen", f"127.0.0.1:{port}", "--cores", "1",
            "--backend", args.backend] + args.server_flags.split()
@@ -117,6 +133,9 @@ def main():
     try:
         if args.stuff is not None:
             peers = stuff(args.port, args.stuff)
+            settled = wait_until_quiet(proc.pid)
+            print(f"  server settled {settled:.1f} s after the peers stopped sending" if settled is not None
+                  else "  server still busy after 30 s", flush=True)
             times = [echo_ms(args.port, os.urandom(100)) for _ in range(5)]
             print(f"{args.backend} {args.stuff} non-reading peers: newcomer echo ms "
                   f"min {min(times):.2f} median {statistics.median(times):.2f} max {max(times):.2f}", flush=True)
