@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cctype>
 #include <cstddef>
 #include <cstring>
 
@@ -43,15 +44,27 @@ std::string_view unix_name(const address& a) noexcept {
     return {un.sun_path, len};
 }
 
+// A failure and why: `why` is null for parse(), which keeps only the code; explain_parse_error
+// passes it to learn the reason. Reasons are static text: the caller shows the input itself.
+std::errc fail(std::string_view* why, std::errc code, std::string_view reason) noexcept {
+    if (why) *why = reason;
+    return code;
+}
+
+constexpr std::string_view names_unsupported = "names need resolution (not supported yet)";
+
 // "/path" or "@name" (after the "unix:" prefix).
-result<address> parse_unix(std::string_view name) {
+result<address> parse_unix(std::string_view name, std::string_view* why) {
+    static_assert(sun_path_capacity == 108, "the messages below say 107 bytes");
     const bool abstract = name.starts_with('@');
     if (abstract) name.remove_prefix(1);
-    if (name.empty()) return std::errc::invalid_argument;
+    if (name.empty()) return fail(why, std::errc::invalid_argument, abstract ? "empty abstract socket name" : "empty unix path");
     // A path is a C string to the kernel: an embedded NUL would silently cut it short.
-    if (!abstract && name.find('\0') != std::string_view::npos) return std::errc::invalid_argument;
+    if (!abstract && name.find('\0') != std::string_view::npos)
+        return fail(why, std::errc::invalid_argument, "a unix path cannot hold a NUL byte");
     // A path needs one byte for its trailing NUL, an abstract name one for its leading NUL.
-    if (name.size() + 1 > sun_path_capacity) return std::errc::filename_too_long;
+    if (name.size() + 1 > sun_path_capacity)
+        return fail(why, std::errc::filename_too_long, "unix socket name too long: at most 107 bytes fit in sun_path");
 
     address a;
     sockaddr_un& un = as_unix(a.data());
@@ -63,32 +76,43 @@ result<address> parse_unix(std::string_view name) {
 }
 
 // "a.b.c.d:port" or "[v6%zone]:port".
-result<address> parse_ip(std::string_view text) {
-    if (text.find('\0') != std::string_view::npos) return std::errc::invalid_argument;  // inet_pton wants C strings
+result<address> parse_ip(std::string_view text, std::string_view* why) {
+    constexpr auto invalid = std::errc::invalid_argument;
+    if (text.empty()) return fail(why, invalid, "empty address");
+    if (text.find('\0') != std::string_view::npos)  // inet_pton wants C strings
+        return fail(why, invalid, "an address cannot hold a NUL byte");
     const bool bracketed = text.starts_with('[');
     std::string_view host;
     std::string_view port_text;
     if (bracketed) {
         const auto close = text.find(']');
-        if (close == std::string_view::npos || text.substr(close + 1, 1) != ":") return std::errc::invalid_argument;
+        if (close == std::string_view::npos || text.substr(close + 1, 1) != ":")
+            return fail(why, invalid, "an IPv6 address needs its port after the brackets, as in [::1]:7000");
         host = text.substr(1, close - 1);
         port_text = text.substr(close + 2);
     } else {
         // Unbracketed means IPv4: in "::1:80" nothing could tell the port from the address.
         const auto colon = text.rfind(':');
-        if (colon == std::string_view::npos) return std::errc::invalid_argument;
+        if (colon == std::string_view::npos) return fail(why, invalid, "missing :PORT");
         host = text.substr(0, colon);
         port_text = text.substr(colon + 1);
+        if (host.empty()) return fail(why, invalid, "missing host before :PORT");
+        if (host.find(':') != std::string_view::npos)
+            return fail(why, invalid, "an IPv6 address needs brackets, as in [::1]:7000");
     }
     std::uint16_t port = 0;
-    if (!parse_decimal(port_text, port)) return std::errc::invalid_argument;
+    if (!parse_decimal(port_text, port)) return fail(why, invalid, "the port must be a number from 0 to 65535");
 
     address a;
     if (!bracketed) {
         sockaddr_in& in = as_ipv4(a.data());
         in.sin_family = AF_INET;
         in.sin_port = htons(port);
-        if (::inet_pton(AF_INET, std::string(host).c_str(), &in.sin_addr) != 1) return std::errc::invalid_argument;
+        if (::inet_pton(AF_INET, std::string(host).c_str(), &in.sin_addr) != 1) {
+            // Dotted digits that do not parse are a typo; anything with a letter is a host name.
+            const bool name = std::any_of(host.begin(), host.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+            return fail(why, invalid, name ? names_unsupported : "not an IPv4 address (four numbers 0-255, as in 127.0.0.1)");
+        }
         a.set_size(sizeof(sockaddr_in));
         return a;
     }
@@ -100,24 +124,39 @@ result<address> parse_ip(std::string_view text) {
         host = host.substr(0, percent);
         std::uint32_t scope = 0;
         if (!parse_decimal(zone, scope)) {
-            scope = zone.empty() ? 0 : ::if_nametoindex(std::string(zone).c_str());
-            if (scope == 0) return std::errc::invalid_argument;  // empty or no such interface
+            if (zone.empty()) return fail(why, invalid, "empty scope id after %");
+            scope = ::if_nametoindex(std::string(zone).c_str());
+            if (scope == 0) return fail(why, invalid, "no such network interface for the scope id");
         }
         in6.sin6_scope_id = scope;
     }
-    if (::inet_pton(AF_INET6, std::string(host).c_str(), &in6.sin6_addr) != 1) return std::errc::invalid_argument;
+    if (::inet_pton(AF_INET6, std::string(host).c_str(), &in6.sin6_addr) != 1)
+        return fail(why, invalid, "not an IPv6 address");
     a.set_size(sizeof(sockaddr_in6));
     return a;
+}
+
+result<address> parse_any(std::string_view text, std::string_view* why) {
+    constexpr std::string_view unix_prefix = "unix:";
+    if (text.starts_with(unix_prefix)) return parse_unix(text.substr(unix_prefix.size()), why);
+    return parse_ip(text, why);
 }
 
 }  // namespace
 
 address::address() noexcept : storage_{}, size_{0} {}
 
-result<address> address::parse(std::string_view text) {
-    constexpr std::string_view unix_prefix = "unix:";
-    if (text.starts_with(unix_prefix)) return parse_unix(text.substr(unix_prefix.size()));
-    return parse_ip(text);
+result<address> address::parse(std::string_view text) { return parse_any(text, nullptr); }
+
+std::string address::explain_parse_error(std::string_view text) {
+    constexpr std::string_view forms = "127.0.0.1:7000, [::1]:7000, unix:/path, unix:@name";
+    std::string_view why;
+    const auto parsed = parse_any(text, &why);
+    if (parsed) return {};
+    // A name is a well-formed request for what is missing, not a typo: say what to use instead.
+    if (why == names_unsupported) return std::string{why} + "; use a numeric address: " + std::string{forms};
+    if (parsed.error() == std::errc::filename_too_long) return std::string{why};
+    return std::string{why} + "; expected " + std::string{forms};
 }
 
 address address::from_sockaddr(const sockaddr* sa, socklen_t len) noexcept {

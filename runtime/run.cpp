@@ -1,6 +1,8 @@
 #include <coring/log.hpp>
 #include <coring/run.hpp>
+#include <coring/timer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -200,32 +202,117 @@ std::string feature_report(const runtime_options& opts) {
     return out;
 }
 
-runtime_options runtime_options::from_args(int argc, char** argv) {
-    runtime_options opts;
+runtime_options::parse_outcome runtime_options::parse_args(int argc, char** argv, const flag_handler& app_flag,
+                                                           std::initializer_list<std::string_view> switches) {
+    parse_outcome out;
     for (int i = 1; i < argc; ++i) {
-        const std::string_view flag = argv[i];
+        std::string_view flag = argv[i];
         if (flag == "--help" || flag == "-h") {
-            std::printf("usage: %s [flags]\n%.*s", argv[0], static_cast<int>(help().size()), help().data());
-            std::exit(0);
+            out.help = true;
+            return out;
         }
         try {
-            if (is_switch(flag)) {
-                opts.set(flag, "");
-                continue;
+            if (!flag.starts_with("--"))
+                throw std::invalid_argument(format("unexpected argument '{}' (see --help)", flag));
+            std::string_view value;
+            const bool takes_no_value = is_switch(flag) || std::find(switches.begin(), switches.end(), flag) != switches.end();
+            if (const auto eq = flag.find('='); eq != std::string_view::npos) {
+                value = flag.substr(eq + 1);
+                flag = flag.substr(0, eq);
+            } else if (!takes_no_value) {
+                if (i + 1 >= argc) throw std::invalid_argument(format("{}: missing value", flag));
+                value = argv[++i];
             }
-            if (i + 1 >= argc || !opts.set(flag, argv[i + 1]))
-                throw std::invalid_argument(i + 1 >= argc ? format("{}: missing value", flag)
-                                                          : format("unknown flag {} (see --help)", flag));
-            ++i;
+            if (!(set(flag, value) || (app_flag && app_flag(flag, value))))
+                throw std::invalid_argument(format("unknown flag {} (see --help)", flag));
         } catch (const std::invalid_argument& e) {
-            std::fprintf(stderr, "%s: %s\n", argv[0], e.what());
-            std::exit(2);
+            out.error = e.what();
+            return out;
         }
     }
+    return out;
+}
+
+void runtime_options::parse_args_or_exit(int argc, char** argv, std::string_view usage, const flag_handler& app_flag,
+                                         std::initializer_list<std::string_view> switches) {
+    const auto outcome = parse_args(argc, argv, app_flag, switches);
+    if (outcome.help) {
+        std::printf("%.*s\nruntime flags:\n%.*s", static_cast<int>(usage.size()), usage.data(),
+                    static_cast<int>(help().size()), help().data());
+        std::exit(0);
+    }
+    if (!outcome.error.empty()) {
+        std::string_view program = argc > 0 ? argv[0] : "coring";
+        program.remove_prefix(program.rfind('/') + 1);  // npos + 1 == 0: no slash, nothing removed
+        std::fprintf(stderr, "%.*s: %s\n", static_cast<int>(program.size()), program.data(), outcome.error.c_str());
+        std::exit(2);
+    }
+}
+
+runtime_options runtime_options::from_args(int argc, char** argv) {
+    const std::string usage = format("usage: {} [runtime flags]", argc > 0 ? argv[0] : "coring");
+    return from_args(argc, argv, {}, usage);
+}
+
+runtime_options runtime_options::from_args(int argc, char** argv, const flag_handler& app_flag, std::string_view usage,
+                                           std::initializer_list<std::string_view> switches) {
+    runtime_options opts;
+    opts.parse_args_or_exit(argc, argv, usage, app_flag, switches);
     return opts;
 }
 
+namespace {
+
+// The setup phase's barrier: how many cores have finished setup, and whether any failed.
+struct setup_barrier {
+    unsigned cores = 0;
+    std::atomic<unsigned> finished{0};
+    std::atomic<bool> failed{false};
+};
+
+using core_fn = std::function<task<>(core&)>;
+
+// One core's start-up with a setup phase: its setup, then a wait for every other core's, then
+// its main (guarded as without setup).
+task<> setup_then_main(core& c, const core_fn* setup_fn, const core_fn* main_fn, setup_barrier* barrier,
+                       launch_state* state) {
+    std::string error;
+    try {
+        co_await (*setup_fn)(c);
+    } catch (const std::exception& e) {
+        error = e.what();
+    } catch (...) {
+        error = "an exception that is not a std::exception";
+    }
+    if (!error.empty()) {
+        barrier->failed = true;  // before counting: whoever sees every core finished sees this too
+        state->fail(format("core {}: setup: {}", c.id(), error));
+    }
+    barrier->finished.fetch_add(1);
+    // The wait must not block the loop: a peer's setup may be awaiting a submit_to that this
+    // core serves. It happens once per run, so polling each millisecond costs nothing.
+    while (barrier->finished.load() < barrier->cores) {
+        if (barrier->failed.load() || c.stopping()) co_return;
+        if (!co_await sleep_for(std::chrono::milliseconds{1})) co_return;  // cancelled: stopping
+    }
+    if (barrier->failed.load() || c.stopping()) co_return;
+    task<> main_task;
+    try {
+        main_task = (*main_fn)(c);
+    } catch (const std::exception& e) {
+        state->fail(e.what());
+        co_return;
+    }
+    co_await guard_main(std::move(main_task), state);
+}
+
+}  // namespace
+
 int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
+    return run(opts, nullptr, std::move(main_fn));
+}
+
+int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std::function<task<>(core&)> main_fn) {
     if (opts.print_features) {
         std::fputs(feature_report(opts).c_str(), stdout);
         return 0;
@@ -259,6 +346,8 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
     std::atomic<bool> start_failed{false};
     std::atomic<bool> loop_failed{false};
     std::vector<core_stats> final_stats(n);
+    setup_barrier setup;
+    setup.cores = n;
 
     auto core_main = [&](unsigned k) {
         std::unique_ptr<core> c;
@@ -288,7 +377,10 @@ int run(const runtime_options& opts, std::function<task<>(core&)> main_fn) {
         if (c && !start_failed) {
             c->join_group(state.cores, &group);  // complete: every core was set before the latch
             try {
-                c->spawn(guard_main(main_fn(*c), &state));
+                if (setup_fn)
+                    c->spawn(setup_then_main(*c, &setup_fn, &main_fn, &setup, &state));
+                else
+                    c->spawn(guard_main(main_fn(*c), &state));
                 c->run();
             } catch (const std::exception& e) {
                 loop_failed = true;

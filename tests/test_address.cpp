@@ -158,6 +158,49 @@ TEST_CASE("address: rejects malformed text", "[address]") {
     CHECK(parse_error(std::string_view("unix:/a\0b", 9)) == invalid);  // the kernel would see "/a"
 }
 
+TEST_CASE("address: explains why a parse failed, and which forms are accepted", "[address]") {
+    CHECK(address::explain_parse_error("localhost:7100") ==
+          "names need resolution (not supported yet); use a numeric address: "
+          "127.0.0.1:7000, [::1]:7000, unix:/path, unix:@name");
+    const std::string forms = "; expected 127.0.0.1:7000, [::1]:7000, unix:/path, unix:@name";
+    struct example {
+        std::string_view text;
+        std::string_view says;
+    };
+    const example examples[] = {
+        {"", "empty address"},
+        {"127.0.0.1", "missing :PORT"},
+        {"127.0.0.1:65536", "the port must be a number from 0 to 65535"},
+        {"127.0.0.1:7x", "the port must be a number from 0 to 65535"},
+        {":80", "missing host before :PORT"},
+        {"300.1.1.1:80", "not an IPv4 address"},
+        {"::1:80", "an IPv6 address needs brackets, as in [::1]:7000"},
+        {"[::1]80", "an IPv6 address needs its port after the brackets"},
+        {"[::1]", "an IPv6 address needs its port after the brackets"},
+        {"[::g]:80", "not an IPv6 address"},
+        {"[fe80::1%]:80", "empty scope id after %"},
+        {"[fe80::1%no-such-interface0]:80", "no such network interface"},
+        {"unix:", "empty unix path"},
+        {"unix:@", "empty abstract socket name"},
+        {std::string_view("unix:/a\0b", 9), "a unix path cannot hold a NUL byte"},
+    };
+    for (const auto& e : examples) {
+        INFO("text: \"" << e.text << '"');
+        REQUIRE_FALSE(address::parse(e.text));
+        const std::string why = address::explain_parse_error(e.text);
+        CHECK(why.starts_with(e.says));
+        CHECK(why.ends_with(forms));
+    }
+    // Only the length is wrong: the forms would not help.
+    CHECK(address::explain_parse_error("unix:/" + std::string(199, 'p')) ==
+          "unix socket name too long: at most 107 bytes fit in sun_path");
+    // Text that parses has nothing to explain.
+    for (const char* good : {"127.0.0.1:7000", "[::1]:0", "unix:/tmp/x.sock", "unix:@name"}) {
+        INFO("text: " << good);
+        CHECK(address::explain_parse_error(good).empty());
+    }
+}
+
 TEST_CASE("address: rejects unix names longer than sun_path", "[address]") {
     const auto too_long = std::make_error_code(std::errc::filename_too_long);
     CHECK(parse_error("unix:/" + std::string(199, 'p')) == too_long);  // a 200-char path

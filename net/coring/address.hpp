@@ -23,6 +23,10 @@ public:
     // non-digits in port, bad IP, IPv6 without brackets, empty unix path);
     // std::errc::filename_too_long for a unix path longer than sun_path allows.
     static result<address> parse(std::string_view text);
+    // Why parse(text) fails, as one line for a user: what is wrong and, unless only the length
+    // was, the forms parse accepts ("names need resolution (not supported yet); use a numeric
+    // address: 127.0.0.1:7000, [::1]:7000, unix:/path, unix:@name"). Empty when parse succeeds.
+    static std::string explain_parse_error(std::string_view text);
     static address from_sockaddr(const sockaddr* sa, socklen_t len) noexcept;  // copies len bytes (clamped to storage)
     static address ipv4_loopback(std::uint16_t port) noexcept;  // 127.0.0.1:port
     static address ipv6_loopback(std::uint16_t port) noexcept;  // [::1]:port

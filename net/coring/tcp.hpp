@@ -47,11 +47,14 @@ public:
     };
     [[nodiscard]] recv_lease_awaiter recv_lease();
     // Some of buf (a short send is a success); EPIPE/ECONNRESET, never SIGPIPE.
+    // One writer: one send (or write_all) at a time per stream; a second aborts. To share a
+    // stream between tasks, give it a coring::writer (writer.hpp), whose flusher alone sends.
     [[nodiscard]] detail::transfer_awaiter send(std::span<const std::byte> buf) noexcept {
         return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0,
                 idle_timeout_ns_};
     }
     // All of buf, looping over short sends. buf must stay alive until this completes.
+    // The same one-writer rule: concurrent write_alls would interleave their bytes.
     [[nodiscard]] task<result<void>> write_all(std::span<const std::byte> buf);
     // SHUT_WR sends FIN after queued data: the peer's recv then returns 0.
     [[nodiscard]] detail::status_awaiter shutdown(int how = SHUT_WR) noexcept;

@@ -147,6 +147,18 @@ public:
     // Runs t as a new task owned by this core. An exception that escapes it is logged.
     void spawn(task<> t);
     void spawn(task<> t, task_group& group);  // see task_group::spawn
+    // The same for a callable returning task<> (a lambda with captures): the task owns it, so
+    // its captures live as long as the task (see make_task).
+    template <class Fn>
+        requires std::is_invocable_r_v<task<>, Fn&>
+    void spawn(Fn fn) {
+        spawn(make_task(std::move(fn)));
+    }
+    template <class Fn>
+        requires std::is_invocable_r_v<task<>, Fn&>
+    void spawn(Fn fn, task_group& group) {
+        spawn(make_task(std::move(fn)), group);
+    }
 
     // Runs the loop until t finishes and returns its value (or rethrows its exception). Other
     // tasks keep running meanwhile and stay alive afterwards.
@@ -183,10 +195,16 @@ public:
     void leave_group() noexcept;
 
     // co_await core::current().submit_to(k, fn): runs fn() on core k and gives its result here
-    // (fn may return a task<T>, which then runs on core k). fn is moved into the awaiting
-    // frame and invoked on core k, so it must be safe to run there. Exceptions travel back.
+    // (fn may return a task<T>, which then runs on core k). fn is copied (an lvalue) or moved
+    // into the awaiting frame and invoked on core k, so it must be safe to run there.
+    // Exceptions travel back. With g++, a callable whose captures have destructors must be
+    // passed by name (CORING_CHECK_CALLABLE says why).
     template <class Fn>
-    [[nodiscard]] detail::remote_call<Fn> submit_to(unsigned k, Fn fn);
+    [[nodiscard]] detail::remote_call<std::decay_t<Fn>> submit_to(unsigned k, Fn&& fn);
+    // Fire and forget: runs fn() on core k (a task<> it returns is spawned there); nothing comes
+    // back, an exception is logged there. fn travels in a heap node, freed after it ran.
+    template <class Fn>
+    void post_to(unsigned k, Fn fn);
 
     // Sends m to core m.to: into its inbox, or, when that is full, into a local outbox that
     // each loop turn retries (back-pressure without loss). At most one wake per destination

@@ -5,8 +5,10 @@
 // frame, which stays suspended until the reply is delivered on the caller's own core; the
 // target core only borrows it between taking the request from its inbox and posting the reply.
 #include <coring/core.hpp>
+#include <coring/log.hpp>
 
 #include <exception>
+#include <memory>
 #include <optional>
 #include <type_traits>
 
@@ -31,7 +33,11 @@ struct unwrap_task<task<T>> {
 template <class Fn>
 class remote_call {
     using returned = std::invoke_result_t<Fn&>;
+
+public:
     using value_type = typename unwrap_task<returned>::type;
+
+private:
     using slot_type = std::conditional_t<std::is_void_v<value_type>, bool, value_type>;
 
 public:
@@ -103,15 +109,49 @@ private:
     std::exception_ptr error_;
 };
 
+// post_to's message: nobody waits, so no frame can hold the callable; it travels in this heap
+// node, which the target core frees once fn has run.
+template <class Fn>
+struct posted_call {
+    mail m;
+    Fn fn;
+
+    static void on_target(mail& m) noexcept {
+        std::unique_ptr<posted_call> self{static_cast<posted_call*>(m.context)};
+        try {
+            if constexpr (std::is_invocable_r_v<task<>, Fn&>) core::current().spawn(std::move(self->fn));
+            else self->fn();
+        } catch (const std::exception& e) {
+            log("core {}: post_to: {}", core::current().id(), e.what());
+        } catch (...) {
+            log("core {}: post_to: an unknown exception", core::current().id());
+        }
+    }
+};
+
 }  // namespace detail
 
 template <class Fn>
-detail::remote_call<Fn> core::submit_to(unsigned k, Fn fn) {
+void core::post_to(unsigned k, Fn fn) {
     if (k >= peers_.size()) {
         log_bad_core(k);
         std::abort();
     }
-    return detail::remote_call<Fn>{*this, k, std::move(fn)};
+    auto* p = new detail::posted_call<Fn>{{}, std::move(fn)};
+    p->m.context = p;
+    p->m.to = k;
+    p->m.deliver = &detail::posted_call<Fn>::on_target;
+    post(p->m);
+}
+
+template <class Fn>
+detail::remote_call<std::decay_t<Fn>> core::submit_to(unsigned k, Fn&& fn) {
+    CORING_CHECK_CALLABLE(Fn);
+    if (k >= peers_.size()) {
+        log_bad_core(k);
+        std::abort();
+    }
+    return detail::remote_call<std::decay_t<Fn>>{*this, k, std::decay_t<Fn>(std::forward<Fn>(fn))};
 }
 
 }  // namespace coring

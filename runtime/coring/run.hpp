@@ -1,6 +1,7 @@
 #pragma once
 // run(): the thread-per-core launcher. One thread per core, each pinned to its own CPU, each
-// with its own core (backend, ready queue, timers); main_fn(core&) starts on every core.
+// with its own core (backend, ready queue, timers); main_fn(core&) starts on every core, after
+// setup_fn(core&) has finished on every core when there is one.
 // Signals, process-wide: the calling thread watches SIGINT, SIGTERM and SIGHUP (a terminal that
 // went away, or a service manager, means "stop"); the first starts a graceful stop on every core,
 // the second cancels everything at once. SIGPIPE is ignored (a log line to a pipe nobody reads
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <csignal>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,9 +45,28 @@ struct runtime_options {
     static bool is_switch(std::string_view flag) noexcept;
     // Help text for those flags, one per line, for an app's --help.
     static std::string_view help() noexcept;
-    // For programs with no flags of their own: parses argv, prints help on --help and exits 0,
-    // prints one line and exits 2 on a bad or unknown flag.
+
+    // An app's own flags: returns false for a flag it does not know (which then is an "unknown
+    // flag"), throws std::invalid_argument naming the flag and value when the value is bad.
+    using flag_handler = std::function<bool(std::string_view flag, std::string_view value)>;
+    struct parse_outcome {
+        bool help = false;  // --help or -h came; parsing stopped there
+        std::string error;  // one line naming the flag and what is wrong; empty when all was taken
+    };
+    // Parses argv[1..] into these options (runtime flags) and app_flag (the rest), printing
+    // nothing and never exiting: "--flag value" or "--flag=value"; runtime switches and the
+    // app's `switches` take no value. Stops at the first error or at --help.
+    parse_outcome parse_args(int argc, char** argv, const flag_handler& app_flag = {},
+                             std::initializer_list<std::string_view> switches = {});
+    // parse_args for main(): on --help prints `usage`, then the runtime flags, and exits 0; on
+    // an error prints "PROGRAM: error" on stderr and exits 2.
+    void parse_args_or_exit(int argc, char** argv, std::string_view usage, const flag_handler& app_flag = {},
+                            std::initializer_list<std::string_view> switches = {});
+    // The same into default options: from_args(argc, argv) for a program with no flags of its
+    // own, from_args(argc, argv, app_flag, usage) for one that has some.
     static runtime_options from_args(int argc, char** argv);
+    static runtime_options from_args(int argc, char** argv, const flag_handler& app_flag, std::string_view usage,
+                                     std::initializer_list<std::string_view> switches = {});
 };
 
 // What io_uring and epoll offer here, as lines of text (coring-echo --features).
@@ -64,8 +85,16 @@ std::vector<int> allowed_cpus();      // the CPUs in this process's affinity mas
 unsigned available_cpus() noexcept;  // how many
 
 // Runs main_fn on every core and returns when every core has stopped: 0 after a clean run or
-// stop, 2 when a core could not start or the receive buffers could not fit in this machine's
-// memory (the reason is printed), 1 when a core's loop failed.
+// stop, 2 when a core could not start, a main task threw or the receive buffers could not fit
+// in this machine's memory (the reason is printed), 1 when a core's loop failed.
 int run(const runtime_options& opts, std::function<task<>(core&)> main_fn);
+
+// The same with a start-up phase: setup_fn runs on every core first, and main_fn starts
+// (on every core) only once setup has finished on every core, so a main may use what any
+// core's setup built: per-core services, say, started from core 0 with sharded<T>::start.
+// While a core waits for the others its loop keeps turning, so a setup may submit_to any
+// core. When a setup throws on any core, no main starts anywhere, every core stops and run()
+// returns 2 naming the failure; a stop signal during setup also ends the run before any main.
+int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std::function<task<>(core&)> main_fn);
 
 }  // namespace coring

@@ -20,14 +20,12 @@ public:
     sharded(const sharded&) = delete;
 
     // Builds one T per core, each on its own core, from make() (called there). Await it from
-    // any one core; the others may run meanwhile.
+    // any one core; the others may run meanwhile (run()'s setup phase makes "every shard exists"
+    // a fact before any core serves). make is copied to every core.
     template <class Make>
-    task<> start(Make make) {
-        core& here = core::current();
-        shards_.resize(here.core_count());
-        std::vector<task<>> builds;
-        for (unsigned k = 0; k < here.core_count(); ++k) builds.push_back(build_on(k, make));
-        co_await when_all(std::move(builds));
+    [[nodiscard]] task<> start(Make&& make) {
+        CORING_CHECK_CALLABLE(Make);
+        return start_all(std::decay_t<Make>(std::forward<Make>(make)));
     }
 
     T& local() noexcept { return *shards_[core::current().id()]; }
@@ -35,27 +33,52 @@ public:
 
     // fn(T&) on core k's shard; its result (or exception) comes back here.
     template <class Fn>
-    auto invoke_on(unsigned k, Fn fn) {
-        return core::current().submit_to(k, [this, k, fn = std::move(fn)]() mutable { return fn(*shards_[k]); });
+    [[nodiscard]] auto invoke_on(unsigned k, Fn&& fn) {
+        CORING_CHECK_CALLABLE(Fn);
+        if (k >= size()) {
+            core::current().log_bad_core(k);
+            std::abort();
+        }
+        return call_on(k, std::decay_t<Fn>(std::forward<Fn>(fn)));
     }
 
-    // fn(T&) on every shard, concurrently; returns when all have run.
+    // fn(T&) on every shard, concurrently (each core gets a copy); returns when all have run.
     template <class Fn>
-    task<> invoke_on_all(Fn fn) {
-        std::vector<task<>> calls;
-        for (unsigned k = 0; k < size(); ++k) calls.push_back(call_on(k, fn));
-        co_await when_all(std::move(calls));
+    [[nodiscard]] task<> invoke_on_all(Fn&& fn) {
+        CORING_CHECK_CALLABLE(Fn);
+        return call_on_all(std::decay_t<Fn>(std::forward<Fn>(fn)));
     }
 
 private:
+    // The callables below are always named objects (parameters, members) by the time they
+    // reach a co_await, so the g++ trap above cannot bite inside coring.
+    template <class Make>
+    task<> start_all(Make make) {
+        core& here = core::current();
+        shards_.resize(here.core_count());
+        std::vector<task<>> builds;
+        for (unsigned k = 0; k < here.core_count(); ++k) builds.push_back(build_on(k, make));
+        co_await when_all(std::move(builds));
+    }
     template <class Make>
     task<> build_on(unsigned k, Make make) {
-        auto* slot = &shards_[k];
-        co_await core::current().submit_to(k, [slot, make]() mutable { *slot = std::make_unique<T>(make()); });
+        auto build = [slot = &shards_[k], make = std::move(make)]() mutable { *slot = std::make_unique<T>(make()); };
+        co_await core::current().submit_to(k, build);
     }
     template <class Fn>
-    task<> call_on(unsigned k, Fn fn) {
-        co_await invoke_on(k, std::move(fn));
+    auto call_on(unsigned k, Fn fn) {
+        auto on_shard = [this, k, fn = std::move(fn)]() mutable { return fn(*shards_[k]); };
+        return detail::remote_call<decltype(on_shard)>{core::current(), k, std::move(on_shard)};
+    }
+    template <class Fn>
+    task<> call_on_all(Fn fn) {
+        std::vector<task<>> calls;
+        for (unsigned k = 0; k < size(); ++k) calls.push_back(call_and_wait(k, fn));
+        co_await when_all(std::move(calls));
+    }
+    template <class Fn>
+    task<> call_and_wait(unsigned k, Fn fn) {
+        co_await call_on(k, std::move(fn));
     }
 
     std::vector<std::unique_ptr<T>> shards_;

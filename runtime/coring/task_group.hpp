@@ -11,6 +11,7 @@
 #include <coring/task.hpp>
 
 #include <cstddef>
+#include <type_traits>
 
 namespace coring {
 
@@ -23,6 +24,12 @@ public:
 
     // Starts t on the current core as a child of this group. An exception escaping it is logged.
     void spawn(task<> t);
+    // The same for a callable returning task<>: the child owns it (captures live as long as it).
+    template <class Fn>
+        requires std::is_invocable_r_v<task<>, Fn&>
+    void spawn(Fn fn) {
+        spawn(make_task(std::move(fn)));
+    }
     std::size_t size() const noexcept { return count_; }
 
     class [[nodiscard]] join_awaiter {
