@@ -11,6 +11,9 @@
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <optional>
 #include <poll.h>
 #include <string>
@@ -34,6 +37,33 @@ struct fd_guard {
         if (fd >= 0) ::close(fd);
     }
 };
+
+// Holds a free loopback port: a socket bound with SO_REUSEADDR and SO_REUSEPORT but never
+// listening, so it takes no connections, yet no other user can take the port while listeners
+// with SO_REUSEPORT (coring's, in this process or in a child of the same user) join it.
+struct reserved_port {
+    fd_guard holder;
+    std::uint16_t port = 0;
+};
+
+inline reserved_port reserve_loopback_port() {
+    reserved_port r;
+    r.holder.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(r.holder.fd >= 0);
+    const int on = 1;
+    REQUIRE(::setsockopt(r.holder.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
+    REQUIRE(::setsockopt(r.holder.fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0);
+    sockaddr_in any_port{};
+    any_port.sin_family = AF_INET;
+    any_port.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(r.holder.fd, reinterpret_cast<const sockaddr*>(&any_port), sizeof any_port) == 0);
+    sockaddr_in bound{};
+    socklen_t len = sizeof bound;
+    REQUIRE(::getsockname(r.holder.fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0);
+    r.port = ntohs(bound.sin_port);
+    REQUIRE(r.port != 0);
+    return r;
+}
 
 // The port in the server's "listening on 127.0.0.1:PORT" line, 0 until that line is complete.
 inline std::uint16_t listening_port(const std::string& err) {

@@ -33,31 +33,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Holds a free loopback port: a socket bound with SO_REUSEADDR and SO_REUSEPORT but never
-// listening, so it takes no connections, yet no other user can take the port while listeners
-// with SO_REUSEPORT (coring's, in this process or in a child of the same user) join it.
-struct reserved_port {
-    fd_guard holder;
-    std::uint16_t port = 0;
-};
-
-reserved_port reserve_loopback_port() {
-    reserved_port r;
-    r.holder.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(r.holder.fd >= 0);
-    const int on = 1;
-    REQUIRE(::setsockopt(r.holder.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
-    REQUIRE(::setsockopt(r.holder.fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0);
-    const address any_port = address::ipv4_loopback(0);
-    REQUIRE(::bind(r.holder.fd, any_port.data(), any_port.size()) == 0);
-    sockaddr_in bound{};
-    socklen_t len = sizeof bound;
-    REQUIRE(::getsockname(r.holder.fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0);
-    r.port = ntohs(bound.sin_port);
-    REQUIRE(r.port != 0);
-    return r;
-}
-
 }  // namespace
 
 // ---- 1. threads and CPUs -----------------------------------------------------------------------
