@@ -481,7 +481,8 @@ task<> core::watch_wakeups() {
             }
             int await_resume() const noexcept { return o.res; }
         };
-        if (co_await awaiter{o} < 0) co_return;  // cancelled: the core is shutting down
+        const int read = co_await awaiter{o};  // awaited first: g++ 12 and co_await in a condition
+        if (read < 0) co_return;  // cancelled: the core is shutting down
         // One read takes the whole doorbell counter, so two quick rings may arrive as one read,
         // or a request may be seen a read early: the request count says how many there were.
         for (unsigned n = stop_requests_.exchange(0); n > 0; --n) request_stop();

@@ -293,7 +293,8 @@ task<> setup_then_main(core& c, const core_fn* setup_fn, const core_fn* main_fn,
     // core serves. It happens once per run, so polling each millisecond costs nothing.
     while (barrier->finished.load() < barrier->cores) {
         if (barrier->failed.load() || c.stopping()) co_return;
-        if (!co_await sleep_for(std::chrono::milliseconds{1})) co_return;  // cancelled: stopping
+        const auto slept = co_await sleep_for(std::chrono::milliseconds{1});  // not in the condition: g++ 12
+        if (!slept) co_return;  // cancelled: stopping
     }
     if (barrier->failed.load() || c.stopping()) co_return;
     task<> main_task;

@@ -455,7 +455,8 @@ task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, re
                 ++checked;
                 g.spawn([](share* sh, tcp_stream* c, std::uint64_t id) -> task<> {
                     co_await sh->connecting.enter();
-                    if (co_await round_trip(*sh, *c, id, 1)) ++sh->out.idle_verified;
+                    const bool verified = co_await round_trip(*sh, *c, id, 1);  // not in a condition: g++ 12
+                    if (verified) ++sh->out.idle_verified;
                     sh->connecting.leave();
                     sh->live.idle_checked.fetch_add(1, std::memory_order_relaxed);
                 }(&sh, &held[k].second, held[k].first));
