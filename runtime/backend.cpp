@@ -96,8 +96,7 @@ void backend::give_back(std::uint16_t id) noexcept {
         spares_[id - buffer_count_].reset();
         free_spare_ids_.push_back(id);
     } else if (!to_ring(id)) {
-        free_.push_back(id);
-        ++dirty_;
+        put_free(id);
     }
     if (!buffer_waiters_.empty()) {  // the longest waiter goes now (it arms its receive again)
         op& o = buffer_waiters_.pop();

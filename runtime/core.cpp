@@ -53,60 +53,6 @@ namespace {
 root_task run_root(task<> t) { co_await std::move(t); }
 }  // namespace
 
-void ready_queue::push(ready_item item) {
-    if (size() == items_.size()) {  // full: unroll into a buffer twice the size
-        std::vector<ready_item> bigger(items_.size() * 2);
-        for (std::size_t i = 0; i < items_.size(); ++i) bigger[i] = pop();
-        head_ = 0;
-        tail_ = items_.size();
-        items_ = std::move(bigger);
-    }
-    items_[tail_++ & (items_.size() - 1)] = item;
-}
-
-void timer_heap::push(op& o) {
-    o.armed = true;
-    heap_.push_back(&o);
-    place(heap_.size() - 1, &o);
-    sift_up(heap_.size() - 1);
-}
-
-void timer_heap::erase(op& o) noexcept {
-    o.armed = false;
-    const std::size_t i = o.heap_index;
-    op* last = heap_.back();
-    heap_.pop_back();
-    if (i == heap_.size()) return;  // o was the last one
-    place(i, last);
-    sift_up(i);
-    sift_down(last->heap_index);
-}
-
-void timer_heap::sift_up(std::size_t i) noexcept {
-    op* o = heap_[i];
-    while (i > 0) {
-        const std::size_t parent = (i - 1) / 2;
-        if (heap_[parent]->deadline_ns <= o->deadline_ns) break;
-        place(i, heap_[parent]);
-        i = parent;
-    }
-    place(i, o);
-}
-
-void timer_heap::sift_down(std::size_t i) noexcept {
-    op* o = heap_[i];
-    for (;;) {
-        std::size_t child = 2 * i + 1;
-        if (child >= heap_.size()) break;
-        if (child + 1 < heap_.size() && heap_[child + 1]->deadline_ns < heap_[child]->deadline_ns)
-            ++child;
-        if (o->deadline_ns <= heap_[child]->deadline_ns) break;
-        place(i, heap_[child]);
-        i = child;
-    }
-    place(i, o);
-}
-
 armed_source::armed_source() noexcept : owner_{&core::current()} {
     next_ = owner_->armed_;
     if (next_) next_->prev_ = this;
@@ -493,43 +439,6 @@ core_stats core::stats() const noexcept {
     core_stats s = stats_;
     s.backend = backend_->stats();
     return s;
-}
-
-core_stats& core_stats::operator+=(const core_stats& o) noexcept {
-    tasks_spawned += o.tasks_spawned;
-    resumes += o.resumes;
-    loop_turns += o.loop_turns;
-    timers_fired += o.timers_fired;
-    mail_received += o.mail_received;
-    wakes_sent += o.wakes_sent;
-    mail_deferred += o.mail_deferred;
-    backend.ops_started += o.backend.ops_started;
-    backend.sqes_submitted += o.backend.sqes_submitted;
-    backend.enter_calls += o.backend.enter_calls;
-    backend.completions += o.backend.completions;
-    backend.sq_full_waits += o.backend.sq_full_waits;
-    backend.parked_for_cq += o.backend.parked_for_cq;
-    backend.cq_overflow += o.backend.cq_overflow;
-    backend.cq_overcommits += o.backend.cq_overcommits;
-    backend.cancels += o.backend.cancels;
-    backend.eagain_retries += o.backend.eagain_retries;
-    backend.multishot_arms += o.backend.multishot_arms;
-    backend.buffers_in_use += o.backend.buffers_in_use;
-    backend.buffer_waits += o.backend.buffer_waits;
-    backend.spare_buffers += o.backend.spare_buffers;
-    backend.buffer_ring_grows += o.backend.buffer_ring_grows;
-    return *this;
-}
-
-std::string to_string(const core_stats& s) {
-    const backend_stats& b = s.backend;
-    return format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
-                  "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cq_overcommits={} cancels={} "
-                  "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={} spare_buffers={} ring_grows={}",
-                  s.tasks_spawned, s.resumes, s.loop_turns, s.timers_fired, s.mail_received, s.wakes_sent,
-                  s.mail_deferred, b.ops_started, b.sqes_submitted, b.enter_calls, b.completions, b.sq_full_waits,
-                  b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.eagain_retries, b.multishot_arms,
-                  b.buffers_in_use, b.buffer_waits, b.spare_buffers, b.buffer_ring_grows);
 }
 
 }  // namespace coring

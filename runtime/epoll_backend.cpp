@@ -122,8 +122,7 @@ int epoll_backend::recv_into_pool(op& o) noexcept {
     if (id < 0) return -ENOBUFS;  // readable, but the pool is empty: the op's owner decides
     const ssize_t n = ::recv(o.fd, buffer(static_cast<std::uint16_t>(id)), buffer_size(), o.flags);
     if (n <= 0) {  // nothing landed: the buffer goes back on top, as warm as it was
-        free_.push_back(static_cast<std::uint16_t>(id));
-        ++dirty_;
+        put_free(static_cast<std::uint16_t>(id));
         return errno_or(n);
     }
     ++stats_.buffers_in_use;

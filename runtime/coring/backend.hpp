@@ -100,7 +100,6 @@ public:
     // the reader gets a spare buffer of its own (take_spare), so no set of peers that hold
     // buffers can stop a reader that waits. Set up on first use; throws std::system_error.
     void ensure_buffers();
-    bool has_buffers() const noexcept { return pool_ != nullptr; }
     // Ids below buffer_count() name pool buffers; ids above name spares.
     std::byte* buffer(std::uint16_t id) const noexcept {
         return id < buffer_count_ ? pool_ + std::size_t{id} * buffer_size_ : spares_[id - buffer_count_].get();
@@ -145,6 +144,11 @@ protected:
     virtual void on_trim() noexcept {}  // io_uring: a quiet second halves the ring's window
     // The most recently returned free pool buffer, marked as touched; -1 when none is free.
     int take_free() noexcept;
+    // A touched pool buffer back on top of the free list (the warmest goes out first).
+    void put_free(std::uint16_t id) noexcept {
+        free_.push_back(id);
+        ++dirty_;
+    }
 
     detail::completion_sink& sink_;
     backend_stats stats_;
