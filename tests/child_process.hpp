@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <optional>
 #include <poll.h>
+#include <sys/time.h>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -38,6 +39,15 @@ struct fd_guard {
     }
 };
 
+// 127.0.0.1:port.
+inline sockaddr_in loopback(std::uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
 // Holds a free loopback port: a socket bound with SO_REUSEADDR and SO_REUSEPORT but never
 // listening, so it takes no connections, yet no other user can take the port while listeners
 // with SO_REUSEPORT (coring's, in this process or in a child of the same user) join it.
@@ -53,9 +63,7 @@ inline reserved_port reserve_loopback_port() {
     const int on = 1;
     REQUIRE(::setsockopt(r.holder.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0);
     REQUIRE(::setsockopt(r.holder.fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0);
-    sockaddr_in any_port{};
-    any_port.sin_family = AF_INET;
-    any_port.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const sockaddr_in any_port = loopback(0);
     REQUIRE(::bind(r.holder.fd, reinterpret_cast<const sockaddr*>(&any_port), sizeof any_port) == 0);
     sockaddr_in bound{};
     socklen_t len = sizeof bound;
@@ -63,6 +71,64 @@ inline reserved_port reserve_loopback_port() {
     r.port = ntohs(bound.sin_port);
     REQUIRE(r.port != 0);
     return r;
+}
+
+// A plain blocking client to 127.0.0.1:port with 5 s send/receive timeouts, so a silent server
+// fails the test instead of hanging it; `rcvbuf`, when not 0, is its SO_RCVBUF (set before the
+// SYN, so the window stays small). Returns the fd, or -errno.
+inline int connect_blocking(std::uint16_t port, int rcvbuf = 0) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    const timeval limit{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);  // bounds connect too
+    const sockaddr_in a = loopback(port);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
+        int e = errno;
+        if (e == EINTR) {
+            // Interrupted, not failed: the handshake goes on (io_uring's teardown of a ring this
+            // process had can interrupt a blocking call). Wait for it and ask how it went.
+            pollfd p{fd, POLLOUT, 0};
+            socklen_t len = sizeof e;
+            while (::poll(&p, 1, 5000) < 0 && errno == EINTR) {}
+            if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) e = errno;
+            if (e == 0 && !(p.revents & POLLOUT)) e = ETIMEDOUT;
+        }
+        if (e != 0) {
+            ::close(fd);
+            return -e;  // the reason, for the test's message
+        }
+    }
+    return fd;
+}
+
+// Sends `message`, reads back as many bytes; what came back, or an error description.
+inline std::string blocking_round_trip(int fd, const std::string& message) {
+    ssize_t sent;
+    while ((sent = ::send(fd, message.data(), message.size(), MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
+    if (sent != static_cast<ssize_t>(message.size())) return "<send failed: " + std::string{std::strerror(errno)} + ">";
+    std::string got;
+    char buf[64];
+    while (got.size() < message.size()) {
+        const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, message.size() - got.size()), 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return got + "<recv failed: " + std::strerror(errno) + ">";
+        if (n == 0) return got + "<eof>";
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+}
+
+// In a forked child about to exec a server: the signals it stops on or ignores by itself get
+// their default actions and nothing is blocked, as a user's shell would start it. Ignored
+// dispositions and the mask survive exec, and this test process may have either (an in-process
+// run() ignores SIGPIPE/SIGUSR1/SIGUSR2, and blocks SIGINT/SIGTERM/SIGHUP in its threads).
+inline void reset_signals_for_exec() noexcept {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_DFL);
 }
 
 // The port in the server's "listening on 127.0.0.1:PORT" line, 0 until that line is complete.
@@ -114,13 +180,7 @@ public:
                 ::dup2(null, STDIN_FILENO);
                 ::close(null);  // not left open across the exec
             }
-            // The signal mask survives exec; the server must see SIGINT/SIGTERM as a user's shell
-            // would deliver them, whatever this test process has blocked.
-            sigset_t none;
-            sigemptyset(&none);
-            ::sigprocmask(SIG_SETMASK, &none, nullptr);
-            ::signal(SIGINT, SIG_DFL);
-            ::signal(SIGTERM, SIG_DFL);
+            reset_signals_for_exec();
             ::execv(argv[0], argv.data());
             ::_exit(127);
         }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -32,6 +33,37 @@ using namespace std::chrono_literals;
 
 // Every networking test runs on both backends: `const auto kind = GENERATE(BOTH_BACKENDS);`
 #define BOTH_BACKENDS ::coring::backend_kind::uring, ::coring::backend_kind::epoll
+
+// The configurations recv_lease and feeds have: io_uring with multishot, io_uring one shot at a
+// time (as on kernels before 6.0), epoll. `GENERATE(LEASE_SETUPS)`.
+struct lease_setup {
+    backend_kind kind;
+    bool multishot;
+};
+inline std::string describe(const lease_setup& s) {
+    return std::string{to_string(s.kind)} + (s.kind == backend_kind::uring ? (s.multishot ? " multishot" : " single-shot") : "");
+}
+#define LEASE_SETUPS                                                                   \
+    ::coring::testing::lease_setup{::coring::backend_kind::uring, true},               \
+        ::coring::testing::lease_setup{::coring::backend_kind::uring, false},          \
+        ::coring::testing::lease_setup{::coring::backend_kind::epoll, false}
+
+inline backend_config config_of(const lease_setup& s, unsigned buffers = 1024, unsigned size = 16384) {
+    backend_config cfg{s.kind};
+    cfg.buffer_count = buffers;
+    cfg.buffer_size = size;
+    cfg.multishot = s.multishot;
+    return cfg;
+}
+
+// coring::run on two cores (more than this machine's CPUs is fine: they share), quietly.
+inline runtime_options two_cores(backend_kind kind) {
+    runtime_options o;
+    o.cores = 2;
+    o.backend = kind;
+    o.quiet = true;
+    return o;
+}
 
 class test_core {
 public:

@@ -33,22 +33,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// The signals coring-echo is to stop on or ignore by itself, set back to their defaults while
-// this process forks: an ignored disposition survives exec, and this process may ignore some
-// (an in-process run() does, so does nohup), which would hide what the server does on its own.
-struct default_dispositions {
-    static constexpr int signals[] = {SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2};
-    struct sigaction old[std::size(signals)];
-    default_dispositions() {
-        struct sigaction dfl{};
-        dfl.sa_handler = SIG_DFL;
-        for (std::size_t i = 0; i < std::size(signals); ++i) ::sigaction(signals[i], &dfl, &old[i]);
-    }
-    ~default_dispositions() {
-        for (std::size_t i = 0; i < std::size(signals); ++i) ::sigaction(signals[i], &old[i], nullptr);
-    }
-};
-
 std::vector<std::string> echo_args(backend_kind kind, std::vector<std::string> more) {
     std::vector<std::string> args{"--backend", std::string{to_string(kind)}, "--drain-timeout", "200"};
     args.insert(args.end(), more.begin(), more.end());
@@ -57,7 +41,6 @@ std::vector<std::string> echo_args(backend_kind kind, std::vector<std::string> m
 
 // coring-echo on `kind` with `more` flags, started as a shell would start it.
 child_process start_echo(backend_kind kind, std::vector<std::string> more) {
-    const default_dispositions during_fork;
     return child_process{CORING_ECHO_BINARY, echo_args(kind, std::move(more))};
 }
 
@@ -69,24 +52,8 @@ std::uint16_t wait_listening(child_process& p) {
 
 // One round trip of "ping" to 127.0.0.1:port with 5 s timeouts: whether it came back.
 bool echoes(std::uint16_t port) {
-    fd_guard c{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    const timeval limit{5, 0};
-    ::setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    ::setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) return false;
-    if (::send(c.fd, "ping", 4, MSG_NOSIGNAL) != 4) return false;
-    std::string got;
-    char buf[4];
-    while (got.size() < 4) {
-        const ssize_t n = ::recv(c.fd, buf, 4 - got.size(), 0);
-        if (n <= 0) return false;
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    return got == "ping";
+    const fd_guard c{connect_blocking(port)};
+    return c.fd >= 0 && blocking_round_trip(c.fd, "ping") == "ping";
 }
 
 // Whether `port` on 127.0.0.1 can be listened on by a plain socket (no SO_REUSEPORT): nobody holds it.
@@ -94,10 +61,7 @@ bool port_free(std::uint16_t port) {
     fd_guard s{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
     const int on = 1;
     ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const sockaddr_in a = loopback(port);
     return ::bind(s.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 && ::listen(s.fd, 1) == 0;
 }
 
@@ -207,15 +171,10 @@ TEST_CASE("coring-echo whose stderr reader went away stops on SIGTERM with statu
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    const pid_t pid = [] {
-        const default_dispositions during_fork;
-        return ::fork();
-    }();
+    const pid_t pid = ::fork();
     if (pid == 0) {
         ::dup2(err[1], STDERR_FILENO);
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        reset_signals_for_exec();
         ::execv(argv[0], argv.data());
         ::_exit(127);
     }

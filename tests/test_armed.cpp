@@ -17,21 +17,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-struct setup {
-    backend_kind kind;
-    bool multishot;
-};
-std::string describe(const setup& s) {
-    return std::string{to_string(s.kind)} + (s.kind == backend_kind::uring ? (s.multishot ? " multishot" : " single-shot") : "");
-}
-#define SETUPS setup{backend_kind::uring, true}, setup{backend_kind::uring, false}, setup{backend_kind::epoll, false}
-
-backend_config config_of(const setup& s) {
-    backend_config cfg{s.kind, 64};
-    cfg.multishot = s.multishot;
-    return cfg;
-}
-
 // Runs fn in a child process: a hang there is killed at `limit` instead of hanging the suite,
 // and an abort is an exit status instead of the end of the test run. Catch stays in the parent.
 int exit_status_of(std::chrono::milliseconds limit, const std::function<int()>& fn) {
@@ -65,7 +50,7 @@ TEST_CASE("sockets with armed feeds that belong to no task: run() ends, and they
     // object outside any task (as a sharded<T> service is), left a multishot op in the kernel.
     // drain_everything cancelled only tasks, so run() blocked forever in io_uring_enter; on
     // epoll, destroying the socket after its core was gone aborted ("no core on this thread").
-    const auto s = GENERATE(SETUPS);
+    const auto s = GENERATE(LEASE_SETUPS);
     INFO(describe(s));
     const int status = exit_status_of(10s, [&] {
         std::optional<tcp_stream> kept_stream;
@@ -101,7 +86,7 @@ TEST_CASE("a stop ends an accept loop that is busy between accepts", "[cores][ar
     // The story: begin_stop cancelled only accepts that a task waited on at that instant. A
     // multishot accept stays armed between accepts, so a connection arriving after the stop
     // was accepted and served, and run() took the whole drain timeout (2,050 ms vs 450 ms).
-    const auto s = GENERATE(SETUPS);
+    const auto s = GENERATE(LEASE_SETUPS);
     INFO(describe(s));
     core c{core_config{0, config_of(s), 2000ms}};
     struct shared {
@@ -170,7 +155,7 @@ TEST_CASE("a 2-entry SQ and a 16-entry CQ: CQEs reaped while a batch is handled 
     // The story: a handler that submits while the SQ is full may have to reap (EBUSY); that inner
     // reap handled newer CQEs before the rest of the outer batch, which could reorder a
     // multishot receive's data. Now the inner reap only appends behind the outer batch.
-    const auto s = GENERATE(setup{backend_kind::uring, true}, setup{backend_kind::uring, false});
+    const auto s = GENERATE(lease_setup{backend_kind::uring, true}, lease_setup{backend_kind::uring, false});
     INFO(describe(s));
     backend_config cfg = config_of(s);
     cfg.sq_entries = 2;

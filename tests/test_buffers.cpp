@@ -23,26 +23,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// The configurations recv_lease has: io_uring with multishot, io_uring one shot at a time
-// (as on kernels before 6.0), epoll.
-struct lease_setup {
-    backend_kind kind;
-    bool multishot;
-};
-std::string describe(const lease_setup& s) {
-    return std::string{to_string(s.kind)} + (s.kind == backend_kind::uring ? (s.multishot ? " multishot" : " single-shot") : "");
-}
-#define LEASE_SETUPS lease_setup{backend_kind::uring, true}, lease_setup{backend_kind::uring, false}, lease_setup{backend_kind::epoll, false}
-
-backend_config config_of(const lease_setup& s, unsigned buffers = 1024, unsigned size = 16384) {
-    backend_config cfg{s.kind};
-    cfg.buffer_count = buffers;
-    cfg.buffer_size = size;
-    cfg.multishot = s.multishot;
-    return cfg;
-}
-
-
 std::uint64_t buffers_in_use() { return core::current().io().stats().buffers_in_use; }
 
 // Byte i of stream k: any loss, duplicate or reordering shows.

@@ -15,13 +15,6 @@ using namespace coring::testing;
 
 namespace {
 
-runtime_options two_cores(backend_kind kind) {
-    runtime_options o;
-    o.cores = 2;
-    o.backend = kind;
-    o.quiet = true;
-    return o;
-}
 
 struct room {
     std::string lines;

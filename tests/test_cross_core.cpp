@@ -19,13 +19,6 @@ struct outcome {
     std::thread::id target_thread;
 };
 
-runtime_options two_cores(backend_kind kind) {
-    runtime_options o;
-    o.cores = 2;
-    o.backend = kind;
-    o.quiet = true;
-    return o;
-}
 
 task<> ping_many(unsigned calls, std::uint64_t base, outcome* out) {
     core& here = core::current();

@@ -44,59 +44,6 @@ std::vector<std::string> split_words(const std::string& s) {
     return words;
 }
 
-sockaddr_in loopback(std::uint16_t port) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return a;
-}
-
-// A plain blocking client with 5 s send/receive timeouts, so a silent server fails the test
-// instead of hanging it. Returns the fd, or -errno.
-int connect_blocking(std::uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    const timeval limit{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);  // bounds connect too
-    const sockaddr_in a = loopback(port);
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0) {
-        int e = errno;
-        if (e == EINTR) {
-            // Interrupted, not failed: the handshake goes on (io_uring's teardown of a ring this
-            // process had can interrupt a blocking call). Wait for it and ask how it went.
-            pollfd p{fd, POLLOUT, 0};
-            socklen_t len = sizeof e;
-            while (::poll(&p, 1, 5000) < 0 && errno == EINTR) {}
-            if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) e = errno;
-            if (e == 0 && !(p.revents & POLLOUT)) e = ETIMEDOUT;
-        }
-        if (e != 0) {
-            ::close(fd);
-            return -e;  // the reason, for the test's message
-        }
-    }
-    return fd;
-}
-
-// Sends `message`, reads back as many bytes; what came back, or an error description.
-std::string blocking_round_trip(int fd, const std::string& message) {
-    ssize_t sent;
-    while ((sent = ::send(fd, message.data(), message.size(), MSG_NOSIGNAL)) < 0 && errno == EINTR) {}
-    if (sent != static_cast<ssize_t>(message.size())) return "<send failed: " + std::string{std::strerror(errno)} + ">";
-    std::string got;
-    char buf[64];
-    while (got.size() < message.size()) {
-        const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, message.size() - got.size()), 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return got + "<recv failed: " + std::strerror(errno) + ">";
-        if (n == 0) return got + "<eof>";
-        got.append(buf, static_cast<std::size_t>(n));
-    }
-    return got;
-}
-
 }  // namespace
 
 TEST_CASE("coring-echo --help prints usage and exits 0", "[app]") {

@@ -17,17 +17,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-int connect_to(std::uint16_t port, int rcvbuf = 0) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd >= 0 && rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);  // before the SYN
-    const address a = address::ipv4_loopback(port);
-    if (fd < 0 || ::connect(fd, a.data(), a.size()) != 0) {
-        if (fd >= 0) ::close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 // Reads whole lines from fd until `count` have come or `limit` passed.
 std::vector<std::string> read_lines(int fd, std::size_t count, std::chrono::milliseconds limit) {
     std::vector<std::string> lines;
@@ -63,12 +52,12 @@ TEST_CASE("the chat example on two cores: every line reaches every other client 
     constexpr int clients = 8;
     std::vector<fd_guard> fds;
     for (int i = 0; i < clients; ++i) {
-        fds.emplace_back(connect_to(port.port));
+        fds.emplace_back(connect_blocking(port.port));
         REQUIRE(fds.back().fd >= 0);
     }
     // A client that never reads: nobody waits for it (its lines queue in its own bounded outbox;
     // once that is full the server cuts it, which takes more than the kernel's buffers hold).
-    fd_guard sloth{connect_to(port.port, 4096)};
+    fd_guard sloth{connect_blocking(port.port, 4096)};
     ::usleep(100'000);  // every client accepted and in its core's room before the first line
     for (int round = 0; round < 50; ++round) {
         for (int i = 0; i < clients; ++i) {

@@ -115,11 +115,8 @@ child_exit in_child(Fn fn) {
     return result;
 }
 
-runtime_options two_cores(backend_kind kind) {
-    runtime_options o;
-    o.cores = 2;  // more cores than CPUs is allowed: they share
-    o.backend = kind;
-    o.quiet = true;
+runtime_options two_cores_short_drain(backend_kind kind) {
+    runtime_options o = two_cores(kind);
     o.drain_timeout = 500ms;
     return o;
 }
@@ -268,7 +265,7 @@ TEST_CASE("run() with setup: every core's main starts after every core's setup h
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
     setup_record r;
-    const int rc = run(two_cores(kind), [&](core& c) { return slow_setup(c, &r); },
+    const int rc = run(two_cores_short_drain(kind), [&](core& c) { return slow_setup(c, &r); },
                        [&](core& c) { return count_built(c, &r); });
     CHECK(rc == 0);
     CHECK(r.mains == 2);
@@ -282,7 +279,7 @@ TEST_CASE("run() with setup: a setup that throws on one core starts no main anyw
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
     std::atomic<int> mains{0};
-    const int rc = run(two_cores(kind), [](core& c) { return failing_setup(c); }, [&](core&) -> task<> {
+    const int rc = run(two_cores_short_drain(kind), [](core& c) { return failing_setup(c); }, [&](core&) -> task<> {
         ++mains;
         co_return;
     });
@@ -300,7 +297,7 @@ TEST_CASE("run() with setup: a sharded<T> started from core 0 exists on every co
     sharded<shard> shards;
     std::array<std::atomic<unsigned>, 2> ready{};
     const int rc = run(
-        two_cores(kind),
+        two_cores_short_drain(kind),
         [&](core& c) -> task<> {
             if (c.id() != 0) co_return;  // core 1's setup ends at once: its main must still wait
             co_await shards.start([] {

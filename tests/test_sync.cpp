@@ -36,13 +36,6 @@ task<> record(Make make, std::error_code* out) {
 
 const std::error_code not_yet = make_error_code(std::errc::interrupted);
 
-runtime_options two_cores(backend_kind kind) {
-    runtime_options o;
-    o.cores = 2;
-    o.backend = kind;
-    o.quiet = true;
-    return o;
-}
 
 // ---- event, semaphore, mutex -----------------------------------------------------------------
 
