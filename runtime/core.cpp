@@ -265,7 +265,7 @@ void core::turn() {
     }
     if (outbox_pending_ > 0 && (timeout < 0 || timeout > 1'000'000))
         timeout = 1'000'000;  // a full inbox elsewhere: retry within 1 ms (a wait, not a spin)
-    if (backend_->buffers_to_trim()) {  // idle pool buffers go back to the kernel within 2 s
+    if (timeout != 0 && backend_->buffers_to_trim()) {  // a wait must end in time to trim (within 2 s)
         const std::int64_t until_trim = std::max<std::int64_t>(0, next_trim_ns_ - now_ns());
         if (timeout < 0 || timeout > until_trim) timeout = until_trim;
     }

@@ -4,6 +4,7 @@
 #include <coring/log.hpp>
 
 #include <atomic>
+#include <cstdlib>
 
 namespace coring {
 
@@ -13,8 +14,10 @@ void core::join_group(std::vector<core*> peers, detail::run_group* group) {
     outboxes_.assign(peers_.size(), {});
 }
 
-void core::log_bad_core(unsigned k) const noexcept {
-    log("submit_to({}): this run has {} core(s)", k, peers_.size());
+void core::require_core(unsigned k, const char* what) const noexcept {
+    if (k < peers_.size()) return;
+    log("{}({}): this run has {} core(s)", what, k, peers_.size());
+    std::abort();
 }
 
 void core::post(detail::mail& m) noexcept {

@@ -230,7 +230,8 @@ public:
     detail::task_context* current_task() const noexcept { return current_; }
 
     static std::int64_t now_ns() noexcept;
-    void log_bad_core(unsigned k) const noexcept;
+    // Aborts, naming `what` (submit_to, post_to), unless k is a core of this run.
+    void require_core(unsigned k, const char* what) const noexcept;
 
 private:
     friend struct detail::root_promise;

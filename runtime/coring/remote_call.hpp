@@ -133,10 +133,7 @@ struct posted_call {
 
 template <class Fn>
 void core::post_to(unsigned k, Fn fn) {
-    if (k >= peers_.size()) {
-        log_bad_core(k);
-        std::abort();
-    }
+    require_core(k, "post_to");
     auto* p = new detail::posted_call<Fn>{{}, std::move(fn)};
     p->m.context = p;
     p->m.to = k;
@@ -147,10 +144,7 @@ void core::post_to(unsigned k, Fn fn) {
 template <class Fn>
 detail::remote_call<std::decay_t<Fn>> core::submit_to(unsigned k, Fn&& fn) {
     CORING_CHECK_CALLABLE(Fn);
-    if (k >= peers_.size()) {
-        log_bad_core(k);
-        std::abort();
-    }
+    require_core(k, "submit_to");
     return detail::remote_call<std::decay_t<Fn>>{*this, k, std::decay_t<Fn>(std::forward<Fn>(fn))};
 }
 

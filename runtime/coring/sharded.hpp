@@ -6,8 +6,10 @@
 // Lifetime: construct and destroy the sharded<T> outside the cores (before run() / after it
 // returns) or on one core while no task uses it; start() builds each shard on its own core.
 #include <coring/core.hpp>
+#include <coring/log.hpp>
 #include <coring/when.hpp>
 
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -36,7 +38,7 @@ public:
     [[nodiscard]] auto invoke_on(unsigned k, Fn&& fn) {
         CORING_CHECK_CALLABLE(Fn);
         if (k >= size()) {
-            core::current().log_bad_core(k);
+            log("invoke_on({}): {} shard(s) (started?)", k, size());
             std::abort();
         }
         return call_on(k, std::decay_t<Fn>(std::forward<Fn>(fn)));
