@@ -3,6 +3,7 @@
 #include <coring/task_group.hpp>
 #include <coring/timer.hpp>
 
+#include <cassert>
 #include <cerrno>
 #include <ctime>
 #include <sys/eventfd.h>
@@ -15,43 +16,21 @@ namespace {
 thread_local core* this_thread_core = nullptr;
 }
 
-// ---- the root coroutine: owns a task, its context, and its own frame -----------------------
-
 namespace detail {
 
-struct root_task {
-    using promise_type = root_promise;
-    std::coroutine_handle<root_promise> handle;
-};
-
-struct root_promise {
-    task_context ctx;
-    core* owner = core::current_or_null();
-
-    static void* operator new(std::size_t size) { return allocate_frame(size); }
-    static void operator delete(void* frame, std::size_t size) noexcept { free_frame(frame, size); }
-
-    root_task get_return_object() noexcept {
-        return {std::coroutine_handle<root_promise>::from_promise(*this)};
-    }
-    std::suspend_always initial_suspend() const noexcept { return {}; }
-    std::suspend_never final_suspend() const noexcept { return {}; }  // the frame frees itself
-    void return_void() const noexcept {}
-    void unhandled_exception() const noexcept {
+void end_root(task_context& ctx, std::exception_ptr error) noexcept {
+    core& c = core::current();
+    if (error) {
         try {
-            throw;
+            std::rethrow_exception(error);
         } catch (const std::exception& e) {
-            log("core {}: task ended with an exception: {}", owner->id(), e.what());
+            log("core {}: task ended with an exception: {}", c.id(), e.what());
         } catch (...) {
-            log("core {}: task ended with an unknown exception", owner->id());
+            log("core {}: task ended with an unknown exception", c.id());
         }
     }
-    ~root_promise() { owner->on_root_exit(ctx); }
-};
-
-namespace {
-root_task run_root(task<> t) { co_await std::move(t); }
-}  // namespace
+    c.on_root_exit(ctx);
+}
 
 armed_source::armed_source() noexcept : owner_{&core::current()} {
     next_ = owner_->armed_;
@@ -120,8 +99,10 @@ void core::spawn(task<> t, task_group& group) {
 }
 
 detail::task_context& core::spawn_root(task<> t, bool system) {
-    auto root = detail::run_root(std::move(t)).handle;
+    assert(t.valid() && "spawning an empty task");
+    auto root = t.release();
     detail::task_context& ctx = root.promise().ctx;
+    ctx.root = true;
     ctx.system = system;
     ctx.next = live_;
     if (live_) live_->prev = &ctx;

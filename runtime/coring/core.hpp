@@ -32,18 +32,6 @@ class task_group;
 
 namespace detail {
 
-struct task_context {
-    op* waiting_on = nullptr;  // the op this task is suspended on, if any
-    bool cancelled = false;    // sticky: every later op of the task fails with ECANCELED
-    bool system = false;       // the core's own tasks: they do not keep run() alive
-    std::uint16_t expired = 0; // with_timeout scopes whose deadline passed: ops fail meanwhile
-    task_context* prev = nullptr;  // the core's list of live tasks
-    task_context* next = nullptr;
-    task_group* group = nullptr;   // the group this task is a child of, if any
-    task_context* group_prev = nullptr;
-    task_context* group_next = nullptr;
-};
-
 struct ready_item {
     std::coroutine_handle<> handle;
     task_context* ctx;
@@ -82,7 +70,6 @@ private:
     std::vector<op*> heap_;
 };
 
-struct root_promise;
 template <class Fn>
 class remote_call;
 
@@ -234,7 +221,7 @@ public:
     void require_core(unsigned k, const char* what) const noexcept;
 
 private:
-    friend struct detail::root_promise;
+    friend void detail::end_root(detail::task_context&, std::exception_ptr) noexcept;
     friend class detail::armed_source;
 
     void complete(op& o) noexcept override;

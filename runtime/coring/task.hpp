@@ -7,6 +7,7 @@
 
 #include <cassert>
 #include <coroutine>
+#include <cstdint>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -16,8 +17,33 @@ namespace coring {
 
 template <class T = void>
 class task;
+struct op;
+class task_group;
 
 namespace detail {
+
+// What the core knows of a running task (a root: spawned, not awaited). It lives in the task's
+// own frame, in the promise of task<void>, so a spawned task is one allocation: an idle
+// connection's handler costs its frame and nothing beside it.
+struct task_context {
+    op* waiting_on = nullptr;  // the op this task is suspended on, if any
+    bool cancelled = false;    // sticky: every later op of the task fails with ECANCELED
+    bool system = false;       // the core's own tasks: they do not keep run() alive
+    bool root = false;         // spawned: its end tells the core, and frees the frame
+    std::uint16_t expired = 0; // with_timeout scopes whose deadline passed: ops fail meanwhile
+    task_context* prev = nullptr;  // the core's list of live tasks
+    task_context* next = nullptr;
+    task_group* group = nullptr;   // the group this task is a child of, if any
+    task_context* group_prev = nullptr;
+    task_context* group_next = nullptr;
+};
+
+// A root task ended (defined by the core): it leaves the core's list and its group, and an
+// exception that escaped it is logged.
+void end_root(task_context& ctx, std::exception_ptr error) noexcept;
+
+template <class T>
+class promise;
 
 class promise_base {
 public:
@@ -27,6 +53,12 @@ public:
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
             // Returning the parent makes the switch a tail call, not a nested resume().
             if (auto parent = self.promise().continuation_) return parent;
+            if constexpr (std::is_same_v<Promise, promise<void>>) {
+                if (self.promise().ctx.root) {  // nobody awaits it: it frees itself
+                    end_root(self.promise().ctx, std::move(self.promise().exception_));
+                    self.destroy();
+                }
+            }
             return std::noop_coroutine();
         }
         void await_resume() const noexcept {}
@@ -74,6 +106,8 @@ public:
     task<void> get_return_object() noexcept;
     void return_void() const noexcept {}
     void take() const { rethrow_if_failed(); }
+
+    task_context ctx;  // used when the task is spawned (core::spawn): see task_context
 };
 
 }  // namespace detail
