@@ -18,6 +18,11 @@
 // One source, two binaries: baseline-asio-epoll is Asio's default reactor (epoll);
 // baseline-asio-uring is built with ASIO_HAS_IO_URING and ASIO_DISABLE_EPOLL, which makes
 // io_uring the backend for sockets too (Asio's io_uring reactor, liburing linked).
+// Asio 1.22 turns co_await on for clang only with libc++'s <experimental/coroutine>; clang 14 on
+// libstdc++ has C++20's <coroutine>, which Asio then uses (ASIO_HAS_STD_COROUTINE) as it does on g++.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
+#define ASIO_HAS_CO_AWAIT 1
+#endif
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 

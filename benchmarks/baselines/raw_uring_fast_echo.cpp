@@ -14,7 +14,9 @@
 // - Receive bundles (IORING_RECVSEND_BUNDLE, kernel 6.10). One CQE covers several buffers: the
 //   CQE names the first, and the others are the ones that followed it in the ring, each filled
 //   to its length except the last. So the ring is mirrored (which bid went into which slot)
-//   and the CQE's first bid leads to its slot.
+//   and the CQE's first bid leads to its slot. A mirrored slot is not rewritten before its CQE
+//   is decoded: CQEs are handled in the order the kernel took their buffers, and a slot is
+//   written again only once every buffer taken before it has been decoded and given back.
 // - Coalesced sends. A connection's received data is queued and, once the whole CQE batch has
 //   been handled, everything it has to send goes out as one sendmsg whose iovecs point at the
 //   queued buffers (a plain send when there is one). A send that completes during a batch sends
