@@ -1,6 +1,6 @@
-// What the baseline echo servers share: flag parsing, error exits, process setup and the
-// 127.0.0.1 listener. Header-only, so each baseline stays one standalone program that links
-// nothing but libc (and liburing or pthreads where its design needs them).
+// What the baseline echo servers share: flag parsing, error exits, process setup, the 127.0.0.1
+// listeners and pinned server threads. Header-only, so each baseline stays one standalone program
+// that links nothing but libc (and liburing, Asio or pthreads where its design needs them).
 //
 // Exit codes, relied on by the tests and docs: 2 for a bad flag or a failed bind, 1 for any
 // other setup failure, 0 for --help (and, in each server, for SIGINT/SIGTERM).
@@ -8,6 +8,8 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -20,6 +22,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 namespace baseline {
 
@@ -27,11 +31,12 @@ namespace baseline {
 struct cli {
     const char* prog = "";        // program name: the "<prog>: " prefix of every message
     const char* summary = "";     // the --help line under the synopsis
-    bool threads = false;         // also accept --threads N (1..1024, default 4)
+    bool threads = false;         // also accept --threads N (1..1024)
+    unsigned default_threads = 4; // what --threads is when not given
     bool refuse_minus = false;    // reject numbers written with a leading '-' (strtoul wraps "-0" to 0)
 };
 
-// The parsed flags; `threads` keeps its default unless the cli accepts --threads.
+// The parsed flags; `threads` keeps the cli's default unless the cli accepts --threads.
 struct settings {
     int port = 7000;
     unsigned threads = 4;
@@ -63,14 +68,15 @@ inline unsigned long parse_uint(const cli& c, const char* s, unsigned long lo, u
 // Parses --port P, --help (usage on stdout, exit 0) and, if the cli allows it, --threads N.
 inline settings parse_args(int argc, char** argv, const cli& c) {
     settings s;
+    s.threads = c.default_threads;
     for (int i = 1; i < argc; ++i) {
         const std::string_view a = argv[i];
         if (a == "--help") {
             if (c.threads) {
                 std::printf("usage: %s [--port P] [--threads N]\n%s\n"
                             "  --port P      listen port (default 7000; 0 = any free port)\n"
-                            "  --threads N   worker threads (default 4)\n",
-                            c.prog, c.summary);
+                            "  --threads N   threads (default %u)\n",
+                            c.prog, c.summary, c.default_threads);
             } else {
                 std::printf("usage: %s [--port P]\n%s\n"
                             "  --port P   listen port (default 7000; 0 = any free port)\n",
@@ -116,12 +122,16 @@ inline int exit_signal_fd(const char* prog, bool nonblocking) {
     return fd;
 }
 
-// Listens on 127.0.0.1:port (0 = any), announcing the bound port on stderr; a failed bind exits 2.
-inline int listen_loopback(const char* prog, int port, bool nonblocking) {
+// Binds and listens on 127.0.0.1:port (0 = any) and returns the fd; with reuse_port the port may
+// be shared with the process's other listeners. A failed bind exits 2.
+inline int bind_loopback(const char* prog, int port, bool nonblocking, bool reuse_port) {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0) die(prog, "socket");
     const int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) die(prog, "setsockopt SO_REUSEADDR");
+    if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+        die(prog, "setsockopt SO_REUSEPORT");
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -131,10 +141,60 @@ inline int listen_loopback(const char* prog, int port, bool nonblocking) {
         std::exit(2);
     }
     if (listen(fd, 4096) != 0) die(prog, "listen");
+    return fd;
+}
+
+// The port a listener is bound to.
+inline int bound_port(const char* prog, int fd) {
+    sockaddr_in addr{};
     socklen_t len = sizeof addr;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) die(prog, "getsockname");
-    std::fprintf(stderr, "%s: listening on 127.0.0.1:%u\n", prog, unsigned{ntohs(addr.sin_port)});
-    return fd;
+    return ntohs(addr.sin_port);
+}
+
+// `count` listeners on 127.0.0.1:port (0 = any), one per server thread: with more than one they
+// share the port through SO_REUSEPORT and the kernel spreads connections over them, as over
+// coring-echo's cores. All are bound before the port is announced on stderr, so no connection
+// made after the announcement can miss a thread. A failed bind exits 2.
+inline std::vector<int> listen_loopback_group(const char* prog, int port, bool nonblocking, unsigned count) {
+    std::vector<int> fds{bind_loopback(prog, port, nonblocking, count > 1)};
+    const int bound = bound_port(prog, fds[0]);  // port 0 resolved: the others join that one
+    while (fds.size() < count) fds.push_back(bind_loopback(prog, bound, nonblocking, true));
+    std::fprintf(stderr, "%s: listening on 127.0.0.1:%d\n", prog, bound);
+    return fds;
+}
+
+// One listener on 127.0.0.1:port (0 = any), announcing the bound port on stderr; a failed bind exits 2.
+inline int listen_loopback(const char* prog, int port, bool nonblocking) {
+    return listen_loopback_group(prog, port, nonblocking, 1)[0];
+}
+
+// Runs serve(k) for k in [0, n): k = 0 on the calling thread, the others on threads of their own.
+// With n > 1, thread k is pinned to the k-th CPU of the process's affinity mask (wrapping), as
+// coring-echo --cores pins its cores, so a multi-core comparison is not left to the scheduler; a
+// single thread stays wherever taskset put it. Returns when every serve(k) has returned.
+template <class Serve>
+void run_pinned_threads(unsigned n, Serve serve) {
+    cpu_set_t mask;
+    std::vector<int> cpus;  // read once, before any thread narrows its own mask
+    if (sched_getaffinity(0, sizeof mask, &mask) == 0) {
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+            if (CPU_ISSET(cpu, &mask)) cpus.push_back(cpu);
+        }
+    }
+    auto pinned = [&](unsigned k) {
+        if (n > 1 && !cpus.empty()) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(cpus[k % cpus.size()], &one);
+            (void)pthread_setaffinity_np(pthread_self(), sizeof one, &one);  // unpinned still works
+        }
+        serve(k);
+    };
+    std::vector<std::thread> others;
+    for (unsigned k = 1; k < n; ++k) others.emplace_back(pinned, k);
+    pinned(0);
+    for (std::thread& t : others) t.join();
 }
 
 // Turns off Nagle's algorithm on an accepted connection; a failure is ignored.

@@ -1,4 +1,4 @@
-// baseline-raw-epoll: the floor for epoll, a minimal single-threaded edge-triggered echo server.
+// baseline-raw-epoll: the floor for epoll, a minimal edge-triggered echo server (one thread by default).
 //
 // No runtime, no callbacks, no allocation on the hot path: one epoll_wait loop (256 events),
 // non-blocking sockets from accept4(SOCK_NONBLOCK), and every connection registered exactly once
@@ -8,6 +8,10 @@
 // reading (backpressure) until EPOLLOUT drains it; then reading resumes, because under edge
 // triggering the unread input will not be announced again. Data is never lost or reordered.
 // Per-connection state lives in a table indexed by fd. SIGINT/SIGTERM arrive via a signalfd.
+//
+// --threads N (default 1) runs N such loops in one process, one per thread, each with its own
+// epoll set, connection table and SO_REUSEPORT listener on the shared port (thread k pinned to
+// the k-th allowed CPU): the shape of coring-echo --cores N, for the multi-core cell.
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,8 +32,9 @@ struct connection {
     std::size_t pending_off = 0;
 };
 
-std::vector<connection> conns;  // indexed by fd
-char scratch[64 * 1024];        // shared receive buffer (single-threaded)
+// Each thread is a whole server: its tables are thread_local.
+thread_local std::vector<connection> conns;  // indexed by fd
+thread_local char scratch[64 * 1024];        // the thread's receive buffer
 
 void close_conn(int fd) {
     connection& c = conns[static_cast<std::size_t>(fd)];
@@ -105,22 +110,14 @@ void accept_all(int listener, int ep) {
     }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    const baseline::settings cfg = baseline::parse_args(
-        argc, argv, {.prog = prog, .summary = "Single-threaded edge-triggered epoll echo server on 127.0.0.1."});
-    baseline::prepare_process();
-
-    const int sfd = baseline::exit_signal_fd(prog, true);
-
+// One server thread: its own epoll set and listener until the exit signal arrives.
+void serve(int listener, int sfd) {
     const int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) baseline::die(prog, "epoll_create1");
-    const int listener = baseline::listen_loopback(prog, cfg.port, true);
     for (const int fd : {listener, sfd}) {
         epoll_event ev{};
-        ev.events = EPOLLIN;  // level-triggered: a listener stalled on EMFILE is retried
-        ev.data.fd = fd;
+        ev.events = EPOLLIN;  // level-triggered: a listener stalled on EMFILE is retried, and
+        ev.data.fd = fd;      // every thread sees the pending exit signal
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) baseline::die(prog, "epoll_ctl");
     }
     conns.resize(1024);
@@ -137,10 +134,24 @@ int main(int argc, char** argv) {
             if (fd == listener) {
                 accept_all(listener, ep);
             } else if (fd == sfd) {
-                return 0;
+                return;
             } else {
                 on_event(fd, events[i].events);
             }
         }
     }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const baseline::settings cfg = baseline::parse_args(
+        argc, argv,
+        {.prog = prog, .summary = "Edge-triggered epoll echo server on 127.0.0.1, a loop per thread.",
+         .threads = true, .default_threads = 1});
+    baseline::prepare_process();
+    const int sfd = baseline::exit_signal_fd(prog, true);  // before any thread: all inherit the mask
+    const std::vector<int> listeners = baseline::listen_loopback_group(prog, cfg.port, true, cfg.threads);
+    baseline::run_pinned_threads(cfg.threads, [&](unsigned k) { serve(listeners[k], sfd); });
+    return 0;
 }

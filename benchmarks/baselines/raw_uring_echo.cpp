@@ -1,4 +1,4 @@
-// baseline-raw-uring: the floor for io_uring, a minimal single-threaded liburing echo server.
+// baseline-raw-uring: the floor for io_uring, a minimal liburing echo server (one thread by default).
 //
 // No runtime around it, but the same kernel features coring uses, so the comparison is fair:
 // a SINGLE_ISSUER|DEFER_TASKRUN ring (plain flags if the kernel refuses) with a 64Ki-entry CQ,
@@ -10,6 +10,11 @@
 // with -ENOBUFS is re-armed once buffers have been returned. A connection's fd is closed only
 // after its last CQE, so the fd-indexed table never sees a stale completion. The loop is one
 // io_uring_submit_and_wait per iteration followed by reaping every available CQE.
+//
+// --threads N (default 1) runs N such servers in one process, one per thread, each with its own
+// ring, buffers, connection table and SO_REUSEPORT listener on the shared port (thread k pinned
+// to the k-th allowed CPU): the shape of coring-echo --cores N, for the multi-core cell. The fd
+// table is then shared by the threads, so every fd lookup in the kernel takes a reference.
 #include <liburing.h>
 #include <poll.h>
 #include <sys/mman.h>
@@ -24,6 +29,8 @@
 #include "common.hpp"
 
 namespace {
+
+// Each thread is a whole server: everything below that is mutable is thread_local.
 
 constexpr const char* prog = "baseline-raw-uring";
 constexpr unsigned sq_entries = 4096, cq_entries = 65536;
@@ -45,13 +52,13 @@ struct connection {
     bool failed = false;  // error: drop the queue, close once the kernel is done with the fd
 };
 
-io_uring ring;
-io_uring_buf_ring* br = nullptr;
-char* buf_base = nullptr;
-unsigned returned = 0;          // buffers added to the ring since the last advance
-unsigned held = nbufs;          // buffers not in the ring (setup_ring hands them all over)
-std::vector<connection> conns;  // indexed by fd
-std::vector<int> starved;       // connections whose recv ended with -ENOBUFS
+thread_local io_uring ring;
+thread_local io_uring_buf_ring* br = nullptr;
+thread_local char* buf_base = nullptr;
+thread_local unsigned returned = 0;          // buffers added to the ring since the last advance
+thread_local unsigned held = nbufs;          // buffers not in the ring (setup_ring hands them all over)
+thread_local std::vector<connection> conns;  // indexed by fd
+thread_local std::vector<int> starved;       // connections whose recv ended with -ENOBUFS
 
 std::uint64_t tag(int fd, op o) { return (std::uint64_t(std::uint32_t(fd)) << 8) | o; }
 
@@ -202,17 +209,9 @@ void setup_ring() {
     returned = 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    const baseline::settings cfg = baseline::parse_args(
-        argc, argv,
-        {.prog = prog, .summary = "Single-threaded liburing echo server (multishot accept/recv, provided buffers)."});
-    baseline::prepare_process();
-    const int sig_fd = baseline::exit_signal_fd(prog, false);
-
+// One server thread: its own ring and listener until the exit signal arrives.
+void serve(int listener, int sig_fd) {
     setup_ring();
-    const int listener = baseline::listen_loopback(prog, cfg.port, false);
     conns.resize(1024);
     arm_accept(listener);
     io_uring_sqe* sig_sqe = get_sqe();
@@ -262,8 +261,24 @@ int main(int argc, char** argv) {
             case op_recv: on_recv(fd, e.res, e.flags); break;
             case op_send: on_send(fd, e.res); break;
             case op_accept: on_accept(fd, e.res, e.flags); break;
-            case op_signal: return 0;
+            case op_signal: return;  // every thread's ring polls the same signalfd
             }
         }
     }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const baseline::settings cfg =
+        baseline::parse_args(argc, argv,
+                             {.prog = prog,
+                              .summary = "liburing echo server (multishot accept/recv, provided buffers), a ring per thread.",
+                              .threads = true,
+                              .default_threads = 1});
+    baseline::prepare_process();
+    const int sig_fd = baseline::exit_signal_fd(prog, false);  // before any thread: all inherit the mask
+    const std::vector<int> listeners = baseline::listen_loopback_group(prog, cfg.port, false, cfg.threads);
+    baseline::run_pinned_threads(cfg.threads, [&](unsigned k) { serve(listeners[k], sig_fd); });
+    return 0;
 }
