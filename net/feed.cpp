@@ -9,6 +9,8 @@ feed::feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd} {
     shot_.source = this;
 }
 
+bool feed::take_queued(feed_reader& r) noexcept { return pop(r.res, r.flags); }
+
 bool feed::take(feed_reader& r) noexcept {
     if (pop(r.res, r.flags)) return true;
     if (end_ == 1) return false;
@@ -152,10 +154,14 @@ void recv_feed::prepare() noexcept {
         shot_.buf = nullptr;
         shot_.len = 0;
         shot_.multishot = multishot_ && !io.buffers_scarce();
+        // A bundle may take a whole ring window at once: only while the pool is plentiful, as
+        // multishot. When scarce, one buffer at a time (docs/ARCHITECTURE.md, "Receive buffers").
+        shot_.bundle = io.features().recv_bundle && !io.buffers_scarce();
         return;
     }
     shot_.multishot = false;
     shot_.select_buffer = false;
+    shot_.bundle = false;
     spare_ = io.take_spare();
     if (spare_ < 0) {  // pool and spares used up: wait for any buffer to come back
         shot_.kind = op_kind::buffer_wait;
@@ -181,10 +187,17 @@ bool recv_feed::keep(const op& o) noexcept {
         if (!o.has_buffer()) return false;
         id = o.buffer_id();
     }
-    io.link(id).len = static_cast<std::uint32_t>(o.res);
-    if (queued_++ == 0) head_ = id;
+    // One buffer holds all res bytes; a bundle's buffers come chained, each with its length.
+    std::uint16_t last = id;
+    if (o.buffers > 1) {
+        for (std::uint16_t i = 1; i < o.buffers; ++i) last = io.link(last).next;
+    } else {
+        io.link(id).len = static_cast<std::uint32_t>(o.res);
+    }
+    if (queued_ == 0) head_ = id;
     else io.link(tail_).next = id;
-    tail_ = id;
+    tail_ = last;
+    queued_ += o.buffers > 1 ? o.buffers : 1u;
     return true;
 }
 

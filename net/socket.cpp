@@ -28,6 +28,13 @@ transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, s
     op_.len = len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(len);  // a partial transfer
 }
 
+gather_awaiter::gather_awaiter(int fd, op** slot, std::span<const iovec> pieces, std::int64_t timeout_ns) noexcept
+    : op_awaiter{op_kind::send_msg, fd, slot} {
+    if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
+    msg_.msg_iov = const_cast<iovec*>(pieces.data());  // sendmsg only reads them
+    msg_.msg_iovlen = pieces.size();
+}
+
 socket_base::socket_base(socket_base&& other) noexcept : fd_{std::exchange(other.fd_, -1)} {
     take_slots_from(other);
 }

@@ -2,6 +2,7 @@
 
 #include <coring/log.hpp>
 
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <netinet/in.h>
@@ -85,6 +86,54 @@ task<result<void>> tcp_stream::write_all(std::span<const std::byte> buf) {
         buf = buf.subspan(*sent);
     }
     co_return result<void>{};
+}
+
+task<result<void>> tcp_stream::write_all(std::span<const std::span<const std::byte>> pieces) {
+    const bool gather = core::current().io().coalesce();
+    std::array<iovec, max_gather> iov;  // in this frame: the kernel reads it until the send completes
+    std::size_t next = 0;    // the first piece not sent in full
+    std::size_t offset = 0;  // of pieces[next], the bytes already sent
+    while (next < pieces.size()) {
+        if (offset == pieces[next].size()) {  // done with it (or empty)
+            ++next;
+            offset = 0;
+            continue;
+        }
+        std::size_t n = 0;
+        for (std::size_t i = next; gather && i < pieces.size() && n < iov.size(); ++i) {
+            const auto piece = pieces[i].subspan(i == next ? offset : 0);
+            if (!piece.empty()) iov[n++] = {const_cast<std::byte*>(piece.data()), piece.size()};  // only read
+        }
+        std::size_t moved;
+        if (n <= 1) {  // one piece: a plain send, which spares the kernel the msghdr
+            auto sent = co_await send(pieces[next].subspan(offset));
+            if (!sent) co_return sent.error();
+            moved = *sent;
+        } else {
+            auto sent = co_await send(std::span<const iovec>(iov.data(), n));
+            if (!sent) co_return sent.error();
+            moved = *sent;
+        }
+        // A short send may stop anywhere: whole pieces first, then part of the one it ended in.
+        while (moved > 0 && next < pieces.size()) {
+            const std::size_t rest = pieces[next].size() - offset;
+            if (moved < rest) {
+                offset += moved;
+                break;
+            }
+            moved -= rest;
+            ++next;
+            offset = 0;
+        }
+    }
+    co_return result<void>{};
+}
+
+std::optional<buffer_lease> tcp_stream::try_recv_lease() noexcept {
+    detail::feed_reader r;
+    if (!feed_ || !feed_->take_queued(r)) return std::nullopt;
+    return buffer_lease{core::current().io(), static_cast<std::uint16_t>(r.flags >> cqe_buffer_shift),
+                        static_cast<std::uint32_t>(r.res)};
 }
 
 detail::status_awaiter tcp_stream::shutdown(int how) noexcept {

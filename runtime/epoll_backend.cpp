@@ -20,7 +20,8 @@ direction direction_of(op_kind k) noexcept {
     case op_kind::recv:
     case op_kind::read: return reading;
     case op_kind::connect:
-    case op_kind::send: return writing;
+    case op_kind::send:
+    case op_kind::send_msg: return writing;
     default: return neither;
     }
 }
@@ -103,6 +104,7 @@ int epoll_backend::perform(op& o) noexcept {
         if (o.select_buffer) return recv_into_pool(o);
         return errno_or(::recv(o.fd, o.buf, o.len, o.flags));
     case op_kind::send: return errno_or(::send(o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL));
+    case op_kind::send_msg: return errno_or(::sendmsg(o.fd, static_cast<const msghdr*>(o.buf), o.flags | MSG_NOSIGNAL));
     case op_kind::read: return errno_or(::read(o.fd, o.buf, o.len));
     case op_kind::shutdown: return errno_or(::shutdown(o.fd, o.flags));
     case op_kind::close:
@@ -139,6 +141,7 @@ void epoll_backend::finish(op& o, int res) noexcept {
 
 void epoll_backend::start(op& o) noexcept {
     ++stats_.ops_started;
+    if (o.kind == op_kind::send_msg) ++stats_.gather_sends;
     ++o.pending;
     const direction d = direction_of(o.kind);
     if (d == neither) return finish(o, perform(o));

@@ -37,6 +37,11 @@ unsigned parse_count(std::string_view flag, std::string_view value, unsigned min
     return n;
 }
 
+bool parse_on_off(std::string_view flag, std::string_view value) {
+    if (value != "on" && value != "off") throw std::invalid_argument(format("{} {}: expected on or off", flag, value));
+    return value == "on";
+}
+
 }  // namespace
 
 std::vector<int> allowed_cpus() {
@@ -144,8 +149,11 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
     } else if (flag == "--buffer-size") {
         buffer_size = parse_count(flag, value, 64, 1u << 20);
     } else if (flag == "--multishot") {
-        if (value != "on" && value != "off") throw std::invalid_argument(format("--multishot {}: expected on or off", value));
-        multishot = value == "on";
+        multishot = parse_on_off(flag, value);
+    } else if (flag == "--coalesce") {
+        coalesce = parse_on_off(flag, value);
+    } else if (flag == "--recv-bundle") {
+        recv_bundle = parse_on_off(flag, value);
     } else if (flag == "--stats") {
         print_stats = true;
     } else if (flag == "--features") {
@@ -166,6 +174,8 @@ std::string_view runtime_options::help() noexcept {
            "  --buffers N          receive buffers per core, a power of two (default 1024)\n"
            "  --buffer-size BYTES  bytes per receive buffer (default 16384)\n"
            "  --multishot on|off   io_uring multishot accept and receive, where the kernel has them (default on)\n"
+           "  --coalesce on|off    gather sends: what a connection queued goes out in one sendmsg (default on)\n"
+           "  --recv-bundle on|off io_uring receive bundles, several buffers per completion (6.10+; default on)\n"
            "  --stats              print per-core counters on exit\n"
            "  --features           print what io_uring and epoll offer here, and exit\n";
 }
@@ -180,6 +190,7 @@ std::string feature_report(const runtime_options& opts) {
     std::string out;
     backend_config cfg = opts.backend_settings();
     cfg.kind = backend_kind::uring;
+    cfg.recv_bundle = true;  // probed on, so the report says what the kernel has even when it is off
     try {
         auto uring = make_backend(cfg, sink);
         const backend_features f = uring->features();
@@ -189,6 +200,9 @@ std::string feature_report(const runtime_options& opts) {
         out += format("  provided buffer rings: {}\n", yes(f.buffer_ring));
         out += format("  send_zc:               {} (not used yet)\n", yes(f.send_zc));
         out += format("  MSG_RING:              {}\n", yes(f.msg_ring));
+        out += format("  coalesced sends:       {}{}\n", yes(f.send_msg), opts.coalesce ? "" : " (off by --coalesce off)");
+        out += format("  receive bundles:       {}{}\n", yes(f.recv_bundle),
+                      f.recv_bundle && !opts.recv_bundle ? " (off by --recv-bundle off)" : "");
         if (!opts.multishot) out += "  (multishot off by --multishot off)\n";
     } catch (const std::exception& e) {
         out += format("io_uring: unavailable: {}\n", e.what());
@@ -196,6 +210,8 @@ std::string feature_report(const runtime_options& opts) {
     cfg.kind = backend_kind::epoll;
     try {
         out += format("epoll: {}\n", make_backend(cfg, sink)->describe());
+        out += format("  coalesced sends:       yes (sendmsg){}\n", opts.coalesce ? "" : " (off by --coalesce off)");
+        out += "  receive bundles:       no (io_uring only)\n";
     } catch (const std::exception& e) {
         out += format("epoll: unavailable: {}\n", e.what());
     }

@@ -10,6 +10,15 @@
 #include <system_error>
 #include <unistd.h>
 
+// liburing 2.3 predates receive bundles (Linux 6.10): the flag goes in sqe->ioprio of a recv
+// with IOSQE_BUFFER_SELECT, the feature bit comes back in io_uring_params.features.
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+
 namespace coring {
 
 namespace {
@@ -83,9 +92,12 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
             features_.buffer_ring = features_.multishot_accept;                                // 5.19
             features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);           // 6.0
             features_.multishot_recv = features_.send_zc;                                      // 6.0
+            features_.send_msg = io_uring_opcode_supported(probe, IORING_OP_SENDMSG);          // 5.3
             io_uring_free_probe(probe);
         }
+        features_.recv_bundle = (p.features & IORING_FEAT_RECVSEND_BUNDLE) && features_.buffer_ring;  // 6.10
         if (!cfg.multishot) features_.multishot_accept = features_.multishot_recv = false;
+        if (!cfg.recv_bundle) features_.recv_bundle = false;
         // An eighth of the CQ stays free for cancels and detached closes, which are never
         // held back. Beyond that, IORING_FEAT_NODROP keeps extra CQEs in the kernel's overflow
         // list rather than losing them; stats count it (it should stay 0).
@@ -102,9 +114,9 @@ uring_backend::~uring_backend() {
 }
 
 std::string uring_backend::describe() const {
-    return format("io_uring ({}, {} SQ / {} CQ entries{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
+    return format("io_uring ({}, {} SQ / {} CQ entries{}{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
                   ring_.cq.ring_entries, features_.msg_ring ? ", MSG_RING" : "",
-                  features_.multishot_recv ? ", multishot" : "");
+                  features_.multishot_recv ? ", multishot" : "", features_.recv_bundle ? ", bundles" : "");
 }
 
 int uring_backend::open_socket(int domain, int type, int protocol) noexcept {
@@ -145,6 +157,7 @@ io_uring_sqe* uring_backend::get_sqe() noexcept {
 void uring_backend::start(op& o) noexcept {
     ++stats_.ops_started;
     if (o.multishot) ++stats_.multishot_arms;
+    if (o.kind == op_kind::send_msg) ++stats_.gather_sends;
     ++o.pending;
     // Close and shutdown never wait: they finish at once, and must stay ordered before any
     // detached close (which is never parked either) that could free their fd number.
@@ -175,8 +188,12 @@ void uring_backend::submit(op& o) noexcept {
         else io_uring_prep_recv(sqe, o.fd, nullptr, 0, o.flags);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
+        if (o.bundle) sqe->ioprio |= IORING_RECVSEND_BUNDLE;  // beside IORING_RECV_MULTISHOT, if set
         break;
     case op_kind::send: io_uring_prep_send(sqe, o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL); break;
+    case op_kind::send_msg:
+        io_uring_prep_sendmsg(sqe, o.fd, static_cast<const msghdr*>(o.buf), static_cast<unsigned>(o.flags | MSG_NOSIGNAL));
+        break;
     case op_kind::read: io_uring_prep_read(sqe, o.fd, o.buf, o.len, 0); break;
     case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
     case op_kind::close: io_uring_prep_close(sqe, o.fd); break;
@@ -305,7 +322,12 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
     }
     op& o = op_from(ud);
     if (own) {
-        if (flags & IORING_CQE_F_BUFFER) {  // the kernel took a buffer from the ring
+        o.buffers = 0;
+        if ((flags & IORING_CQE_F_BUFFER) && o.bundle) {
+            // A bundle consumed as many ring entries as its bytes cover (none when res <= 0).
+            if (res > 0) o.buffers = take_bundle(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT), res);
+            else flags &= ~IORING_CQE_F_BUFFER;
+        } else if (flags & IORING_CQE_F_BUFFER) {  // the kernel took a buffer from the ring
             --buffers_in_ring_;
             ++stats_.buffers_in_use;
             if (res <= 0) {  // and put nothing in it: it goes straight back
@@ -348,6 +370,8 @@ void uring_backend::setup_buffers() {
     }
     buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
     io_uring_buf_ring_init(buf_ring_);
+    ring_ids_.assign(buffer_count_, 0);
+    ring_pos_.assign(buffer_count_, 0);
     ring_window_ = std::min(buffer_count_, min_ring_window);
     refill_ring();
 }
@@ -358,6 +382,7 @@ void uring_backend::refill_ring() noexcept {
     while (buffers_in_ring_ + added < ring_window_) {
         const int id = take_free();
         if (id < 0) break;
+        note_ring_position(static_cast<std::uint16_t>(id), added);
         io_uring_buf_ring_add(buf_ring_, buffer(static_cast<std::uint16_t>(id)), buffer_size_,
                               static_cast<unsigned short>(id), mask, added++);
     }
@@ -367,10 +392,59 @@ void uring_backend::refill_ring() noexcept {
 
 bool uring_backend::to_ring(std::uint16_t id) noexcept {
     if (!buf_ring_ || buffers_in_ring_ >= ring_window_) return false;  // to the free list
+    note_ring_position(id, 0);
     io_uring_buf_ring_add(buf_ring_, buffer(id), buffer_size_, id, io_uring_buf_ring_mask(buffer_count_), 0);
     io_uring_buf_ring_advance(buf_ring_, 1);
     ++buffers_in_ring_;
     return true;
+}
+
+void uring_backend::note_ring_position(std::uint16_t id, int offset) noexcept {
+    // The kernel takes entries in ring order from its head; a bundle names only the first one.
+    // Our own copy of which id sits where lets us name the rest (the tail is ours alone).
+    const auto pos = static_cast<std::uint16_t>(buf_ring_->tail + offset);
+    ring_ids_[pos & (buffer_count_ - 1)] = id;
+    ring_pos_[id] = pos;
+}
+
+std::uint16_t uring_backend::take_bundle(std::uint16_t first, std::int32_t res) noexcept {
+    // The kernel (io_uring/net.c, kbuf.c) maps consecutive ring entries from its head into one
+    // iovec array, receives into it in order, and advances its head by the entries the bytes
+    // reached, so entry k holds min(its length, what is left). Each entry's length is read
+    // from the ring rather than assumed: the kernel may have shortened the first one (some
+    // kernels write a truncated length back). A retry the kernel appends to the same CQE
+    // continues at the next entry, so the rule holds across it. Incremental rings
+    // (IOU_PBUF_RING_INC, a buffer consumed in pieces) would break it; ours is not one.
+    // Those entries are ours until this CQE is handled: we add only below the window, so the
+    // tail cannot come round to them.
+    const unsigned mask = buffer_count_ - 1;
+    std::uint16_t pos = ring_pos_[first];
+    if (ring_ids_[pos & mask] != first) {
+        log("io_uring: bundle names buffer {}, which is not where it was put in the ring", first);
+        std::abort();
+    }
+    std::uint32_t left = static_cast<std::uint32_t>(res);
+    std::uint16_t count = 0;
+    std::uint16_t prev = 0;
+    while (left > 0) {
+        if (count == buffers_in_ring_) {  // more bytes than the entries we gave: impossible
+            log("io_uring: a bundle of {} bytes covers more than the {} buffers in the ring", res, count);
+            std::abort();
+        }
+        const std::uint16_t id = ring_ids_[pos & mask];
+        const std::uint32_t len = std::min<std::uint32_t>(left, buf_ring_->bufs[pos & mask].len);
+        link(id).len = len;
+        if (count > 0) link(prev).next = id;
+        prev = id;
+        left -= len;
+        ++pos;
+        ++count;
+    }
+    buffers_in_ring_ -= count;
+    stats_.buffers_in_use += count;
+    ++stats_.recv_bundles;
+    stats_.bundle_buffers += count;
+    return count;
 }
 
 void uring_backend::ring_ran_dry() noexcept {

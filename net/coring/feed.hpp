@@ -39,6 +39,8 @@ public:
     // A result that is already here, into r: queued data first, then the final word (end of
     // stream, an error). False when the reader has to wait.
     bool take(feed_reader& r) noexcept;
+    // Only a queued result (data, an accepted fd), never the final word: that stays for take.
+    bool take_queued(feed_reader& r) noexcept;
     // Suspends r until a result comes (its op armed if it is not in flight). deadline_ns, when
     // not 0, ends the wait with ETIMEDOUT.
     void wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept;
@@ -103,7 +105,8 @@ private:
 };
 
 // Received data, queued as pool buffers, linked through the backend's per-buffer chain: an
-// idle stream holds no buffer and no queue storage. The pool is a fast path, never a reason to
+// idle stream holds no buffer and no queue storage. A receive bundle (io_uring, 6.10) queues
+// the several buffers of one completion at once, as the backend chained them. The pool is a fast path, never a reason to
 // stop a reader that waits: when it is empty the next receive goes into a spare buffer of its
 // own; when it is scarce (less than half free) receives are single-shot and taken only for a
 // reader that waits, and the queue limit drops from 2 to 1.

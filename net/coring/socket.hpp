@@ -11,6 +11,8 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <span>
+#include <sys/socket.h>
 
 namespace coring::detail {
 
@@ -52,6 +54,25 @@ public:
         if (op_.res < 0) return to_error(op_.outcome());
         return static_cast<std::size_t>(op_.res);
     }
+};
+
+// sendmsg over several pieces: a byte count, as transfer_awaiter (a short send is a success).
+// The msghdr lives here, in the awaiting frame, the iovecs in the caller's: the kernel reads
+// both at any time until the completion.
+class gather_awaiter : public op_awaiter {
+public:
+    gather_awaiter(int fd, op** slot, std::span<const iovec> pieces, std::int64_t timeout_ns = 0) noexcept;
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+        op_.buf = &msg_;  // here, not in the constructor: by now the awaiter has its final address
+        op_awaiter::await_suspend(h);
+    }
+    result<std::size_t> await_resume() const noexcept {
+        if (op_.res < 0) return to_error(op_.outcome());
+        return static_cast<std::size_t>(op_.res);
+    }
+
+private:
+    msghdr msg_{};
 };
 
 // shutdown/close/connect: success or an error.

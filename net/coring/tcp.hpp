@@ -8,6 +8,7 @@
 #include <coring/task.hpp>
 
 #include <chrono>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <sys/socket.h>
@@ -53,9 +54,28 @@ public:
         return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0,
                 idle_timeout_ns_};
     }
+    // Several pieces in one send (sendmsg): some of their bytes, in order; a short send may end
+    // inside any piece. The same one-writer rule. The iovecs must stay put until it completes.
+    [[nodiscard]] detail::gather_awaiter send(std::span<const iovec> pieces) noexcept {
+        return {fd_, slot(detail::output), pieces, idle_timeout_ns_};
+    }
     // All of buf, looping over short sends. buf must stay alive until this completes.
     // The same one-writer rule: concurrent write_alls would interleave their bytes.
     [[nodiscard]] task<result<void>> write_all(std::span<const std::byte> buf);
+    // All of every piece, in order, in as few sends as it can: up to max_gather pieces per
+    // sendmsg, resuming inside a piece after a short send. With --coalesce off, one send per
+    // piece (the A/B baseline). The pieces must stay alive until this completes.
+    [[nodiscard]] task<result<void>> write_all(std::span<const std::span<const std::byte>> pieces);
+    // Pieces per sendmsg. The kernel takes up to IOV_MAX (1024); 64 keeps write_all's iovecs at
+    // 1 KiB, so its frame stays in the frame allocator's size classes (up to 2 KiB), and beyond
+    // a few dozen pieces one more per call saves little: the call is already shared 64 ways,
+    // while the kernel copies and walks the whole array on every call (a short send included).
+    static constexpr std::size_t max_gather = 64;
+
+    // A received buffer already queued, taken without waiting; none when nothing is queued.
+    // The end of the stream and errors are left for the next recv_lease. For sending what
+    // arrived while this reader was busy in one gather send (the echo server does).
+    std::optional<buffer_lease> try_recv_lease() noexcept;
     // SHUT_WR sends FIN after queued data: the peer's recv then returns 0.
     [[nodiscard]] detail::status_awaiter shutdown(int how = SHUT_WR) noexcept;
 

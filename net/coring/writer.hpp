@@ -5,7 +5,10 @@
 // write() copies the bytes into its queue and returns; one flusher task sends everything queued
 // in as few sends as it can (what the writers queued during a loop turn goes out in one send,
 // while the previous send is in the kernel the next batch gathers). Nobody else may send on the
-// stream while a writer has it.
+// stream while a writer has it. The copy is the point, not an accident a gather send could
+// remove: write() returns once queued, so the caller's bytes are free at once; sending from them
+// (sendmsg over each write's span) would make every write wait for the kernel, and chunks the
+// writer owned one by one would still be a copy, plus an allocation each (docs/ARCHITECTURE.md).
 //
 // Bounded: while `max_queued` bytes or more wait to be sent, write() waits (back-pressure), in
 // the order the writers came; a write bigger than the bound goes once the queue is below it.

@@ -27,6 +27,8 @@ struct backend_config {
     unsigned buffer_count = 1024;    // provided-buffer pool (recv_lease): a power of two, <= 32768
     unsigned buffer_size = 16384;    // bytes per buffer
     bool multishot = true;           // use multishot accept/recv where the kernel has them
+    bool coalesce = true;            // gather sends: what a connection queued goes out in one sendmsg
+    bool recv_bundle = true;         // io_uring: one receive completion may fill several buffers
 };
 
 // What this backend can do, probed once at setup (coring-echo --features prints it).
@@ -36,6 +38,8 @@ struct backend_features {
     bool buffer_ring = false;       // IORING_REGISTER_PBUF_RING (5.19)
     bool send_zc = false;           // IORING_OP_SEND_ZC (6.0); not used yet
     bool msg_ring = false;          // IORING_OP_MSG_RING (5.18): cross-core wakes without eventfd
+    bool send_msg = false;          // gather sends: IORING_OP_SENDMSG (5.3); epoll: sendmsg(2)
+    bool recv_bundle = false;       // IORING_FEAT_RECVSEND_BUNDLE (6.10): multi-buffer receives
 };
 
 namespace detail {
@@ -90,6 +94,9 @@ public:
 
     virtual backend_features features() const noexcept { return {}; }
     const backend_stats& stats() const noexcept { return stats_; }
+    // --coalesce: gather what is queued into one send (write_all of several pieces, the echo
+    // path). Off, each piece is a send of its own, as before gather sends existed (A/B runs).
+    bool coalesce() const noexcept { return coalesce_; }
 
     // ---- the provided-buffer pool (docs/ARCHITECTURE.md, "Receive buffers") ---------------
     // recv ops with select_buffer take a buffer only when data arrives, so an idle connection
@@ -135,7 +142,7 @@ public:
 
 protected:
     backend(const backend_config& cfg, detail::completion_sink& sink) noexcept
-        : sink_{sink}, buffer_count_{cfg.buffer_count}, buffer_size_{cfg.buffer_size} {}
+        : sink_{sink}, buffer_count_{cfg.buffer_count}, buffer_size_{cfg.buffer_size}, coalesce_{cfg.coalesce} {}
     // The backend-specific half of ensure_buffers: the pool memory and free list exist when it
     // runs; io_uring moves the first window of buffers into its ring.
     virtual void setup_buffers() = 0;
@@ -164,6 +171,7 @@ protected:
     op_queue buffer_waiters_;
     unsigned buffer_count_;
     std::uint32_t buffer_size_;
+    bool coalesce_;
 };
 
 // Builds the backend named in cfg. `automatic` tries io_uring and falls back to epoll; `why`

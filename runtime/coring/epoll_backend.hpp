@@ -31,6 +31,12 @@ public:
     void close_detached(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
     std::size_t in_flight() const noexcept override { return parked_ + buffer_waiters_.size(); }
+    // sendmsg(2) always; receive bundles are io_uring's alone (a recv here fills one buffer).
+    backend_features features() const noexcept override {
+        backend_features f;
+        f.send_msg = true;
+        return f;
+    }
 
 private:
     struct fd_state {

@@ -31,6 +31,7 @@ enum class op_kind : std::uint8_t {
     join,      // no fd: completes when the task_group in `buf` has no children left
     buffer_wait,  // no fd: completes (res 0) when a receive buffer comes back (backend::give_back)
     wait,      // no fd: parked in a user-space wait list (event, semaphore, channel); `buf` names it
+    send_msg,  // buf = a msghdr (iovecs: a gather send); flags = MSG_* flags (MSG_NOSIGNAL is always added)
 };
 
 namespace detail {
@@ -83,6 +84,7 @@ struct op {
     bool timed_out : 1 = false;     // its deadline passed: cancelled for that reason (ETIMEDOUT)
     bool multishot : 1 = false;     // io_uring: one SQE, many CQEs (each goes to `source`)
     bool select_buffer : 1 = false; // recv: the backend picks a pool buffer when data arrives
+    bool bundle : 1 = false;        // recv with select_buffer: one completion may fill several buffers
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     int fd = -1;
     int flags = 0;
@@ -99,6 +101,9 @@ struct op {
     op_source* source = nullptr;   // set: completions go there instead of resuming `waiter`
     op* next = nullptr;            // intrusive link for the backends' parking queues
     op** tracked_by = nullptr;     // a socket's in-flight slot, cleared when the op completes
+    // A bundle's completion: how many pool buffers it filled, from buffer_id() on, chained in
+    // ring order through backend::link (each link's len set). 0 or 1: the one buffer, res bytes.
+    std::uint16_t buffers = 0;
 
     op() noexcept = default;
     op(op_kind k, int f) noexcept : kind{k}, fd{f} {}

@@ -21,6 +21,9 @@ struct backend_stats {
     std::uint64_t buffer_waits = 0;     // readers that found pool and spares used up, and waited
     std::uint64_t spare_buffers = 0;    // receives into a spare buffer because the pool was empty
     std::uint64_t buffer_ring_grows = 0;  // io_uring: the ring ran dry with buffers free, and grew
+    std::uint64_t gather_sends = 0;     // sendmsg ops (several pieces in one send)
+    std::uint64_t recv_bundles = 0;     // io_uring: receive completions that filled buffers as a bundle
+    std::uint64_t bundle_buffers = 0;   // the buffers those bundles filled
 };
 
 struct core_stats {

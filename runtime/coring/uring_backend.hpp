@@ -14,6 +14,8 @@
 // (the rest waits in the free list, coldest at the bottom); when it runs dry with buffers still
 // free the window doubles, and it halves again after a quiet second. A recv that finds it dry
 // ends with ENOBUFS like any result: its owner (recv_feed) decides what happens next.
+// A receive bundle (Linux 6.10) fills several ring entries in ring order and names the first;
+// a copy of the ring's slots (ring_ids_) names the rest, and take_bundle chains them.
 #include <coring/backend.hpp>
 
 #include <liburing.h>
@@ -52,6 +54,10 @@ private:
     void on_trim() noexcept override;
     void refill_ring() noexcept;
     void ring_ran_dry() noexcept;
+    void note_ring_position(std::uint16_t id, int offset) noexcept;
+    // A bundle's CQE: chains its buffers (first, then ring order) through link(), each with
+    // its length; returns how many there are.
+    std::uint16_t take_bundle(std::uint16_t first, std::int32_t res) noexcept;
     static constexpr unsigned min_ring_window = 64;
 
     io_uring ring_{};
@@ -63,6 +69,8 @@ private:
     io_uring_buf_ring* buf_ring_ = nullptr;
     unsigned ring_window_ = 0;      // the most buffers the ring is refilled to
     bool ring_ran_dry_ = false;     // since the last trim: the window was too small
+    std::vector<std::uint16_t> ring_ids_;  // by ring slot: the id we put there last
+    std::vector<std::uint16_t> ring_pos_;  // by pool id: the ring position (tail count) it went in at
     std::int64_t stalled_since_ns_ = 0;  // ops parked and no completion since then (0: not stalled)
     // CQEs copied out of the ring and not yet handled, oldest first. Handling one may submit,
     // and submitting may have to reap (SQ full, then -EBUSY): those newer CQEs queue behind.
