@@ -14,19 +14,19 @@ namespace coring::apps {
 
 namespace {
 
-// Leases one gathered echo sends at most; what is queued beyond goes in the next round.
-constexpr std::size_t echo_gather = 32;
+// Leases one round sends at most; what is queued beyond goes in the next round.
+constexpr std::size_t echo_gather = 16;
 
-// Sends first, second and whatever else the stream has queued (up to echo_gather buffers) in
-// one gather send. A task of its own so that the arrays live only while it runs (1 KiB), not
-// in every idle connection's frame. conn belongs to the caller's frame, which awaits this.
-task<result<void>> echo_gathered(tcp_stream& conn, buffer_lease first, buffer_lease second) {
+// One round of the echo: first, and whatever the stream has queued behind it (unless
+// --coalesce off), goes back in one send. A task of its own, so that what a send needs (the
+// leases, the iovecs, the send's awaiter) lives only while it runs: an idle connection's frame
+// holds its stream and its wait for data, nothing else. conn lives in the caller's frame.
+task<result<void>> echo_back(tcp_stream& conn, buffer_lease first, bool gather) {
     std::array<buffer_lease, echo_gather> leases;
     std::array<std::span<const std::byte>, echo_gather> pieces;
     leases[0] = std::move(first);
-    leases[1] = std::move(second);
-    std::size_t n = 2;
-    while (n < echo_gather) {
+    std::size_t n = 1;
+    while (gather && n < echo_gather) {
         auto more = conn.try_recv_lease();
         if (!more) break;
         leases[n++] = std::move(*more);
@@ -41,17 +41,11 @@ task<> echo_connection(tcp_stream conn, bool nodelay) {
     if (nodelay) (void)conn.set_nodelay(true);
     const bool gather = core::current().io().coalesce();
     // No buffer of its own: while it waits, a connection holds no receive memory at all. The
-    // lease's buffer goes back to the pool at the end of each round. What arrived while it was
-    // sending (queued in the stream's feed) goes back in one gather send, unless --coalesce off.
+    // lease's buffer goes back to the pool at the end of each round.
     for (;;) {
         auto data = co_await conn.recv_lease();
         if (!data || data->empty()) break;  // reset, cancelled, or the peer closed its side
-        if (auto second = gather ? conn.try_recv_lease() : std::nullopt) {
-            const auto sent = co_await echo_gathered(conn, std::move(*data), std::move(*second));
-            if (!sent) break;
-            continue;
-        }
-        const auto sent = co_await conn.write_all(data->data());
+        const auto sent = co_await echo_back(conn, std::move(*data), gather);
         if (!sent) break;
     }
     co_await conn.close();
