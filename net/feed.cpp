@@ -6,7 +6,7 @@ namespace coring::detail {
 
 feed::feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd} {
     shot_.multishot = multishot;
-    shot_.source = this;
+    shot_.set_source(this);
 }
 
 bool feed::take_queued(feed_reader& r) noexcept { return pop(r.res, r.flags); }

@@ -198,7 +198,7 @@ void core::cancel(op& o) noexcept {
 
 void core::complete(op& o) noexcept {
     --o.pending;
-    if (o.source) return deliver(o, true);
+    if (o.sourced) return deliver(o, true);
     settle(o);
     ready_.push({o.waiter, o.ctx});
 }

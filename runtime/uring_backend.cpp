@@ -339,7 +339,7 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
         o.res = res;
         o.cqe_flags = flags;
     }
-    if (o.source) {  // a feed: each result is news, and so is the op's end
+    if (o.sourced) {  // a feed: each result is news, and so is the op's end
         if (!more) --o.pending;
         sink_.deliver(o, own);
     } else if (o.pending == 1) {

@@ -85,29 +85,42 @@ struct op {
     bool multishot : 1 = false;     // io_uring: one SQE, many CQEs (each goes to `source`)
     bool select_buffer : 1 = false; // recv: the backend picks a pool buffer when data arrives
     bool bundle : 1 = false;        // recv with select_buffer: one completion may fill several buffers
+    bool sourced : 1 = false;       // completions go to `source`, not to a waiter (set_source)
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
-    int fd = -1;
-    int flags = 0;
-    void* buf = nullptr;
-    std::uint32_t len = 0;
-    socklen_t addr_len = 0;       // in/out for accept, in for connect: the kernel reads it later
-    sockaddr* addr = nullptr;
-    std::int32_t res = 0;         // >= 0: the result; < 0: -errno
-    std::uint32_t cqe_flags = 0;
-    std::int64_t deadline_ns = 0;  // steady clock; on an I/O op, 0 or a deadline that cancels it
-    std::uint32_t heap_index = 0;  // position in the core's timer heap while armed
-    std::coroutine_handle<> waiter;
-    detail::task_context* ctx = nullptr;  // the task this op blocks; set by core::start
-    op_source* source = nullptr;   // set: completions go there instead of resuming `waiter`
-    op* next = nullptr;            // intrusive link for the backends' parking queues
-    op** tracked_by = nullptr;     // a socket's in-flight slot, cleared when the op completes
     // A bundle's completion: how many pool buffers it filled, from buffer_id() on, chained in
     // ring order through backend::link (each link's len set). 0 or 1: the one buffer, res bytes.
     std::uint16_t buffers = 0;
+    int fd = -1;
+    int flags = 0;
+    // What an op reads or fills: bytes for recv/send/read (a msghdr for send_msg, the awaited
+    // object for join/wait), a peer address for accept/connect. Never both, so they share.
+    union {
+        void* buf = nullptr;
+        sockaddr* addr;
+    };
+    union {
+        std::uint32_t len = 0;
+        socklen_t addr_len;  // in/out for accept, in for connect: the kernel reads it later
+    };
+    std::uint32_t heap_index = 0;  // position in the core's timer heap while armed
+    std::int32_t res = 0;         // >= 0: the result; < 0: -errno
+    std::uint32_t cqe_flags = 0;
+    std::int64_t deadline_ns = 0;  // steady clock; on an I/O op, 0 or a deadline that cancels it
+    union {
+        std::coroutine_handle<> waiter{};  // resumed at completion, unless sourced
+        op_source* source;                 // sourced: each completion goes there instead
+    };
+    detail::task_context* ctx = nullptr;  // the task this op blocks; set by core::start
+    op* next = nullptr;            // intrusive link for the backends' parking queues
+    op** tracked_by = nullptr;     // a socket's in-flight slot, cleared when the op completes
 
     op() noexcept = default;
     op(op_kind k, int f) noexcept : kind{k}, fd{f} {}
     op(const op&) = delete;  // the kernel knows this op by its address
+    void set_source(op_source* s) noexcept {
+        source = s;
+        sourced = true;
+    }
     op& operator=(const op&) = delete;
     // The result as awaiters report it: a cancel caused by the op's own deadline is ETIMEDOUT.
     std::int32_t outcome() const noexcept { return timed_out && res == -ECANCELED ? -ETIMEDOUT : res; }
