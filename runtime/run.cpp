@@ -37,6 +37,11 @@ unsigned parse_count(std::string_view flag, std::string_view value, unsigned min
     return n;
 }
 
+bool parse_on_off(std::string_view flag, std::string_view value) {
+    if (value != "on" && value != "off") throw std::invalid_argument(format("{} {}: expected on or off", flag, value));
+    return value == "on";
+}
+
 }  // namespace
 
 std::vector<int> allowed_cpus() {
@@ -144,8 +149,15 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
     } else if (flag == "--buffer-size") {
         buffer_size = parse_count(flag, value, 64, 1u << 20);
     } else if (flag == "--multishot") {
-        if (value != "on" && value != "off") throw std::invalid_argument(format("--multishot {}: expected on or off", value));
-        multishot = value == "on";
+        multishot = parse_on_off(flag, value);
+    } else if (flag == "--send-zc") {
+        send_zc = parse_on_off(flag, value);
+    } else if (flag == "--zc-threshold") {
+        zc_threshold = parse_count(flag, value, 1, UINT32_MAX);
+    } else if (flag == "--registered-buffers") {
+        registered_buffers = parse_on_off(flag, value);
+    } else if (flag == "--sqpoll") {
+        sqpoll = parse_on_off(flag, value);
     } else if (flag == "--stats") {
         print_stats = true;
     } else if (flag == "--features") {
@@ -166,6 +178,11 @@ std::string_view runtime_options::help() noexcept {
            "  --buffers N          receive buffers per core, a power of two (default 1024)\n"
            "  --buffer-size BYTES  bytes per receive buffer (default 16384)\n"
            "  --multishot on|off   io_uring multishot accept and receive, where the kernel has them (default on)\n"
+           "  --send-zc on|off     io_uring zerocopy sends (SEND_ZC) from --zc-threshold bytes up (default on)\n"
+           "  --zc-threshold BYTES the smallest send that goes zerocopy (default 16384)\n"
+           "  --registered-buffers on|off  zerocopy sends from receive buffers use them registered (default on)\n"
+           "  --sqpoll on|off      io_uring SQ polling: a kernel thread per core submits; it spins while\n"
+           "                       busy, so it costs CPU of its own (--stats shows it; default off)\n"
            "  --stats              print per-core counters on exit\n"
            "  --features           print what io_uring and epoll offer here, and exit\n";
 }
@@ -187,7 +204,12 @@ std::string feature_report(const runtime_options& opts) {
         out += format("  multishot accept:      {}\n", yes(f.multishot_accept));
         out += format("  multishot recv:        {}\n", yes(f.multishot_recv));
         out += format("  provided buffer rings: {}\n", yes(f.buffer_ring));
-        out += format("  send_zc:               {} (not used yet)\n", yes(f.send_zc));
+        auto on = [](bool b) { return b ? "on" : "off"; };
+        out += format("  send_zc:               {} ({}{})\n", yes(f.send_zc), on(f.send_zc_on),
+                      f.send_zc_on ? format(", from {} bytes", opts.zc_threshold) : std::string{});
+        out += format("  registered buffers:    {} ({}; for zerocopy sends from receive buffers)\n",
+                      yes(f.registered_buffers), on(f.registered_buffers_on));
+        out += format("  SQPOLL:                {} ({})\n", yes(f.sqpoll), on(f.sqpoll_on));
         out += format("  MSG_RING:              {}\n", yes(f.msg_ring));
         if (!opts.multishot) out += "  (multishot off by --multishot off)\n";
     } catch (const std::exception& e) {
@@ -196,6 +218,7 @@ std::string feature_report(const runtime_options& opts) {
     cfg.kind = backend_kind::epoll;
     try {
         out += format("epoll: {}\n", make_backend(cfg, sink)->describe());
+        out += "  sends: plain send(2) always (no zerocopy, registered buffers or SQ polling)\n";
     } catch (const std::exception& e) {
         out += format("epoll: unavailable: {}\n", e.what());
     }

@@ -27,6 +27,11 @@ struct backend_config {
     unsigned buffer_count = 1024;    // provided-buffer pool (recv_lease): a power of two, <= 32768
     unsigned buffer_size = 16384;    // bytes per buffer
     bool multishot = true;           // use multishot accept/recv where the kernel has them
+    // io_uring send paths (docs/ARCHITECTURE.md, "Send paths"); each is used only where probed.
+    bool send_zc = true;                 // sends of at least zc_threshold bytes go as SEND_ZC
+    std::uint32_t zc_threshold = 16384;  // bytes
+    bool registered_buffers = true;      // zerocopy sends from pool buffers use them registered
+    bool sqpoll = false;                 // a kernel thread polls the SQ (IORING_SETUP_SQPOLL)
 };
 
 // What this backend can do, probed once at setup (coring-echo --features prints it).
@@ -34,8 +39,14 @@ struct backend_features {
     bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)
     bool multishot_recv = false;    // IORING_RECV_MULTISHOT (6.0)
     bool buffer_ring = false;       // IORING_REGISTER_PBUF_RING (5.19)
-    bool send_zc = false;           // IORING_OP_SEND_ZC (6.0); not used yet
+    bool send_zc = false;           // IORING_OP_SEND_ZC (6.0): large sends without a copy
     bool msg_ring = false;          // IORING_OP_MSG_RING (5.18): cross-core wakes without eventfd
+    bool registered_buffers = false;  // SEND_ZC from registered buffers (6.0), slots filled one by one (5.19)
+    bool sqpoll = false;            // IORING_SETUP_SQPOLL without privileges (5.11)
+    // What this backend does with them (a feature, and its flag on): --features says both.
+    bool send_zc_on = false;
+    bool registered_buffers_on = false;
+    bool sqpoll_on = false;
 };
 
 namespace detail {
@@ -90,6 +101,8 @@ public:
 
     virtual backend_features features() const noexcept { return {}; }
     const backend_stats& stats() const noexcept { return stats_; }
+    // Brings counters that are read rather than counted up to date (the SQ thread's CPU time).
+    virtual void refresh_stats() noexcept {}
 
     // ---- the provided-buffer pool (docs/ARCHITECTURE.md, "Receive buffers") ---------------
     // recv ops with select_buffer take a buffer only when data arrives, so an idle connection
@@ -142,6 +155,9 @@ protected:
     // io_uring: puts buffer id into the kernel's ring if the ring is below its window (true).
     virtual bool to_ring(std::uint16_t /*id*/) noexcept { return false; }
     virtual void on_trim() noexcept {}  // io_uring: a quiet second halves the ring's window
+    // Pool buffer id is about to lose its pages (MADV_DONTNEED): io_uring drops its registration,
+    // which pins the old pages, so a fixed-buffer send never reads pages the pool no longer maps.
+    virtual void before_trim(std::uint16_t /*id*/) noexcept {}
     // The most recently returned free pool buffer, marked as touched; -1 when none is free.
     int take_free() noexcept;
     // A touched pool buffer back on top of the free list (the warmest goes out first).

@@ -83,6 +83,9 @@ struct op {
     bool timed_out : 1 = false;     // its deadline passed: cancelled for that reason (ETIMEDOUT)
     bool multishot : 1 = false;     // io_uring: one SQE, many CQEs (each goes to `source`)
     bool select_buffer : 1 = false; // recv: the backend picks a pool buffer when data arrives
+    bool zerocopy : 1 = false;      // io_uring send: went as SEND_ZC; the kernel's notification
+                                    // (a CQE of its own) says when it let go of the buffer
+    bool cancel_sent : 1 = false;   // io_uring: a cancel was asked for while it was in the kernel
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     int fd = -1;
     int flags = 0;

@@ -30,11 +30,15 @@ struct runtime_options {
     unsigned buffer_count = 1024;                  // provided-buffer pool per core (recv_lease)
     unsigned buffer_size = 16384;
     bool multishot = true;                         // multishot accept/recv where available
+    bool send_zc = true;                           // --send-zc: SEND_ZC for large sends where available
+    std::uint32_t zc_threshold = 16384;            // --zc-threshold: the smallest send that goes zerocopy
+    bool registered_buffers = true;                // --registered-buffers: zerocopy sends from registered pool buffers
+    bool sqpoll = false;                           // --sqpoll: a kernel thread polls the SQ (costs a CPU while busy)
     bool print_stats = false;                      // --stats: per-core counters on exit
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
     backend_config backend_settings() const noexcept {
-        return {backend, sq_entries, 0, buffer_count, buffer_size, multishot};
+        return {backend, sq_entries, 0, buffer_count, buffer_size, multishot, send_zc, zc_threshold, registered_buffers, sqpoll};
     }
 
     // Takes one runtime flag ("--cores", "--backend", "--drain-timeout", "--sq-entries").
