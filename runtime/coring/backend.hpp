@@ -28,7 +28,8 @@ struct backend_config {
     unsigned buffer_size = 16384;    // bytes per buffer
     bool multishot = true;           // use multishot accept/recv where the kernel has them
     // io_uring send paths (docs/ARCHITECTURE.md, "Send paths"); each is used only where probed.
-    bool send_zc = true;                 // sends of at least zc_threshold bytes go as SEND_ZC
+    bool send_zc = false;                // sends of at least zc_threshold bytes go as SEND_ZC (off: measured
+                                         // costlier on loopback, docs/ARCHITECTURE.md "Send paths")
     std::uint32_t zc_threshold = 16384;  // bytes
     bool registered_buffers = true;      // zerocopy sends from pool buffers use them registered
     bool sqpoll = false;                 // a kernel thread polls the SQ (IORING_SETUP_SQPOLL)

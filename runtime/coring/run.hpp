@@ -30,7 +30,7 @@ struct runtime_options {
     unsigned buffer_count = 1024;                  // provided-buffer pool per core (recv_lease)
     unsigned buffer_size = 16384;
     bool multishot = true;                         // multishot accept/recv where available
-    bool send_zc = true;                           // --send-zc: SEND_ZC for large sends where available
+    bool send_zc = false;                          // --send-zc: SEND_ZC for large sends where available
     std::uint32_t zc_threshold = 16384;            // --zc-threshold: the smallest send that goes zerocopy
     bool registered_buffers = true;                // --registered-buffers: zerocopy sends from registered pool buffers
     bool sqpoll = false;                           // --sqpoll: a kernel thread polls the SQ (costs a CPU while busy)
