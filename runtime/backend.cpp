@@ -119,6 +119,7 @@ void backend::trim_buffers() noexcept {
     for (std::size_t i = 0; i < cold; ++i) {
         const std::uint16_t id = free_[i];
         if (!touched_[id]) continue;
+        before_trim(id);
         ::madvise(buffer(id), buffer_size_, MADV_DONTNEED);  // not in the kernel's ring: nobody writes it
         touched_[id] = false;
         --dirty_;

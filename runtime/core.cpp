@@ -418,6 +418,7 @@ task<> core::watch_wakeups() {
 
 core_stats core::stats() const noexcept {
     core_stats s = stats_;
+    backend_->refresh_stats();
     s.backend = backend_->stats();
     return s;
 }

@@ -154,6 +154,14 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
         coalesce = parse_on_off(flag, value);
     } else if (flag == "--recv-bundle") {
         recv_bundle = parse_on_off(flag, value);
+    } else if (flag == "--send-zc") {
+        send_zc = parse_on_off(flag, value);
+    } else if (flag == "--zc-threshold") {
+        zc_threshold = parse_count(flag, value, 1, UINT32_MAX);
+    } else if (flag == "--registered-buffers") {
+        registered_buffers = parse_on_off(flag, value);
+    } else if (flag == "--sqpoll") {
+        sqpoll = parse_on_off(flag, value);
     } else if (flag == "--stats") {
         print_stats = true;
     } else if (flag == "--features") {
@@ -176,6 +184,13 @@ std::string_view runtime_options::help() noexcept {
            "  --multishot on|off   io_uring multishot accept and receive, where the kernel has them (default on)\n"
            "  --coalesce on|off    gather sends: what a connection queued goes out in one sendmsg (default on)\n"
            "  --recv-bundle on|off io_uring receive bundles, several buffers per completion (6.10+; default on)\n"
+           "  --send-zc on|off     io_uring zerocopy sends (SEND_ZC) from --zc-threshold bytes up (default off:\n"
+           "                       on loopback the kernel copies anyway, and the wait for each\n"
+           "                       notification costs more than the copy saves)\n"
+           "  --zc-threshold BYTES the smallest send that goes zerocopy (default 16384)\n"
+           "  --registered-buffers on|off  zerocopy sends from receive buffers use them registered (default on)\n"
+           "  --sqpoll on|off      io_uring SQ polling: a kernel thread per core submits; it spins while\n"
+           "                       busy, so it costs CPU of its own (--stats shows it; default off)\n"
            "  --stats              print per-core counters on exit\n"
            "  --features           print what io_uring and epoll offer here, and exit\n";
 }
@@ -198,7 +213,12 @@ std::string feature_report(const runtime_options& opts) {
         out += format("  multishot accept:      {}\n", yes(f.multishot_accept));
         out += format("  multishot recv:        {}\n", yes(f.multishot_recv));
         out += format("  provided buffer rings: {}\n", yes(f.buffer_ring));
-        out += format("  send_zc:               {} (not used yet)\n", yes(f.send_zc));
+        auto on = [](bool b) { return b ? "on" : "off"; };
+        out += format("  send_zc:               {} ({}{})\n", yes(f.send_zc), on(f.send_zc_on),
+                      f.send_zc_on ? format(", from {} bytes", opts.zc_threshold) : std::string{});
+        out += format("  registered buffers:    {} ({}; for zerocopy sends from receive buffers)\n",
+                      yes(f.registered_buffers), on(f.registered_buffers_on));
+        out += format("  SQPOLL:                {} ({})\n", yes(f.sqpoll), on(f.sqpoll_on));
         out += format("  MSG_RING:              {}\n", yes(f.msg_ring));
         out += format("  coalesced sends:       {}{}\n", yes(f.send_msg), opts.coalesce ? "" : " (off by --coalesce off)");
         out += format("  receive bundles:       {}{}\n", yes(f.recv_bundle),
@@ -212,6 +232,7 @@ std::string feature_report(const runtime_options& opts) {
         out += format("epoll: {}\n", make_backend(cfg, sink)->describe());
         out += format("  coalesced sends:       yes (sendmsg){}\n", opts.coalesce ? "" : " (off by --coalesce off)");
         out += "  receive bundles:       no (io_uring only)\n";
+        out += "  sends: plain send(2) always (no zerocopy, registered buffers or SQ polling)\n";
     } catch (const std::exception& e) {
         out += format("epoll: unavailable: {}\n", e.what());
     }

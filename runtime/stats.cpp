@@ -30,12 +30,19 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.gather_sends += o.backend.gather_sends;
     backend.recv_bundles += o.backend.recv_bundles;
     backend.bundle_buffers += o.backend.bundle_buffers;
+    backend.zc_sends += o.backend.zc_sends;
+    backend.zc_notifications += o.backend.zc_notifications;
+    backend.zc_copied += o.backend.zc_copied;
+    backend.zc_fallbacks += o.backend.zc_fallbacks;
+    backend.zc_resets += o.backend.zc_resets;
+    backend.fixed_sends += o.backend.fixed_sends;
+    backend.sq_thread_cpu_us += o.backend.sq_thread_cpu_us;
     return *this;
 }
 
 std::string to_string(const core_stats& s) {
     const backend_stats& b = s.backend;
-    return format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
+    std::string out = format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
                   "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cq_overcommits={} cancels={} "
                   "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={} spare_buffers={} ring_grows={} "
                   "gather_sends={} bundles={} bundle_buffers={}",
@@ -44,6 +51,11 @@ std::string to_string(const core_stats& s) {
                   b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.eagain_retries, b.multishot_arms,
                   b.buffers_in_use, b.buffer_waits, b.spare_buffers, b.buffer_ring_grows,
                   b.gather_sends, b.recv_bundles, b.bundle_buffers);
+    if (b.zc_sends != 0 || b.zc_fallbacks != 0)
+        out += format(" zc_sends={} zc_notifications={} zc_copied={} zc_fallbacks={} zc_resets={} fixed_sends={}",
+                      b.zc_sends, b.zc_notifications, b.zc_copied, b.zc_fallbacks, b.zc_resets, b.fixed_sends);
+    if (b.sq_thread_cpu_us != 0) out += format(" sq_thread_cpu_ms={}", b.sq_thread_cpu_us / 1000);
+    return out;
 }
 
 }  // namespace coring

@@ -1,12 +1,19 @@
 #include <coring/log.hpp>
 #include <coring/uring_backend.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
+#include <string_view>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <system_error>
 #include <unistd.h>
 
@@ -17,6 +24,16 @@
 #endif
 #ifndef IORING_FEAT_RECVSEND_BUNDLE
 #define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+// Newer than liburing 2.3's headers:
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)  // Linux 6.2: the notification says whether it copied
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)  // Linux 6.2: set in a notification's res
+#endif
+#ifndef IORING_FEAT_REG_REG_RING
+#define IORING_FEAT_REG_REG_RING (1U << 13)  // Linux 6.3: dates REPORT_USAGE (no probe of its own)
 #endif
 
 namespace coring {
@@ -44,7 +61,50 @@ std::string flag_names(unsigned flags) {
     add(IORING_SETUP_DEFER_TASKRUN, "DEFER_TASKRUN");
     add(IORING_SETUP_COOP_TASKRUN, "COOP_TASKRUN");
     add(IORING_SETUP_TASKRUN_FLAG, "TASKRUN_FLAG");
+    add(IORING_SETUP_SQPOLL, "SQPOLL");
     return s.empty() ? "plain" : s;
+}
+
+// The kernel's SQ thread is a thread of this process named iou-sqp-<the creating thread's id>
+// (it names itself once it runs, so look after setup, not during it).
+int find_sq_thread(int creator) noexcept {
+    char want[32];
+    std::snprintf(want, sizeof want, "iou-sqp-%d\n", creator);
+    DIR* tasks = ::opendir("/proc/self/task");
+    if (!tasks) return -1;
+    int found = -1;
+    while (dirent* e = ::readdir(tasks)) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], comm[32] = {};
+        std::snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        if (std::FILE* f = std::fopen(path, "re")) {
+            const bool named = std::fgets(comm, sizeof comm, f) && std::string_view{comm} == want;
+            std::fclose(f);
+            if (named) {
+                found = std::atoi(e->d_name);
+                break;
+            }
+        }
+    }
+    ::closedir(tasks);
+    return found;
+}
+
+// User plus system time of thread tid of this process, in microseconds (0 when unreadable).
+std::uint64_t thread_cpu_us(int tid) noexcept {
+    char path[64], line[512] = {};
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    std::FILE* f = std::fopen(path, "re");
+    if (!f) return 0;
+    const bool read = std::fgets(line, sizeof line, f) != nullptr;
+    std::fclose(f);
+    const char* after_name = read ? std::strrchr(line, ')') : nullptr;  // the name may hold spaces
+    unsigned long long utime = 0, stime = 0;
+    // Fields 3..15 follow the name: state, then 10 numbers, then utime and stime (clock ticks).
+    if (!after_name || std::sscanf(after_name + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                                   &utime, &stime) != 2)
+        return 0;
+    return (utime + stime) * 1'000'000 / static_cast<std::uint64_t>(::sysconf(_SC_CLK_TCK));
 }
 
 // The CQ must hold a completion for every op that can be in flight. Each fd has at most one op
@@ -65,19 +125,27 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
     const unsigned sq = cfg.sq_entries;
     const unsigned cq = cfg.cq_entries ? cfg.cq_entries : default_cq_entries(sq);
     // Best first: one issuer with task work run only when we ask (fewest interrupts), then
-    // cooperative task work, then whatever this kernel has.
+    // cooperative task work, then whatever this kernel has. SQPOLL (asked for) goes first; the
+    // kernel refuses it with DEFER_TASKRUN, COOP_TASKRUN and TASKRUN_FLAG (task work is the SQ
+    // thread's there), so it is tried with SINGLE_ISSUER, then alone, then not at all.
     const unsigned attempts[] = {
+        IORING_SETUP_SQPOLL | IORING_SETUP_SINGLE_ISSUER,
+        IORING_SETUP_SQPOLL,
         IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
         IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
         0,
     };
     int rc = -EINVAL;
     for (unsigned flags : attempts) {
+        if ((flags & IORING_SETUP_SQPOLL) && !cfg.sqpoll) continue;
         io_uring_params p{};
         p.flags = flags | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
         p.cq_entries = cq;
+        // The SQ thread spins while there is work and sleeps after this much without: a busy
+        // core never pays a wake-up, an idle one stops burning its CPU within 10 ms.
+        p.sq_thread_idle = 10;
         rc = io_uring_queue_init_params(sq, &ring_, &p);
-        if (rc == -EINVAL) continue;  // this kernel lacks a flag: try the next set
+        if (rc == -EINVAL || (rc == -EPERM && (flags & IORING_SETUP_SQPOLL))) continue;  // try the next set
         if (rc < 0) break;
         if (!(p.features & IORING_FEAT_NODROP)) {
             io_uring_queue_exit(&ring_);
@@ -93,11 +161,22 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
             features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);           // 6.0
             features_.multishot_recv = features_.send_zc;                                      // 6.0
             features_.send_msg = io_uring_opcode_supported(probe, IORING_OP_SENDMSG);          // 5.3
+            // IORING_RECVSEND_FIXED_BUF on SEND_ZC (6.0); sparse buffer tables (5.19). Plain
+            // IORING_OP_SEND refuses the flag (EINVAL, checked on 6.18): only zerocopy sends use it.
+            features_.registered_buffers = features_.send_zc;
             io_uring_free_probe(probe);
         }
         features_.recv_bundle = (p.features & IORING_FEAT_RECVSEND_BUNDLE) && features_.buffer_ring;  // 6.10
+        features_.sqpoll = p.features & IORING_FEAT_SQPOLL_NONFIXED;  // 5.11
         if (!cfg.multishot) features_.multishot_accept = features_.multishot_recv = false;
         if (!cfg.recv_bundle) features_.recv_bundle = false;
+        features_.send_zc_on = features_.send_zc && cfg.send_zc;
+        features_.registered_buffers_on = features_.send_zc_on && features_.registered_buffers && cfg.registered_buffers &&
+                                          cfg.buffer_count <= 16384;  // the kernel's most registered buffers
+        features_.sqpoll_on = flags & IORING_SETUP_SQPOLL;
+        zc_threshold_ = std::max<std::uint32_t>(cfg.zc_threshold, 1);
+        if (p.features & IORING_FEAT_REG_REG_RING) zc_flags_ = IORING_SEND_ZC_REPORT_USAGE;  // 6.2, dated by 6.3
+        if (features_.sqpoll_on) sq_creator_ = static_cast<int>(::gettid());
         // An eighth of the CQ stays free for cancels and detached closes, which are never
         // held back. Beyond that, IORING_FEAT_NODROP keeps extra CQEs in the kernel's overflow
         // list rather than losing them; stats count it (it should stay 0).
@@ -114,9 +193,11 @@ uring_backend::~uring_backend() {
 }
 
 std::string uring_backend::describe() const {
-    return format("io_uring ({}, {} SQ / {} CQ entries{}{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
+    return format("io_uring ({}, {} SQ / {} CQ entries{}{}{}{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
                   ring_.cq.ring_entries, features_.msg_ring ? ", MSG_RING" : "",
-                  features_.multishot_recv ? ", multishot" : "", features_.recv_bundle ? ", bundles" : "");
+                  features_.multishot_recv ? ", multishot" : "", features_.recv_bundle ? ", bundles" : "",
+                  features_.send_zc_on ? format(", SEND_ZC from {} B", zc_threshold_) : std::string{},
+                  features_.registered_buffers_on ? ", registered buffers" : "");
 }
 
 int uring_backend::open_socket(int domain, int type, int protocol) noexcept {
@@ -136,6 +217,8 @@ io_uring_sqe* uring_backend::get_sqe() noexcept {
         const int r = io_uring_submit(&ring_);
         ++stats_.enter_calls;
         if (r > 0) stats_.sqes_submitted += static_cast<unsigned>(r);
+        // SQPOLL: the slots free up as the SQ thread takes SQEs; wait for that, never spin.
+        if (r >= 0 && features_.sqpoll_on) (void)io_uring_sqring_wait(&ring_);
         if (r >= 0 || r == -EINTR) continue;
         if (r != -EBUSY && r != -EAGAIN) {  // nothing this loop can wait out: say so, never spin
             log("io_uring_submit: {}", std::system_category().message(-r));
@@ -159,6 +242,7 @@ void uring_backend::start(op& o) noexcept {
     if (o.multishot) ++stats_.multishot_arms;
     if (o.kind == op_kind::send_msg) ++stats_.gather_sends;
     ++o.pending;
+    o.cancel_sent = false;
     // Close and shutdown never wait: they finish at once, and must stay ordered before any
     // detached close (which is never parked either) that could free their fd number.
     const bool may_park = o.kind != op_kind::close && o.kind != op_kind::shutdown;
@@ -190,13 +274,16 @@ void uring_backend::submit(op& o) noexcept {
         sqe->buf_group = 0;
         if (o.bundle) sqe->ioprio |= IORING_RECVSEND_BUNDLE;  // beside IORING_RECV_MULTISHOT, if set
         break;
-    case op_kind::send: io_uring_prep_send(sqe, o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL); break;
+    case op_kind::send: prep_send(sqe, o); break;
     case op_kind::send_msg:
         io_uring_prep_sendmsg(sqe, o.fd, static_cast<const msghdr*>(o.buf), static_cast<unsigned>(o.flags | MSG_NOSIGNAL));
         break;
     case op_kind::read: io_uring_prep_read(sqe, o.fd, o.buf, o.len, 0); break;
     case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
-    case op_kind::close: io_uring_prep_close(sqe, o.fd); break;
+    case op_kind::close:
+        forget_fd(o.fd);
+        io_uring_prep_close(sqe, o.fd);
+        break;
     case op_kind::timer:
     case op_kind::deadline:
     case op_kind::join:
@@ -205,6 +292,70 @@ void uring_backend::submit(op& o) noexcept {
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
     ++in_flight_;
+}
+
+void uring_backend::prep_send(io_uring_sqe* sqe, op& o) noexcept {
+    const int flags = o.flags | MSG_NOSIGNAL;
+    const bool refused = o.fd >= 0 && static_cast<std::size_t>(o.fd) < zc_refused_.size() && zc_refused_[o.fd];
+    o.zerocopy = features_.send_zc_on && o.len >= zc_threshold_ && !refused;
+    if (!o.zerocopy) return io_uring_prep_send(sqe, o.fd, o.buf, o.len, flags);
+    ++stats_.zc_sends;
+    io_uring_prep_send_zc(sqe, o.fd, o.buf, o.len, flags, zc_flags_);
+    if (const int slot = registered_slot(o); slot >= 0) {
+        sqe->ioprio |= IORING_RECVSEND_FIXED_BUF;  // addr stays the user address, inside the slot
+        sqe->buf_index = static_cast<std::uint16_t>(slot);
+        ++stats_.fixed_sends;
+    }
+}
+
+int uring_backend::registered_slot(const op& o) noexcept {
+    // Only a send that lies within one pool buffer (the echo path: a lease's bytes).
+    if (!features_.registered_buffers_on || registered_.empty()) return -1;
+    const auto* p = static_cast<const std::byte*>(o.buf);
+    if (p < pool_ || p >= pool_ + std::size_t{buffer_count_} * buffer_size_) return -1;
+    const auto id = static_cast<std::uint16_t>(static_cast<std::size_t>(p - pool_) / buffer_size_);
+    if (p + o.len > buffer(id) + buffer_size_) return -1;
+    if (!registered_[id]) {
+        // The first zerocopy send from this buffer since its pages came: pin them into slot id
+        // (one syscall; the slot stays until trimming takes the pages back, see before_trim).
+        iovec iov{buffer(id), buffer_size_};
+        if (io_uring_register_buffers_update_tag(&ring_, id, &iov, nullptr, 1) != 1) return -1;  // a plain zerocopy send
+        registered_[id] = true;
+    }
+    return id;
+}
+
+void uring_backend::before_trim(std::uint16_t id) noexcept {
+    if (id >= registered_.size() || !registered_[id]) return;
+    // An empty slot again. The registration pins the pages now mapped; after MADV_DONTNEED the
+    // pool would map new ones, and a fixed-buffer send would read the old. No send holds the
+    // buffer (it is in the free list), so nothing in flight uses the slot.
+    iovec none{nullptr, 0};
+    (void)io_uring_register_buffers_update_tag(&ring_, id, &none, nullptr, 1);
+    registered_[id] = false;
+}
+
+void uring_backend::forget_fd(int fd) noexcept {
+    if (fd >= 0 && static_cast<std::size_t>(fd) < zc_refused_.size()) zc_refused_[fd] = false;
+}
+
+void uring_backend::reset_connection(op& o) noexcept {
+    // A zerocopy send is cancelled while the kernel holds its pages: they sit in the socket's
+    // send queue until the peer has taken every byte, which a peer that does not read never
+    // does, and the op (so the caller's frame and buffer) must outlive them. Disconnecting
+    // (connect with AF_UNSPEC) drops the queue and resets the connection; the notification
+    // follows. Done here, at the cancel, while the fd is surely still this socket's: a close
+    // is queued only after the cancel.
+    ++stats_.zc_resets;
+    sockaddr unspec{};
+    unspec.sa_family = AF_UNSPEC;
+    (void)::connect(o.fd, &unspec, sizeof unspec);
+}
+
+void uring_backend::refresh_stats() noexcept {
+    if (sq_creator_ < 0) return;
+    if (sq_thread_ < 0) sq_thread_ = find_sq_thread(sq_creator_);
+    if (sq_thread_ >= 0) stats_.sq_thread_cpu_us = thread_cpu_us(sq_thread_);
 }
 
 void uring_backend::cancel(op& o) noexcept {
@@ -226,9 +377,12 @@ void uring_backend::cancel(op& o) noexcept {
     io_uring_sqe_set_data64(sqe, user_data_of(o) | cancel_tag);
     ++o.pending;  // the cancel's CQE names this op too: the frame must outlive it
     ++in_flight_;
+    o.cancel_sent = true;
+    if (o.zerocopy) reset_connection(o);  // else its notification may wait for the peer forever
 }
 
 void uring_backend::close_detached(int fd) noexcept {
+    forget_fd(fd);
     io_uring_sqe* sqe = get_sqe();  // after every SQE already queued for fd, so none hits a reused number
     io_uring_prep_close(sqe, fd);
     io_uring_sqe_set_data64(sqe, detached_user_data);
@@ -312,8 +466,10 @@ void uring_backend::reap() noexcept {
 
 void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t flags) noexcept {
     if (ud == wake_user_data) return;  // sent by another ring: never counted here
-    const bool own = (ud & cancel_tag) == 0;  // the op's own CQE carries the result; a cancel's does not
-    const bool more = own && (flags & IORING_CQE_F_MORE);  // a multishot op goes on
+    // A zerocopy send's notification names the op like its result did, but carries no result.
+    const bool notification = flags & IORING_CQE_F_NOTIF;
+    const bool own = (ud & cancel_tag) == 0 && !notification;  // the op's own CQE carries the result
+    const bool more = own && (flags & IORING_CQE_F_MORE);  // a multishot op goes on, or a notification follows
     if (!more) --in_flight_;
     if (ud == detached_user_data) return;
     if ((ud & 7) == wake_sent_tag) {
@@ -321,6 +477,10 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
         return;
     }
     op& o = op_from(ud);
+    if (notification) {
+        ++stats_.zc_notifications;
+        if (static_cast<std::uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) ++stats_.zc_copied;
+    }
     if (own) {
         o.buffers = 0;
         if ((flags & IORING_CQE_F_BUFFER) && o.bundle) {
@@ -342,7 +502,20 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
     if (o.sourced) {  // a feed: each result is news, and so is the op's end
         if (!more) --o.pending;
         sink_.deliver(o, own);
+    } else if (more) {
+        // A zerocopy send's result: the kernel still reads the caller's buffer, so the op
+        // stays pending (and its frame suspended) until the notification.
     } else if (o.pending == 1) {
+        if (o.zerocopy && o.res == -EOPNOTSUPP) {  // no zerocopy on this socket (AF_UNIX, say)
+            o.zerocopy = false;
+            if (!o.cancel_sent) {
+                ++stats_.zc_fallbacks;
+                if (static_cast<std::size_t>(o.fd) >= zc_refused_.size()) zc_refused_.resize(o.fd + 1);
+                zc_refused_[o.fd] = true;  // later sends on this fd go plain at once
+                return submit(o);          // the same op, as a plain send; still pending
+            }
+            o.res = -ECANCELED;
+        }
         sink_.complete(o);  // the last CQE for o: its waiter may run
     } else {
         --o.pending;
@@ -372,6 +545,13 @@ void uring_backend::setup_buffers() {
     io_uring_buf_ring_init(buf_ring_);
     ring_ids_.assign(buffer_count_, 0);
     ring_pos_.assign(buffer_count_, 0);
+    // Registered buffers for zerocopy sends: one empty slot per pool buffer, filled on a
+    // buffer's first such send. Not one iovec over the pool: registering pins (and so faults
+    // in) every page at once, and no single page could then be given back by trimming.
+    if (features_.registered_buffers_on) {
+        if (io_uring_register_buffers_sparse(&ring_, buffer_count_) == 0) registered_.assign(buffer_count_, false);
+        else features_.registered_buffers_on = false;  // RLIMIT_MEMLOCK, say: zerocopy sends still work
+    }
     ring_window_ = std::min(buffer_count_, min_ring_window);
     refill_ring();
 }

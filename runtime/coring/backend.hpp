@@ -29,6 +29,12 @@ struct backend_config {
     bool multishot = true;           // use multishot accept/recv where the kernel has them
     bool coalesce = true;            // gather sends: what a connection queued goes out in one sendmsg
     bool recv_bundle = true;         // io_uring: one receive completion may fill several buffers
+    // io_uring send paths (docs/ARCHITECTURE.md, "Send paths"); each is used only where probed.
+    bool send_zc = false;                // sends of at least zc_threshold bytes go as SEND_ZC (off: measured
+                                         // costlier on loopback, docs/ARCHITECTURE.md "Send paths")
+    std::uint32_t zc_threshold = 16384;  // bytes
+    bool registered_buffers = true;      // zerocopy sends from pool buffers use them registered
+    bool sqpoll = false;                 // a kernel thread polls the SQ (IORING_SETUP_SQPOLL)
 };
 
 // What this backend can do, probed once at setup (coring-echo --features prints it).
@@ -36,10 +42,16 @@ struct backend_features {
     bool multishot_accept = false;  // IORING_ACCEPT_MULTISHOT (5.19)
     bool multishot_recv = false;    // IORING_RECV_MULTISHOT (6.0)
     bool buffer_ring = false;       // IORING_REGISTER_PBUF_RING (5.19)
-    bool send_zc = false;           // IORING_OP_SEND_ZC (6.0); not used yet
+    bool send_zc = false;           // IORING_OP_SEND_ZC (6.0): large sends without a copy
     bool msg_ring = false;          // IORING_OP_MSG_RING (5.18): cross-core wakes without eventfd
     bool send_msg = false;          // gather sends: IORING_OP_SENDMSG (5.3); epoll: sendmsg(2)
     bool recv_bundle = false;       // IORING_FEAT_RECVSEND_BUNDLE (6.10): multi-buffer receives
+    bool registered_buffers = false;  // SEND_ZC from registered buffers (6.0), slots filled one by one (5.19)
+    bool sqpoll = false;            // IORING_SETUP_SQPOLL without privileges (5.11)
+    // What this backend does with them (a feature, and its flag on): --features says both.
+    bool send_zc_on = false;
+    bool registered_buffers_on = false;
+    bool sqpoll_on = false;
 };
 
 namespace detail {
@@ -97,6 +109,8 @@ public:
     // --coalesce: gather what is queued into one send (write_all of several pieces, the echo
     // path). Off, each piece is a send of its own, as before gather sends existed (A/B runs).
     bool coalesce() const noexcept { return coalesce_; }
+    // Brings counters that are read rather than counted up to date (the SQ thread's CPU time).
+    virtual void refresh_stats() noexcept {}
 
     // ---- the provided-buffer pool (docs/ARCHITECTURE.md, "Receive buffers") ---------------
     // recv ops with select_buffer take a buffer only when data arrives, so an idle connection
@@ -149,6 +163,9 @@ protected:
     // io_uring: puts buffer id into the kernel's ring if the ring is below its window (true).
     virtual bool to_ring(std::uint16_t /*id*/) noexcept { return false; }
     virtual void on_trim() noexcept {}  // io_uring: a quiet second halves the ring's window
+    // Pool buffer id is about to lose its pages (MADV_DONTNEED): io_uring drops its registration,
+    // which pins the old pages, so a fixed-buffer send never reads pages the pool no longer maps.
+    virtual void before_trim(std::uint16_t /*id*/) noexcept {}
     // The most recently returned free pool buffer, marked as touched; -1 when none is free.
     int take_free() noexcept;
     // A touched pool buffer back on top of the free list (the warmest goes out first).

@@ -86,6 +86,9 @@ struct op {
     bool select_buffer : 1 = false; // recv: the backend picks a pool buffer when data arrives
     bool bundle : 1 = false;        // recv with select_buffer: one completion may fill several buffers
     bool sourced : 1 = false;       // completions go to `source`, not to a waiter (set_source)
+    bool zerocopy : 1 = false;      // io_uring send: went as SEND_ZC; the kernel's notification
+                                    // (a CQE of its own) says when it let go of the buffer
+    bool cancel_sent : 1 = false;   // io_uring: a cancel was asked for while it was in the kernel
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     // A bundle's completion: how many pool buffers it filled, from buffer_id() on, chained in
     // ring order through backend::link (each link's len set). 0 or 1: the one buffer, res bytes.

@@ -32,11 +32,16 @@ struct runtime_options {
     bool multishot = true;                         // multishot accept/recv where available
     bool coalesce = true;                          // --coalesce: gather sends (write_all of pieces, echo)
     bool recv_bundle = true;                       // --recv-bundle: io_uring receive bundles where available
+    bool send_zc = false;                          // --send-zc: SEND_ZC for large sends where available
+    std::uint32_t zc_threshold = 16384;            // --zc-threshold: the smallest send that goes zerocopy
+    bool registered_buffers = true;                // --registered-buffers: zerocopy sends from registered pool buffers
+    bool sqpoll = false;                           // --sqpoll: a kernel thread polls the SQ (costs a CPU while busy)
     bool print_stats = false;                      // --stats: per-core counters on exit
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
     backend_config backend_settings() const noexcept {
-        return {backend, sq_entries, 0, buffer_count, buffer_size, multishot, coalesce, recv_bundle};
+        return {backend,  sq_entries, 0,       buffer_count, buffer_size,        multishot,
+                coalesce, recv_bundle, send_zc, zc_threshold, registered_buffers, sqpoll};
     }
 
     // Takes one runtime flag ("--cores", "--backend", "--drain-timeout", "--sq-entries").

@@ -24,6 +24,13 @@ struct backend_stats {
     std::uint64_t gather_sends = 0;     // sendmsg ops (several pieces in one send)
     std::uint64_t recv_bundles = 0;     // io_uring: receive completions that filled buffers as a bundle
     std::uint64_t bundle_buffers = 0;   // the buffers those bundles filled
+    std::uint64_t zc_sends = 0;         // io_uring: sends submitted as SEND_ZC
+    std::uint64_t zc_notifications = 0; // their notifications (the kernel let go of the buffer)
+    std::uint64_t zc_copied = 0;        // notifications saying the kernel copied after all (loopback does)
+    std::uint64_t zc_fallbacks = 0;     // SEND_ZC refused (EOPNOTSUPP): sent again as a plain send
+    std::uint64_t zc_resets = 0;        // zerocopy sends cancelled in flight: their connection was reset
+    std::uint64_t fixed_sends = 0;      // SEND_ZC from a registered pool buffer
+    std::uint64_t sq_thread_cpu_us = 0; // io_uring SQPOLL: the kernel SQ thread's CPU time (user + system)
 };
 
 struct core_stats {

@@ -16,6 +16,12 @@
 // ends with ENOBUFS like any result: its owner (recv_feed) decides what happens next.
 // A receive bundle (Linux 6.10) fills several ring entries in ring order and names the first;
 // a copy of the ring's slots (ring_ids_) names the rest, and take_bundle chains them.
+//
+// Zerocopy sends (SEND_ZC) post two CQEs: the result (with IORING_CQE_F_MORE) and later a
+// notification (IORING_CQE_F_NOTIF) once the kernel let go of the caller's pages; the op stays
+// pending, and its frame suspended, until the notification. Pool buffers a zerocopy send reads
+// are registered one slot per buffer (slot = buffer id) on their first such send, and lose the
+// registration before trimming gives their pages back. docs/ARCHITECTURE.md, "Send paths".
 #include <coring/backend.hpp>
 
 #include <liburing.h>
@@ -42,6 +48,7 @@ public:
     backend_features features() const noexcept override { return features_; }
     int ring_fd() const noexcept override { return features_.msg_ring ? ring_.ring_fd : -1; }
     bool post_wake(int target_ring_fd) noexcept override;
+    void refresh_stats() noexcept override;
 
 private:
     io_uring_sqe* get_sqe() noexcept;
@@ -49,6 +56,11 @@ private:
     void reap() noexcept;
     void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept;
     void unpark() noexcept;
+    void prep_send(io_uring_sqe* sqe, op& o) noexcept;
+    int registered_slot(const op& o) noexcept;  // the registered pool buffer o sends from, or -1
+    void reset_connection(op& o) noexcept;
+    void forget_fd(int fd) noexcept;
+    void before_trim(std::uint16_t id) noexcept override;
     void setup_buffers() override;
     bool to_ring(std::uint16_t id) noexcept override;
     void on_trim() noexcept override;
@@ -81,6 +93,12 @@ private:
     };
     std::vector<cqe_copy> reaped_;
     bool reaping_ = false;
+    std::uint32_t zc_threshold_ = 0;
+    unsigned zc_flags_ = 0;               // IORING_SEND_ZC_REPORT_USAGE where the kernel has it
+    std::vector<bool> zc_refused_;        // by fd: SEND_ZC answered EOPNOTSUPP (until the fd closes)
+    std::vector<bool> registered_;        // by pool id: its slot holds the buffer's pages
+    int sq_creator_ = -1;                 // SQPOLL: the thread that set the ring up (names the SQ thread)
+    int sq_thread_ = -1;                  // SQPOLL: the kernel SQ thread's id, for its CPU time
 };
 
 }  // namespace coring
