@@ -9,7 +9,11 @@ runs an active set of 1,000 connections doing ping-pong at a fixed rate (open lo
 messages/s in all, so the latency is comparable from rung to rung) while the rest idle. At 'holding' this
 script reads the server's memory: user space is the workers' RssAnon growth since start-up,
 kernel is the growth of Slab in /proc/meminfo (both ends of every connection are on this
-machine, so it covers two sockets per connection). Everything it starts it stops, by PID.
+machine, so it covers two sockets per connection). Part of the RssAnon growth is each worker's
+receive-buffer pool (one anonymous mapping of exactly buffers x buffer size bytes per core),
+which is shared by all of a worker's connections, not held per connection: its resident size
+comes from /proc/PID/smaps at start-up and at 'holding', and is reported on its own and
+subtracted in "user B/conn excl. pool". Everything it starts it stops, by PID.
 Python standard library only; plots need gnuplot.
 """
 import argparse
@@ -21,6 +25,8 @@ import sys
 import time
 
 from benchlib import line_plot, stop
+
+BUFFERS, BUFFER_SIZE = 64, 4096  # each worker's receive-buffer pool: --buffers, --buffer-size
 
 
 def meminfo_kib(key):
@@ -40,6 +46,39 @@ def rss_anon_kib(pid):
     except FileNotFoundError:
         pass
     return 0
+
+
+def mappings(pid):
+    """[[start, end, resident KiB]] for each mapping (VMA) of pid, from /proc/PID/smaps; [] if it is gone."""
+    vmas = []
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                key = line.split(None, 1)[0]
+                if key == "Rss:":
+                    vmas[-1][2] = int(line.split()[1])
+                elif not key.endswith(":"):  # a mapping's first line: start-end perms offset dev inode [path]
+                    vmas.append([int(x, 16) for x in key.split("-")] + [0])
+    except FileNotFoundError:
+        pass
+    return vmas
+
+
+def pool_resident(before, after, size):
+    """One worker's receive-buffer pool: (KiB resident at start-up, KiB at 'holding', remark).
+    The pool is the one mapping of exactly `size` bytes at 'holding'; any other count is reported
+    as unknown (None, None, why) rather than guessed. It is mapped on the first receive
+    (net/tcp.cpp), so at start-up its addresses are normally unmapped: 0 KiB, remark "unmapped"."""
+    pools = [v for v in after if v[1] - v[0] == size]
+    if len(pools) != 1:
+        return None, None, f"{len(pools)} mappings of {size // 1024} KiB"
+    start, end, kib = pools[0]
+    for v in before:
+        if v[:2] == [start, end]:
+            return v[2], kib, None
+        if v[0] < end and start < v[1]:  # merged into, or replaced, another mapping since: not comparable
+            return None, None, f"its addresses were another mapping at start-up ({(v[1] - v[0]) // 1024} KiB)"
+    return 0, kib, "unmapped"
 
 
 def children(pid):
@@ -79,7 +118,7 @@ def run_rung(args, backend, rung, port):
     stride = 1 if rung <= 100_000 else max(1, rung // args.sample)
     server_cmd = ["taskset", "-c", str(args.server_cpu), os.path.join(args.build, "apps/coring-echo"),
                   "--listen", f"127.0.0.1:{port}", "--workers", str(workers), "--cores", "1", "--backend", backend,
-                  "--buffers", "64", "--buffer-size", "4096", "--drain-timeout", "2000"]
+                  "--buffers", str(BUFFERS), "--buffer-size", str(BUFFER_SIZE), "--drain-timeout", "2000"]
     server = subprocess.Popen(server_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -92,6 +131,7 @@ def run_rung(args, backend, rung, port):
         time.sleep(0.5)  # every worker has bound its listener
         pids = children(server.pid) or [server.pid]
         rss0 = sum(rss_anon_kib(p) for p in pids)
+        maps0 = {p: mappings(p) for p in pids}
         slab0 = meminfo_kib("Slab")
         json_path = os.path.join(args.out, f"ladder-{backend}-{rung}.json")
         load_cmd = ["taskset", "-c", str(args.load_cpu), os.path.join(args.build, "apps/coring-load"),
@@ -103,15 +143,28 @@ def run_rung(args, backend, rung, port):
                     "--quiet", "--json", json_path]
         started = time.monotonic()
         load = subprocess.Popen(load_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        rss1 = slab1 = None
+        rss1 = slab1 = pool0 = pool1 = None
+        pool_note = ""  # why the pool is unknown
         tail = []
         for line in load.stderr:
             if "holding" in line and rss1 is None:
                 rss1 = sum(rss_anon_kib(p) for p in pids)
+                maps1 = {p: mappings(p) for p in pids}
                 slab1 = meminfo_kib("Slab")
+                pools = {p: pool_resident(maps0[p], maps1[p], BUFFERS * BUFFER_SIZE) for p in pids}
+                unknown = [f"worker {p}: {why}" for p, (_, kib, why) in pools.items() if kib is None]
+                if unknown:
+                    pool_note = "pool unknown: " + "; ".join(unknown)
+                    pool_said = pool_note
+                else:
+                    pool0 = sum(k0 for k0, _, _ in pools.values())
+                    pool1 = sum(k1 for _, k1, _ in pools.values())
+                    unmapped = sum(why == "unmapped" for _, _, why in pools.values())
+                    pool_said = (f"pool {pool0:,} -> {pool1:,} KiB resident" +
+                                 (f" (not yet mapped at start-up in {unmapped} of {len(pids)} workers)" if unmapped else ""))
                 print(f"ladder: {backend} {rung:,}: holding after {time.monotonic() - started:.0f} s; "
-                      f"server RssAnon +{(rss1 - rss0) / 1024:.1f} MiB, Slab +{(slab1 - slab0) / 1024:.1f} MiB",
-                      file=sys.stderr)
+                      f"server RssAnon +{(rss1 - rss0) / 1024:.1f} MiB, Slab +{(slab1 - slab0) / 1024:.1f} MiB, "
+                      f"{pool_said}", file=sys.stderr)
             else:
                 tail.append(line.strip())
         rc = load.wait()
@@ -122,6 +175,9 @@ def run_rung(args, backend, rung, port):
             "backend": backend, "rung": rung, "workers": workers, "load_procs": procs,
             "setup_s": r["setup_s"], "idle_up": r["idle_up"], "verified": r["idle_verified"], "sampled": r["idle_sampled"],
             "user_bytes_per_conn": (rss1 - rss0) * 1024 / rung if rss1 is not None else None,
+            "pool_kib_start": pool0, "pool_kib": pool1, "pool_note": pool_note,
+            "user_bytes_per_conn_excl_pool":
+                ((rss1 - rss0) - (pool1 - pool0)) * 1024 / rung if pool1 is not None else None,
             "kernel_bytes_per_conn": (slab1 - slab0) * 1024 / rung if slab1 is not None else None,
             "active_p50_us": r["latency_us"]["p50"], "active_p99_us": r["latency_us"]["p99"],
             "active_msgs_per_sec": r["msgs_per_sec"], "errors": r["errors"]["total"],
@@ -134,9 +190,10 @@ def run_rung(args, backend, rung, port):
 def plot(out, rows, backends):
     pngs = []
     for metric, label in (("user_bytes_per_conn", "server user-space bytes per connection"),
+                          ("user_bytes_per_conn_excl_pool", "server user-space bytes per connection, excl. buffer pool"),
                           ("kernel_bytes_per_conn", "kernel bytes per connection (both ends)"),
                           ("active_p99_us", "p99 of 1,000 active connections (us)")):
-        series = [(b, [(r["rung"], r[metric]) for r in rows if r["backend"] == b and r[metric] is not None])
+        series = [(b, [(r["rung"], r[metric]) for r in rows if r["backend"] == b and r.get(metric) is not None])
                   for b in backends]
         png = os.path.join(out, f"ladder-{metric}.png")
         if line_plot(os.path.join(out, f"ladder-{metric}.dat"), png, f"{label} vs idle connections",
@@ -182,7 +239,8 @@ def main():
             rows.append(row)
             print(f"ladder: {backend} {rung:,}: {json.dumps(row)}", file=sys.stderr)
             time.sleep(2)  # closed sockets leave the kernel's lists
-    hdr = (f"{'backend':<7} {'idle conns':>10} {'setup s':>8} {'verified':>17} {'user B/conn':>11} {'kernel B/conn':>13} "
+    hdr = (f"{'backend':<7} {'idle conns':>10} {'setup s':>8} {'verified':>17} {'user B/conn':>11} "
+           f"{'pool KiB':>8} {'user B/conn excl. pool':>22} {'kernel B/conn':>13} "
            f"{'p50 us':>8} {'p99 us':>8} {'errors':>6}")
     print(hdr)
     print("-" * len(hdr))
@@ -190,8 +248,9 @@ def main():
     for r in rows:
         ver = f"{r['verified']:,}/{r['sampled']:,}" if "verified" in r else "-"
         print(f"{r['backend']:<7} {r['rung']:>10,} {f(r.get('setup_s'), 1):>8} {ver:>17} {f(r['user_bytes_per_conn']):>11} "
+              f"{f(r.get('pool_kib')):>8} {f(r.get('user_bytes_per_conn_excl_pool')):>22} "
               f"{f(r['kernel_bytes_per_conn']):>13} {f(r.get('active_p50_us'), 1):>8} {f(r['active_p99_us'], 1):>8} "
-              f"{f(r['errors']):>6}{'  ' + r['note'] if r.get('note') else ''}")
+              f"{f(r['errors']):>6}" + "".join("  " + n for n in (r.get("note"), r.get("pool_note")) if n))
     for b in backends:
         mine = [r for r in rows if r["backend"] == b and r.get("active_p99_us")]
         if len(mine) >= 2:

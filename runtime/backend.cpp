@@ -45,6 +45,7 @@ void backend::ensure_buffers() {
     pool_ = static_cast<std::byte*>(mem);
     links_.resize(buffer_count_);
     touched_.assign(buffer_count_, false);
+    stats_.pool_bytes = std::uint64_t{buffer_count_} * buffer_size_;
     free_.resize(buffer_count_);
     for (unsigned i = 0; i < buffer_count_; ++i) free_[i] = static_cast<std::uint16_t>(buffer_count_ - 1 - i);
     low_water_ = free_.size();
@@ -63,6 +64,7 @@ int backend::take_free() noexcept {
     free_.pop_back();
     low_water_ = std::min(low_water_, free_.size());
     if (touched_[id]) --dirty_;  // leaves the trim candidates
+    else stats_.pool_touched_bytes += buffer_size_;
     touched_[id] = true;
     return id;
 }
@@ -123,6 +125,8 @@ void backend::trim_buffers() noexcept {
         ::madvise(buffer(id), buffer_size_, MADV_DONTNEED);  // not in the kernel's ring: nobody writes it
         touched_[id] = false;
         --dirty_;
+        stats_.pool_touched_bytes -= buffer_size_;
+        ++stats_.buffers_trimmed;
     }
     low_water_ = free_.size();
 }

@@ -93,6 +93,8 @@ std::string gib(std::uint64_t bytes) {
     return format("{}.{} GiB", bytes >> 30, ((bytes & ((1ull << 30) - 1)) * 10) >> 30);
 }
 
+std::string mib(std::uint64_t bytes) { return format("{} MiB", (bytes + (1ull << 19)) >> 20); }
+
 task<> guard_main(task<> main_task, launch_state* state) {
     try {
         co_await std::move(main_task);
@@ -128,6 +130,14 @@ void ignore_stray_signals() noexcept {
     ::signal(SIGPIPE, SIG_IGN);
     ::signal(SIGUSR1, SIG_IGN);
     ::signal(SIGUSR2, SIG_IGN);
+}
+
+unsigned default_buffer_count(unsigned cores, std::uint32_t buffer_size) noexcept {
+    constexpr std::uint64_t budget = 256ull << 20;  // all cores together
+    const std::uint64_t fit = budget / (std::uint64_t{std::max(cores, 1u)} * std::max<std::uint32_t>(buffer_size, 1));
+    unsigned n = 1024;
+    while (n > 64 && n > fit) n /= 2;  // stays a power of two
+    return n;
 }
 
 unsigned available_cpus() noexcept { return static_cast<unsigned>(allowed_cpus().size()); }
@@ -179,7 +189,8 @@ std::string_view runtime_options::help() noexcept {
            "  --backend B          uring | epoll | auto (default auto: io_uring, else epoll)\n"
            "  --drain-timeout MS   on SIGINT/SIGTERM/SIGHUP, time for connections to finish (default 5000)\n"
            "  --sq-entries N       io_uring submission queue size (default 1024); the CQ holds 2 per fd\n"
-           "  --buffers N          receive buffers per core, a power of two (default 1024)\n"
+           "  --buffers N          receive buffers per core, a power of two (default 1024, fewer above 16\n"
+           "                       cores: all cores map at most 256 MiB; pages are used only when filled)\n"
            "  --buffer-size BYTES  bytes per receive buffer (default 16384)\n"
            "  --multishot on|off   io_uring multishot accept and receive, where the kernel has them (default on)\n"
            "  --coalesce on|off    gather sends: what a connection queued goes out in one sendmsg (default on)\n"
@@ -360,10 +371,11 @@ int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std:
 
     // Each core maps its pool on first use, so a pool that cannot fit would start fine and then
     // fail every connection: refuse it now, while the reason can still be said.
-    const std::uint64_t pools = std::uint64_t{opts.buffer_count} * opts.buffer_size * n;
+    const unsigned buffers = opts.backend_settings(n).buffer_count;
+    const std::uint64_t pools = std::uint64_t{buffers} * opts.buffer_size * n;
     if (const std::uint64_t memory = memory_total(); memory != 0 && pools > memory) {
         log("--buffers {} x --buffer-size {} x {} core{} = {} of receive buffers, more than this machine's {} of memory",
-            opts.buffer_count, opts.buffer_size, n, n == 1 ? "" : "s", gib(pools), gib(memory));
+            buffers, opts.buffer_size, n, n == 1 ? "" : "s", gib(pools), gib(memory));
         return 2;
     }
 
@@ -397,7 +409,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std:
                 throw std::system_error(e, std::system_category(), format("pin core {} to CPU {}", k, cpus[k % cpus.size()]));
             core_config cfg;
             cfg.id = k;
-            cfg.backend = opts.backend_settings();
+            cfg.backend = opts.backend_settings(n);
             cfg.drain_timeout = opts.drain_timeout;
             c = std::make_unique<core>(cfg);
             std::lock_guard g{state.lock};
@@ -405,7 +417,9 @@ int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std:
             for (unsigned i = 0; i < state.stop_requests; ++i) c->request_stop_from_any_thread();
             if (k == 0 && !opts.quiet) {
                 if (!c->fallback_reason().empty()) log("{}", c->fallback_reason());
-                log("{} core(s), {}", n, c->io().describe());
+                log("{} core(s), {}; receive pool {} x {} B per core ({} mapped, resident only when used)", n,
+                    c->io().describe(), cfg.backend.buffer_count, cfg.backend.buffer_size,
+                    mib(std::uint64_t{cfg.backend.buffer_count} * cfg.backend.buffer_size * n));
             }
         } catch (const std::exception& e) {
             start_failed = true;

@@ -314,3 +314,16 @@ TEST_CASE("run() starts the main function once per core, each on its own thread"
     CHECK(record.ids.count(std::this_thread::get_id()) == 0);  // not on the caller's thread
     CHECK(core_ids == std::set<unsigned>{0, 1});
 }
+
+TEST_CASE("the receive pool's default size is sane for 1 and for 64 cores", "[backend][pool]") {
+    // 16 KiB buffers: 16 MiB per core while all cores together stay within 256 MiB.
+    CHECK(default_buffer_count(1, 16384) == 1024);
+    CHECK(default_buffer_count(16, 16384) == 1024);
+    CHECK(default_buffer_count(64, 16384) == 256);
+    CHECK(default_buffer_count(1024, 16384) == 64);  // the floor
+    CHECK(default_buffer_count(64, 4096) == 1024);   // smaller buffers: more of them
+    runtime_options o;
+    CHECK(o.backend_settings(64).buffer_count == 256);
+    o.buffer_count = 128;  // --buffers wins
+    CHECK(o.backend_settings(64).buffer_count == 128);
+}

@@ -21,13 +21,19 @@
 
 namespace coring {
 
+// The receive pool's default size per core: 1024 buffers (16 MiB of 16 KiB buffers) up to 16
+// cores, then fewer, so that all cores together map at most 256 MiB (64 cores: 256 buffers, 4
+// MiB each), never fewer than 64 per core. Mapped is not resident: a buffer's pages are touched
+// only when a receive fills it, and given back when it stays cold (backend::trim_buffers).
+unsigned default_buffer_count(unsigned cores, std::uint32_t buffer_size) noexcept;
+
 struct runtime_options {
     unsigned cores = 0;                            // 0: one per CPU this process may use
     backend_kind backend = backend_kind::automatic;
     unsigned sq_entries = 1024;
     std::chrono::milliseconds drain_timeout{5000};  // graceful stop: time for live tasks to end
     bool quiet = false;                            // no start-up line
-    unsigned buffer_count = 1024;                  // provided-buffer pool per core (recv_lease)
+    unsigned buffer_count = 0;                     // receive pool per core (recv_lease); 0: default_buffer_count
     unsigned buffer_size = 16384;
     bool multishot = true;                         // multishot accept/recv where available
     bool coalesce = true;                          // --coalesce: gather sends (write_all of pieces, echo)
@@ -39,8 +45,10 @@ struct runtime_options {
     bool print_stats = false;                      // --stats: per-core counters on exit
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
-    backend_config backend_settings() const noexcept {
-        return {backend,  sq_entries, 0,       buffer_count, buffer_size,        multishot,
+    // For one of `cores` cores.
+    backend_config backend_settings(unsigned cores = 1) const noexcept {
+        const unsigned buffers = buffer_count ? buffer_count : default_buffer_count(cores, buffer_size);
+        return {backend,  sq_entries, 0,       buffers, buffer_size,        multishot,
                 coalesce, recv_bundle, send_zc, zc_threshold, registered_buffers, sqpoll};
     }
 

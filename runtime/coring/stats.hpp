@@ -18,6 +18,9 @@ struct backend_stats {
     std::uint64_t eagain_retries = 0;   // epoll: syscalls that had to wait for readiness
     std::uint64_t multishot_arms = 0;   // multishot SQEs submitted (each may bring many CQEs)
     std::uint64_t buffers_in_use = 0;   // pool buffers held by the kernel's results or by leases
+    std::uint64_t pool_bytes = 0;       // the receive pool's mapping (0 until first used)
+    std::uint64_t pool_touched_bytes = 0;  // of it, buffers whose pages may be resident now
+    std::uint64_t buffers_trimmed = 0;  // cold buffers whose pages went back to the kernel
     std::uint64_t buffer_waits = 0;     // readers that found pool and spares used up, and waited
     std::uint64_t spare_buffers = 0;    // receives into a spare buffer because the pool was empty
     std::uint64_t buffer_ring_grows = 0;  // io_uring: the ring ran dry with buffers free, and grew
