@@ -31,6 +31,7 @@ task<result<void>> echo_back(tcp_stream& conn, buffer_lease first, bool gather) 
         if (!more) break;
         leases[n++] = std::move(*more);
     }
+    if (n == 1) co_return co_await conn.write_all(leases[0].data());  // a plain send: a smaller frame
     for (std::size_t i = 0; i < n; ++i) pieces[i] = leases[i].data();
     co_return co_await conn.write_all(std::span<const std::span<const std::byte>>(pieces.data(), n));
 }
