@@ -37,19 +37,20 @@ SERVERS = {
 }
 DEFAULT_SERVERS = ["coring-uring", "coring-epoll", "raw-uring", "raw-epoll", "threads", "poll-pool"]
 ASIO = ["asio-epoll", "asio-uring"]
-# coring-echo's io_uring fast paths, each turned off alone (SQPOLL, off by default, turned on
-# alone), then all off: a row per variant, compared with coring-uring in the same run. A
-# coring-echo that does not know a flag exits at start-up, and the matrix skips that row.
-FAST_PATH_FLAGS = {"fixed-files": "on", "recv-bundle": "on", "coalesce": "on", "send-zc": "on",
+# coring-echo's io_uring fast paths, each turned off alone (SQPOLL and zerocopy sends, off by
+# default, turned on alone: zerocopy with registered buffers), then all off: a row per variant,
+# compared with coring-uring in the same run. A coring-echo that does not know a flag exits at
+# start-up, and the matrix skips that row.
+FAST_PATH_FLAGS = {"fixed-files": "on", "recv-bundle": "on", "coalesce": "on", "send-zc": "off",
                    "registered-buffers": "on", "sqpoll": "off"}
 FAST_PATHS = {
     "coring-uring-no-fixed-files": ["--fixed-files", "off"],
     "coring-uring-no-bundle": ["--recv-bundle", "off"],
     "coring-uring-no-coalesce": ["--coalesce", "off"],
-    "coring-uring-no-send-zc": ["--send-zc", "off"],
-    "coring-uring-no-registered-buffers": ["--registered-buffers", "off"],
+    "coring-uring-send-zc": ["--send-zc", "on"],
     "coring-uring-sqpoll": ["--sqpoll", "on"],
-    "coring-uring-no-fast-paths": [x for flag in FAST_PATH_FLAGS if flag != "sqpoll" for x in (f"--{flag}", "off")],
+    "coring-uring-no-fast-paths": [x for flag in FAST_PATH_FLAGS if flag not in ("sqpoll", "send-zc")
+                                   for x in (f"--{flag}", "off")],
 }
 for name, extra in FAST_PATHS.items():
     SERVERS[name] = ("apps/coring-echo", ["--backend", "uring"] + extra, "listen", "--cores")
