@@ -106,9 +106,9 @@ private:
 
 // Received data, queued as pool buffers, linked through the backend's per-buffer chain: an
 // idle stream holds no buffer and no queue storage. A receive bundle (io_uring, 6.10) queues
-// the several buffers of one completion at once, as the backend chained them. The pool is a fast path, never a reason to
-// stop a reader that waits: when it is empty the next receive goes into a spare buffer of its
-// own; when it is scarce (less than half free) receives are single-shot and taken only for a
+// the several buffers of one completion at once, as the backend chained them. The pool is a
+// fast path, never a reason to stop a reader that waits: when it is empty the next receive goes
+// into a spare buffer of its own; when it is scarce (less than half free) receives are single-shot and taken only for a
 // reader that waits, and the queue limit drops from 2 to 1.
 class recv_feed final : public feed {
 public:
