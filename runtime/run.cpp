@@ -146,6 +146,9 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
     } else if (flag == "--multishot") {
         if (value != "on" && value != "off") throw std::invalid_argument(format("--multishot {}: expected on or off", value));
         multishot = value == "on";
+    } else if (flag == "--fixed-files") {
+        if (value != "on" && value != "off") throw std::invalid_argument(format("--fixed-files {}: expected on or off", value));
+        fixed_files = value == "on";
     } else if (flag == "--stats") {
         print_stats = true;
     } else if (flag == "--features") {
@@ -166,6 +169,7 @@ std::string_view runtime_options::help() noexcept {
            "  --buffers N          receive buffers per core, a power of two (default 1024)\n"
            "  --buffer-size BYTES  bytes per receive buffer (default 16384)\n"
            "  --multishot on|off   io_uring multishot accept and receive, where the kernel has them (default on)\n"
+           "  --fixed-files on|off io_uring direct descriptors for accepted sockets, where the kernel has them (default on)\n"
            "  --stats              print per-core counters on exit\n"
            "  --features           print what io_uring and epoll offer here, and exit\n";
 }
@@ -189,6 +193,8 @@ std::string feature_report(const runtime_options& opts) {
         out += format("  provided buffer rings: {}\n", yes(f.buffer_ring));
         out += format("  send_zc:               {} (not used yet)\n", yes(f.send_zc));
         out += format("  MSG_RING:              {}\n", yes(f.msg_ring));
+        if (f.fixed_files) out += format("  direct descriptors:    yes ({}-slot file table per core)\n", f.fixed_file_slots);
+        else out += format("  direct descriptors:    {}\n", opts.fixed_files ? "no (needs Linux 6.8)" : "off (--fixed-files off)");
         if (!opts.multishot) out += "  (multishot off by --multishot off)\n";
     } catch (const std::exception& e) {
         out += format("io_uring: unavailable: {}\n", e.what());

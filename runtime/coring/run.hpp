@@ -30,11 +30,12 @@ struct runtime_options {
     unsigned buffer_count = 1024;                  // provided-buffer pool per core (recv_lease)
     unsigned buffer_size = 16384;
     bool multishot = true;                         // multishot accept/recv where available
+    bool fixed_files = true;                       // io_uring direct descriptors where available
     bool print_stats = false;                      // --stats: per-core counters on exit
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
     backend_config backend_settings() const noexcept {
-        return {backend, sq_entries, 0, buffer_count, buffer_size, multishot};
+        return {backend, sq_entries, 0, buffer_count, buffer_size, multishot, fixed_files};
     }
 
     // Takes one runtime flag ("--cores", "--backend", "--drain-timeout", "--sq-entries").

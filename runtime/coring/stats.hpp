@@ -21,6 +21,8 @@ struct backend_stats {
     std::uint64_t buffer_waits = 0;     // readers that found pool and spares used up, and waited
     std::uint64_t spare_buffers = 0;    // receives into a spare buffer because the pool was empty
     std::uint64_t buffer_ring_grows = 0;  // io_uring: the ring ran dry with buffers free, and grew
+    std::uint64_t direct_fallbacks = 0;   // io_uring: accepts that got a real fd, the file table being full
+    std::uint64_t fd_installs = 0;        // io_uring: real fds made for direct descriptors (install_fd)
 };
 
 struct core_stats {
