@@ -217,8 +217,10 @@ TEST_CASE("fd(), peer_address and set_nodelay work on a direct socket", "[tcp][f
 
     // Closing the socket closes the fd it made as well.
     c.run_for(5s, server.close());
-    CHECK(::fcntl(fd, F_GETFD) == -1);
-    CHECK(errno == EBADF);
+    const int still_open = ::fcntl(fd, F_GETFD);
+    const int error = errno;
+    CHECK(still_open == -1);
+    CHECK(error == EBADF);
     c.run_for(5s, client.close());
 }
 
