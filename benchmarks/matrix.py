@@ -47,7 +47,9 @@ FAST_PATHS = {
     "coring-uring-no-fixed-files": ["--fixed-files", "off"],
     "coring-uring-no-bundle": ["--recv-bundle", "off"],
     "coring-uring-no-coalesce": ["--coalesce", "off"],
-    "coring-uring-send-zc": ["--send-zc", "on"],
+    # Zerocopy needs real fds (a cancelled one resets its connection through connect()), so this
+    # row turns direct descriptors off too.
+    "coring-uring-send-zc": ["--send-zc", "on", "--fixed-files", "off"],
     "coring-uring-sqpoll": ["--sqpoll", "on"],
     "coring-uring-no-fast-paths": [x for flag in FAST_PATH_FLAGS if flag not in ("sqpoll", "send-zc")
                                    for x in (f"--{flag}", "off")],

@@ -136,6 +136,8 @@ bool accept_feed::pop(int& res, std::uint32_t& flags) noexcept {
     return true;
 }
 
+std::size_t accept_feed::queue_limit() const noexcept { return core::current().io().direct_slots_low() ? 0 : 16; }
+
 void accept_feed::drop_all() noexcept {
     backend& io = core::current().io();
     for (int fd : fds_) io.close_detached(fd);  // accepted, never handed out

@@ -35,7 +35,8 @@ gather_awaiter::gather_awaiter(int fd, op** slot, std::span<const iovec> pieces,
     msg_.msg_iovlen = pieces.size();
 }
 
-socket_base::socket_base(socket_base&& other) noexcept : fd_{std::exchange(other.fd_, -1)} {
+socket_base::socket_base(socket_base&& other) noexcept
+    : fd_{std::exchange(other.fd_, -1)}, user_fd_{std::exchange(other.user_fd_, -1)} {
     take_slots_from(other);
 }
 
@@ -43,6 +44,7 @@ socket_base& socket_base::operator=(socket_base&& other) noexcept {
     if (this != &other) {
         this->~socket_base();
         fd_ = std::exchange(other.fd_, -1);
+        user_fd_ = std::exchange(other.user_fd_, -1);
         take_slots_from(other);
     }
     return *this;
@@ -67,11 +69,28 @@ void socket_base::cancel_in_flight() noexcept {
     }
 }
 
+int socket_base::fd() const noexcept {
+    if (!is_direct_fd(fd_)) return fd_;
+    core* c = core::current_or_null();  // none: the ring, and the socket with it, are gone
+    if (user_fd_ < 0 && c) {
+        const int made = c->io().install_fd(fd_);
+        if (made >= 0) user_fd_ = made;
+    }
+    return user_fd_;
+}
+
+void socket_base::close_user_fd() noexcept {
+    // No op names it (they all use the direct descriptor), so no queued SQE can meet its number.
+    if (user_fd_ >= 0) ::close(std::exchange(user_fd_, -1));
+}
+
 socket_base::~socket_base() {
     if (fd_ < 0) return;
     cancel_in_flight();
+    close_user_fd();
     if (core* c = core::current_or_null()) c->io().close_detached(std::exchange(fd_, -1));
-    else ::close(std::exchange(fd_, -1));  // after its core is gone: nothing can be in flight
+    else if (!is_direct_fd(fd_)) ::close(std::exchange(fd_, -1));  // after its core is gone: nothing can be in flight
+    // (a direct descriptor went with its core's ring, which closes every slot)
 }
 
 task<> close_fd(int fd) {
@@ -85,6 +104,7 @@ task<> socket_base::close() noexcept {
     // to its user, and the ops in flight must not outlive the fd. The close op itself starts
     // when awaited ([[nodiscard]]: dropping the awaitable would leak the fd).
     cancel_in_flight();
+    close_user_fd();
     return close_fd(std::exchange(fd_, -1));
 }
 

@@ -140,10 +140,16 @@ detail::status_awaiter tcp_stream::shutdown(int how) noexcept {
     return {op_kind::shutdown, fd_, nullptr, how};
 }
 
-result<void> tcp_stream::set_nodelay(bool on) noexcept { return set_int_option(fd_, IPPROTO_TCP, TCP_NODELAY, on); }
+result<void> tcp_stream::set_nodelay(bool on) noexcept {
+    if (fd_ < 0) return to_error(-EBADF);
+    // Through the backend: a direct descriptor takes it as a socket command, without an fd.
+    if (const int r = core::current().io().set_socket_option(fd_, IPPROTO_TCP, TCP_NODELAY, on); r < 0) return to_error(r);
+    return {};
+}
 
-result<address> tcp_stream::local_address() const noexcept { return query_address(fd_, ::getsockname); }
-result<address> tcp_stream::peer_address() const noexcept { return query_address(fd_, ::getpeername); }
+// No socket command answers these on Linux 6.18, so a direct socket makes its fd (fd()) once.
+result<address> tcp_stream::local_address() const noexcept { return query_address(fd(), ::getsockname); }
+result<address> tcp_stream::peer_address() const noexcept { return query_address(fd(), ::getpeername); }
 
 // ---- tcp_listener -------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 #include <coring/log.hpp>
 #include <coring/uring_backend.hpp>
 
+#include <cerrno>
 #include <cstdlib>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <fstream>
 #include <system_error>
@@ -24,6 +26,10 @@ result<backend_kind> parse_backend_kind(std::string_view text) noexcept {
     if (text == "epoll") return backend_kind::epoll;
     if (text == "auto") return backend_kind::automatic;
     return std::errc::invalid_argument;
+}
+
+int backend::set_socket_option(int fd, int level, int name, int value) noexcept {
+    return ::setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
 }
 
 backend::~backend() {

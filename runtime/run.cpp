@@ -172,6 +172,8 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
         registered_buffers = parse_on_off(flag, value);
     } else if (flag == "--sqpoll") {
         sqpoll = parse_on_off(flag, value);
+    } else if (flag == "--fixed-files") {
+        fixed_files = parse_on_off(flag, value);
     } else if (flag == "--stats") {
         print_stats = true;
     } else if (flag == "--features") {
@@ -202,6 +204,7 @@ std::string_view runtime_options::help() noexcept {
            "  --registered-buffers on|off  zerocopy sends from receive buffers use them registered (default on)\n"
            "  --sqpoll on|off      io_uring SQ polling: a kernel thread per core submits; it spins while\n"
            "                       busy, so it costs CPU of its own (--stats shows it; default off)\n"
+           "  --fixed-files on|off io_uring direct descriptors for accepted sockets, where the kernel has them (default on)\n"
            "  --stats              print per-core counters on exit\n"
            "  --features           print what io_uring and epoll offer here, and exit\n";
 }
@@ -234,6 +237,8 @@ std::string feature_report(const runtime_options& opts) {
         out += format("  coalesced sends:       {}{}\n", yes(f.send_msg), opts.coalesce ? "" : " (off by --coalesce off)");
         out += format("  receive bundles:       {}{}\n", yes(f.recv_bundle),
                       f.recv_bundle && !opts.recv_bundle ? " (off by --recv-bundle off)" : "");
+        if (f.fixed_files) out += format("  direct descriptors:    yes ({}-slot file table per core)\n", f.fixed_file_slots);
+        else out += format("  direct descriptors:    {}\n", opts.fixed_files ? "no (needs Linux 6.8)" : "off (--fixed-files off)");
         if (!opts.multishot) out += "  (multishot off by --multishot off)\n";
     } catch (const std::exception& e) {
         out += format("io_uring: unavailable: {}\n", e.what());

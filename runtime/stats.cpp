@@ -40,6 +40,8 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.zc_resets += o.backend.zc_resets;
     backend.fixed_sends += o.backend.fixed_sends;
     backend.sq_thread_cpu_us += o.backend.sq_thread_cpu_us;
+    backend.direct_fallbacks += o.backend.direct_fallbacks;
+    backend.fd_installs += o.backend.fd_installs;
     return *this;
 }
 
@@ -48,13 +50,14 @@ std::string to_string(const core_stats& s) {
     std::string out = format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
                   "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cq_overcommits={} cancels={} "
                   "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={} spare_buffers={} ring_grows={} "
-                  "gather_sends={} bundles={} bundle_buffers={} pool_kib={} pool_touched_kib={} buffers_trimmed={}",
+                  "gather_sends={} bundles={} bundle_buffers={} pool_kib={} pool_touched_kib={} buffers_trimmed={} "
+                  "direct_fallbacks={} fd_installs={}",
                   s.tasks_spawned, s.resumes, s.loop_turns, s.timers_fired, s.mail_received, s.wakes_sent,
                   s.mail_deferred, b.ops_started, b.sqes_submitted, b.enter_calls, b.completions, b.sq_full_waits,
                   b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.eagain_retries, b.multishot_arms,
                   b.buffers_in_use, b.buffer_waits, b.spare_buffers, b.buffer_ring_grows,
                   b.gather_sends, b.recv_bundles, b.bundle_buffers, b.pool_bytes / 1024, b.pool_touched_bytes / 1024,
-                  b.buffers_trimmed);
+                  b.buffers_trimmed, b.direct_fallbacks, b.fd_installs);
     if (b.zc_sends != 0 || b.zc_fallbacks != 0)
         out += format(" zc_sends={} zc_notifications={} zc_copied={} zc_fallbacks={} zc_resets={} fixed_sends={}",
                       b.zc_sends, b.zc_notifications, b.zc_copied, b.zc_fallbacks, b.zc_resets, b.fixed_sends);

@@ -44,6 +44,17 @@ constexpr std::uint64_t cancel_tag = 1;  // ops are 8-aligned: bit 0 marks a can
 constexpr std::uint64_t detached_user_data = 0;  // a CQE nobody waits for (detached close)
 constexpr std::uint64_t wake_user_data = 2;      // a MSG_RING from another core: only a wake-up
 constexpr std::uint64_t wake_sent_tag = 3;       // our MSG_RING's own CQE; the target's ring fd above bit 32
+constexpr std::uint64_t direct_close_user_data = 4;  // a detached close of a direct descriptor: frees a slot
+constexpr std::uint64_t run_now_user_data = 5;       // run_now's SQE: the caller waits for it
+
+// Newer than liburing 2.3's headers: the kernel's values.
+#ifdef IORING_FIXED_FD_NO_CLOEXEC  // headers that know IORING_OP_FIXED_FD_INSTALL
+constexpr std::uint8_t op_fixed_fd_install = IORING_OP_FIXED_FD_INSTALL;
+#else
+static_assert(IORING_OP_SENDMSG_ZC == 48);
+constexpr std::uint8_t op_fixed_fd_install = 54;  // IORING_OP_FIXED_FD_INSTALL, Linux 6.8
+#endif
+constexpr std::uint32_t socket_op_setsockopt = 3;  // SOCKET_URING_OP_SETSOCKOPT (IORING_OP_URING_CMD), Linux 6.7
 
 std::uint64_t user_data_of(const op& o) noexcept { return reinterpret_cast<std::uintptr_t>(&o); }
 op& op_from(std::uint64_t user_data) noexcept {
@@ -119,6 +130,28 @@ unsigned default_cq_entries(unsigned sq) noexcept {
     return static_cast<unsigned>(std::min<std::uint64_t>(cq, 65536));
 }
 
+// The file table holds as many sockets as the process may hold fds (the kernel refuses a
+// larger table anyway), at most 65536: 8 bytes of kernel memory per slot, per core, plus a small
+// node per socket in it.
+unsigned default_file_slots() noexcept {
+    rlimit r{};
+    std::uint64_t fds = 1024;
+    if (::getrlimit(RLIMIT_NOFILE, &r) == 0) fds = r.rlim_cur == RLIM_INFINITY ? 65536 : r.rlim_cur;
+    return static_cast<unsigned>(std::clamp<std::uint64_t>(fds, 1, 65536));
+}
+
+// How many connections one pass of a multishot accept may take: the accept queue holds at most
+// the listener's backlog, which the kernel caps at net.core.somaxconn; a margin covers those that
+// finish their handshake during the pass.
+unsigned multishot_accept_burst() noexcept {
+    unsigned somaxconn = 4096;
+    if (std::FILE* f = std::fopen("/proc/sys/net/core/somaxconn", "re")) {
+        if (std::fscanf(f, "%u", &somaxconn) != 1) somaxconn = 4096;
+        std::fclose(f);
+    }
+    return somaxconn + 64;
+}
+
 }  // namespace
 
 uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg, sink} {
@@ -177,6 +210,7 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
         zc_threshold_ = std::max<std::uint32_t>(cfg.zc_threshold, 1);
         if (p.features & IORING_FEAT_REG_REG_RING) zc_flags_ = IORING_SEND_ZC_REPORT_USAGE;  // 6.2, dated by 6.3
         if (features_.sqpoll_on) sq_creator_ = static_cast<int>(::gettid());
+        setup_file_table(cfg);
         // An eighth of the CQ stays free for cancels and detached closes, which are never
         // held back. Beyond that, IORING_FEAT_NODROP keeps extra CQEs in the kernel's overflow
         // list rather than losing them; stats count it (it should stay 0).
@@ -187,17 +221,33 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
                             format("io_uring_queue_init_params ({} entries)", sq));
 }
 
+void uring_backend::setup_file_table(const backend_config& cfg) {
+    if (!cfg.fixed_files) return;
+    // FIXED_FD_INSTALL (6.8) is required, not just the table (5.19): without it a direct socket
+    // could never give its user a real fd. It also dates the setsockopt command (6.7).
+    io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+    const bool install = probe && io_uring_opcode_supported(probe, op_fixed_fd_install);
+    if (probe) io_uring_free_probe(probe);
+    if (!install) return;
+    const unsigned slots = cfg.fixed_file_slots ? cfg.fixed_file_slots : default_file_slots();
+    if (io_uring_register_files_sparse(&ring_, slots) < 0) return;  // ENOMEM, a lower limit: plain fds
+    features_.fixed_files = true;
+    features_.fixed_file_slots = slots;
+    slot_headroom_ = multishot_accept_burst();
+}
+
 uring_backend::~uring_backend() {
     io_uring_queue_exit(&ring_);  // unregisters the buffer ring too
     if (buf_ring_) ::munmap(buf_ring_, std::size_t{buffer_count_} * sizeof(io_uring_buf));
 }
 
 std::string uring_backend::describe() const {
-    return format("io_uring ({}, {} SQ / {} CQ entries{}{}{}{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
+    return format("io_uring ({}, {} SQ / {} CQ entries{}{}{}{}{}{})", flag_names(setup_flags_), ring_.sq.ring_entries,
                   ring_.cq.ring_entries, features_.msg_ring ? ", MSG_RING" : "",
                   features_.multishot_recv ? ", multishot" : "", features_.recv_bundle ? ", bundles" : "",
                   features_.send_zc_on ? format(", SEND_ZC from {} B", zc_threshold_) : std::string{},
-                  features_.registered_buffers_on ? ", registered buffers" : "");
+                  features_.registered_buffers_on ? ", registered buffers" : "",
+                  features_.fixed_files ? format(", {} direct descriptors", features_.fixed_file_slots) : std::string{});
 }
 
 int uring_backend::open_socket(int domain, int type, int protocol) noexcept {
@@ -257,10 +307,7 @@ void uring_backend::submit(op& o) noexcept {
     io_uring_sqe* sqe = get_sqe();
     switch (o.kind) {
     case op_kind::nop: io_uring_prep_nop(sqe); break;
-    case op_kind::accept:
-        if (o.multishot) io_uring_prep_multishot_accept(sqe, o.fd, nullptr, nullptr, SOCK_CLOEXEC);
-        else io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
-        break;
+    case op_kind::accept: prep_accept(sqe, o); break;
     case op_kind::connect: io_uring_prep_connect(sqe, o.fd, o.addr, o.addr_len); break;
     case op_kind::recv:
         if (!o.select_buffer) {
@@ -282,13 +329,18 @@ void uring_backend::submit(op& o) noexcept {
     case op_kind::shutdown: io_uring_prep_shutdown(sqe, o.fd, o.flags); break;
     case op_kind::close:
         forget_fd(o.fd);
-        io_uring_prep_close(sqe, o.fd);
+        if (is_direct_fd(o.fd)) io_uring_prep_close_direct(sqe, direct_slot(o.fd));
+        else io_uring_prep_close(sqe, o.fd);
         break;
     case op_kind::timer:
     case op_kind::deadline:
     case op_kind::join:
     case op_kind::buffer_wait:
     case op_kind::wait: std::abort();  // the core keeps these
+    }
+    if (is_direct_fd(o.fd) && o.kind != op_kind::close) {  // a slot of our table, not a process fd
+        sqe->fd = static_cast<int>(direct_slot(o.fd));
+        sqe->flags |= IOSQE_FIXED_FILE;
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
     ++in_flight_;
@@ -297,7 +349,9 @@ void uring_backend::submit(op& o) noexcept {
 void uring_backend::prep_send(io_uring_sqe* sqe, op& o) noexcept {
     const int flags = o.flags | MSG_NOSIGNAL;
     const bool refused = o.fd >= 0 && static_cast<std::size_t>(o.fd) < zc_refused_.size() && zc_refused_[o.fd];
-    o.zerocopy = features_.send_zc_on && o.len >= zc_threshold_ && !refused;
+    // Not on a direct descriptor: a cancelled zerocopy send resets its connection with
+    // connect(AF_UNSPEC) (reset_connection), which needs a real fd.
+    o.zerocopy = features_.send_zc_on && o.len >= zc_threshold_ && !refused && !is_direct_fd(o.fd);
     if (!o.zerocopy) return io_uring_prep_send(sqe, o.fd, o.buf, o.len, flags);
     ++stats_.zc_sends;
     io_uring_prep_send_zc(sqe, o.fd, o.buf, o.len, flags, zc_flags_);
@@ -358,6 +412,35 @@ void uring_backend::refresh_stats() noexcept {
     if (sq_thread_ >= 0) stats_.sq_thread_cpu_us = thread_cpu_us(sq_thread_);
 }
 
+void uring_backend::prep_accept(io_uring_sqe* sqe, op& o) noexcept {
+    o.direct_accept = false;
+    o.slot_reserved = false;
+    const unsigned free = direct_slots_free();
+    if (free > 0) {
+        o.direct_accept = true;
+        if (o.multishot && free >= slot_headroom_) {
+            // One pass can take a whole accept queue; direct_slots_low() pauses it in time.
+            io_uring_prep_multishot_accept_direct(sqe, o.fd, nullptr, nullptr, 0);
+            return;
+        }
+        // Near the end of the table: one connection per SQE, its slot held from now to the CQE,
+        // so no accept can find the table full. (liburing 2.3 adds 1 to IORING_FILE_INDEX_ALLOC
+        // itself; later versions correct that.) Direct accepts take no SOCK_CLOEXEC: no fd yet.
+        io_uring_prep_accept_direct(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, 0, IORING_FILE_INDEX_ALLOC - 1);
+        o.slot_reserved = true;
+        ++slots_reserved_;
+        return;
+    }
+    if (features_.fixed_files) {
+        // The table is full: this one connection gets a real fd; the next arming looks again.
+        ++stats_.direct_fallbacks;
+        io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
+        return;
+    }
+    if (o.multishot) io_uring_prep_multishot_accept(sqe, o.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    else io_uring_prep_accept(sqe, o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_CLOEXEC);
+}
+
 void uring_backend::cancel(op& o) noexcept {
     if (o.pending == 0) return;  // already complete; its waiter is queued
     ++stats_.cancels;
@@ -384,9 +467,59 @@ void uring_backend::cancel(op& o) noexcept {
 void uring_backend::close_detached(int fd) noexcept {
     forget_fd(fd);
     io_uring_sqe* sqe = get_sqe();  // after every SQE already queued for fd, so none hits a reused number
-    io_uring_prep_close(sqe, fd);
-    io_uring_sqe_set_data64(sqe, detached_user_data);
+    if (is_direct_fd(fd)) {
+        io_uring_prep_close_direct(sqe, direct_slot(fd));  // the same holds for a reused slot
+        io_uring_sqe_set_data64(sqe, direct_close_user_data);
+    } else {
+        io_uring_prep_close(sqe, fd);
+        io_uring_sqe_set_data64(sqe, detached_user_data);
+    }
     ++in_flight_;
+}
+
+int uring_backend::run_now(io_uring_sqe* sqe) noexcept {
+    if (reaping_) {  // the CQE would only be queued behind the one being handled: never answered
+        log("io_uring: a call that waits for its answer from inside a completion handler");
+        std::abort();
+    }
+    io_uring_sqe_set_data64(sqe, run_now_user_data);
+    ++in_flight_;
+    sync_done_ = false;
+    while (!sync_done_) {
+        // Submits everything queued, this SQE last; both commands complete at submit, so the
+        // wait is short. Other CQEs are handled as in any turn (their waiters only get queued).
+        const int r = io_uring_submit_and_wait(&ring_, 1);
+        ++stats_.enter_calls;
+        if (r > 0) stats_.sqes_submitted += static_cast<unsigned>(r);
+        reap();
+    }
+    return sync_res_;
+}
+
+int uring_backend::install_fd(int fd) noexcept {
+    if (!is_direct_fd(fd)) return fd;
+    io_uring_sqe* sqe = get_sqe();
+    // Raw fields: liburing 2.3 has no io_uring_prep_fixed_fd_install. Flags 0: O_CLOEXEC.
+    io_uring_prep_rw(op_fixed_fd_install, sqe, static_cast<int>(direct_slot(fd)), nullptr, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    ++stats_.fd_installs;
+    return run_now(sqe);
+}
+
+int uring_backend::set_socket_option(int fd, int level, int name, int value) noexcept {
+    if (!is_direct_fd(fd)) return backend::set_socket_option(fd, level, name, value);
+    io_uring_sqe* sqe = get_sqe();
+    // IORING_OP_URING_CMD with SOCKET_URING_OP_SETSOCKOPT; liburing 2.3 names none of its fields:
+    // level and optname share addr, optlen is file_index's word, optval is addr3. `value` stays
+    // on this stack until run_now returns, after the CQE.
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, static_cast<int>(direct_slot(fd)), nullptr, 0, 0);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    sqe->cmd_op = socket_op_setsockopt;
+    const std::uint32_t level_and_name[2] = {static_cast<std::uint32_t>(level), static_cast<std::uint32_t>(name)};
+    std::memcpy(&sqe->addr, level_and_name, sizeof level_and_name);
+    sqe->file_index = sizeof value;
+    sqe->addr3 = reinterpret_cast<std::uintptr_t>(&value);
+    return run_now(sqe);
 }
 
 bool uring_backend::post_wake(int target_ring_fd) noexcept {
@@ -472,6 +605,15 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
     const bool more = own && (flags & IORING_CQE_F_MORE);  // a multishot op goes on, or a notification follows
     if (!more) --in_flight_;
     if (ud == detached_user_data) return;
+    if (ud == direct_close_user_data) {
+        --slots_used_;  // counted at the CQE: until then an accept must not count on the slot
+        return;
+    }
+    if (ud == run_now_user_data) {
+        sync_res_ = res;
+        sync_done_ = true;
+        return;
+    }
     if ((ud & 7) == wake_sent_tag) {
         if (res < 0) sink_.wake_failed(static_cast<int>(ud >> 32));
         return;
@@ -496,6 +638,19 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
             }
         }
         if (res == -ENOBUFS && o.select_buffer) ring_ran_dry();
+        if (o.direct_accept) {
+            if (!more && o.slot_reserved) {
+                o.slot_reserved = false;
+                --slots_reserved_;
+            }
+            // A slot (an accept cancelled after it succeeded brings one too: its owner closes it).
+            // ENFILE would mean the count was wrong and the kernel closed that connection.
+            if (res >= 0) {
+                ++slots_used_;
+                res = direct_fd(static_cast<unsigned>(res));
+            }
+        }
+        if (o.kind == op_kind::close && is_direct_fd(o.fd)) --slots_used_;
         o.res = res;
         o.cqe_flags = flags;
     }

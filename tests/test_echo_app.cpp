@@ -298,13 +298,26 @@ std::vector<pid_t> children_of(pid_t parent) {
     return kids;
 }
 
+// Sockets in an io_uring's file table (direct descriptors: no fd of their own), from the ring's
+// fdinfo, which lists each occupied slot as "N: socket:[inode]".
+std::size_t direct_sockets(const std::string& fdinfo) {
+    std::ifstream f{fdinfo};
+    std::size_t n = 0;
+    for (std::string line; std::getline(f, line);)
+        if (line.find(": socket:") != std::string::npos) ++n;
+    return n;
+}
+
+// The sockets a process holds: fds that are sockets, plus those in its io_uring file tables.
 std::size_t socket_fds(pid_t pid) {
     std::size_t n = 0;
     for (int fd = 0; fd < 65536; ++fd) {
         char target[64];
         const std::string link = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
         const ssize_t len = ::readlink(link.c_str(), target, sizeof target - 1);
-        if (len > 0 && std::string_view(target, static_cast<std::size_t>(len)).starts_with("socket:")) ++n;
+        const std::string_view name(target, len > 0 ? static_cast<std::size_t>(len) : 0);
+        if (name.starts_with("socket:")) ++n;
+        if (name == "anon_inode:[io_uring]") n += direct_sockets("/proc/" + std::to_string(pid) + "/fdinfo/" + std::to_string(fd));
         if (len < 0 && errno == ENOENT && fd > 256) break;  // fds are dense at the low end here
     }
     return n;

@@ -150,6 +150,7 @@ TEST_CASE("an echo of 1 MiB through recv leases is exact, and zerocopy sends use
     // send (no gathering: a gather send is a sendmsg, which never goes zerocopy here).
     backend_config cfg = config_of(setup, 1024);
     cfg.coalesce = false;
+    cfg.fixed_files = false;  // zerocopy sends go only over real fds (uring_backend::prep_send)
     test_core c{cfg};
     auto server = apps::start_echo_server({.listen = address::ipv4_loopback(0)});
     REQUIRE(server);

@@ -88,7 +88,8 @@ private:
     bool throttled_ = false;  // we cancelled the op because the queue was full
 };
 
-// Accepted connections, queued by fd.
+// Accepted connections, queued by fd (a direct descriptor on io_uring with fixed files: those
+// still queued when the feed ends are closed through the ring like any other, drop_all).
 class accept_feed final : public feed {
 public:
     accept_feed(int listener_fd, bool multishot) noexcept : feed{op_kind::accept, listener_fd, multishot} {}
@@ -100,7 +101,9 @@ private:
     bool sticky(int) const noexcept override { return false; }
     void drop_all() noexcept override;
     std::size_t queued() const noexcept override { return fds_.size(); }
-    std::size_t queue_limit() const noexcept override { return 16; }
+    // 0 while the file table is nearly full: a multishot accept pauses (is cancelled) at once,
+    // and the next arming is one connection at a time, or a plain accept (uring_backend).
+    std::size_t queue_limit() const noexcept override;
     std::deque<int> fds_;
 };
 

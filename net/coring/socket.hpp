@@ -2,7 +2,9 @@
 // socket_base: an owned socket fd on the current core, plus the awaitables every socket type
 // shares. It remembers the op in flight in each direction (one at most: asserted), so that
 // close() and the destructor can cancel them before the fd goes: a queued SQE resolves the fd
-// *number* at submit time, and must never meet a newer socket that reused it.
+// *number* at submit time, and must never meet a newer socket that reused it. The same holds
+// for a slot of io_uring's file table: a direct descriptor is closed through the ring, queued
+// behind every SQE that names it.
 #include <coring/core.hpp>
 #include <coring/feed.hpp>
 #include <coring/op.hpp>
@@ -112,8 +114,15 @@ protected:
 
 class socket_base {
 public:
-    int fd() const noexcept { return fd_; }
+    // The socket's fd for system calls of the caller's own (setsockopt, getpeername...). A socket
+    // accepted into io_uring's file table (is_direct) has none until asked: the first call makes
+    // one for the same socket (backend::install_fd, through the ring at once) and the socket keeps
+    // it until it closes; its own ops still use the direct descriptor. -1 when closed, or when no
+    // fd could be made (EMFILE).
+    int fd() const noexcept;
     bool is_open() const noexcept { return fd_ >= 0; }
+    // Lives in its core's file table (io_uring direct descriptor; docs/ARCHITECTURE.md).
+    bool is_direct() const noexcept { return is_direct_fd(fd_); }
 
     // Cancels whatever is in flight on this socket (those ops finish with ECANCELED) at once,
     // then closes the fd when awaited, ordered after every SQE already queued for it.
@@ -128,9 +137,12 @@ protected:
 
     op** slot(stream_direction d) noexcept { return &in_flight_[d]; }
     void cancel_in_flight() noexcept;
+    void close_user_fd() noexcept;
     void take_slots_from(socket_base& other) noexcept;
 
+    // The name ops use: a process fd, or a direct descriptor (is_direct_fd) on io_uring.
     int fd_ = -1;
+    mutable int user_fd_ = -1;  // a direct socket's fd, made by fd() on request; closed with it
     op* in_flight_[2] = {nullptr, nullptr};
     feed* feed_ = nullptr;  // made on the first accept / recv_lease; outlives the socket if it must
 };

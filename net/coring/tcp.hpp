@@ -18,7 +18,8 @@ namespace coring {
 class tcp_stream : public detail::socket_base {
 public:
     tcp_stream() noexcept = default;
-    explicit tcp_stream(int fd) noexcept : socket_base{fd} {}  // an fd from this core's backend
+    // An fd from this core's backend (on io_uring an accepted one may be a direct descriptor).
+    explicit tcp_stream(int fd) noexcept : socket_base{fd} {}
     tcp_stream(tcp_stream&&) noexcept = default;
     tcp_stream& operator=(tcp_stream&&) noexcept = default;
 

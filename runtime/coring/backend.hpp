@@ -35,6 +35,10 @@ struct backend_config {
     std::uint32_t zc_threshold = 16384;  // bytes
     bool registered_buffers = true;      // zerocopy sends from pool buffers use them registered
     bool sqpoll = false;                 // a kernel thread polls the SQ (IORING_SETUP_SQPOLL)
+    // io_uring direct descriptors: accepted sockets live in the ring's registered file table
+    // (docs/ARCHITECTURE.md, "Direct descriptors"), where the kernel has everything they need.
+    bool fixed_files = true;
+    unsigned fixed_file_slots = 0;   // table size; 0: RLIMIT_NOFILE at setup, at most 65536
 };
 
 // What this backend can do, probed once at setup (coring-echo --features prints it).
@@ -52,6 +56,11 @@ struct backend_features {
     bool send_zc_on = false;
     bool registered_buffers_on = false;
     bool sqpoll_on = false;
+    // Direct descriptors in use: a sparse file table registered (5.19) and IORING_OP_FIXED_FD_INSTALL
+    // (6.8, which also dates the socket setsockopt command, 6.7), so a user who asks can still get
+    // a real fd. False when the kernel lacks them or --fixed-files is off.
+    bool fixed_files = false;
+    unsigned fixed_file_slots = 0;  // the table's size when fixed_files
 };
 
 namespace detail {
@@ -89,8 +98,23 @@ public:
     // Asks o to finish early. Its completion still arrives through the sink, with -ECANCELED or
     // with the result it had already reached: the op's memory is released only then.
     virtual void cancel(op& o) noexcept = 0;
-    // Closes fd without a waiter (the destructor path); no op may be in flight on it.
+    // Closes fd without a waiter (the destructor path); no op may be in flight on it. A direct
+    // descriptor is closed through the ring, after every SQE already queued.
     virtual void close_detached(int fd) noexcept = 0;
+
+    // ---- direct descriptors (io_uring only; see is_direct_fd) --------------------------------
+    // A real fd for the socket fd names: fd itself when it is one; for a direct descriptor a new
+    // fd (close-on-exec) for the same socket, made through the ring at once
+    // (IORING_OP_FIXED_FD_INSTALL). The caller owns it. -errno on failure.
+    virtual int install_fd(int fd) noexcept { return fd; }
+    // setsockopt(fd, level, name, value) for an int option on a real or direct descriptor (the
+    // latter through the ring at once: a socket command). 0 or -errno.
+    virtual int set_socket_option(int fd, int level, int name, int value) noexcept;
+    // Free slots of the file table (0 without one); tests count them to prove nothing leaks.
+    virtual unsigned direct_slots_free() const noexcept { return 0; }
+    // Few slots are left: a multishot accept must pause, since one kernel pass may fill the table
+    // and a connection accepted into a full table is closed by the kernel (accept_feed).
+    virtual bool direct_slots_low() const noexcept { return false; }
 
     // Submits what was prepared, waits up to timeout_ns (-1: no limit, 0: do not block) for
     // completions, and delivers every one that is there.

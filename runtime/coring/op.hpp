@@ -72,6 +72,16 @@ enum class park_reason : std::uint8_t {
     buffers,   // buffer_wait: in the backend's queue of readers waiting for a buffer
 };
 
+// Direct descriptors (io_uring's registered file table, docs/ARCHITECTURE.md "Direct
+// descriptors"): an fd value with this bit set names slot `fd & ~direct_fd_tag` of its core's
+// table, not a process fd. Only the io_uring backend makes them (accept) and reads them; they
+// stay >= 0, so "fd >= 0 means open" holds for both kinds. Real fds stay below 2^30 unless
+// fs.nr_open is raised past it (its default is 2^20).
+inline constexpr int direct_fd_tag = 1 << 30;
+constexpr bool is_direct_fd(int fd) noexcept { return fd >= 0 && (fd & direct_fd_tag) != 0; }
+constexpr int direct_fd(unsigned slot) noexcept { return direct_fd_tag | static_cast<int>(slot); }
+constexpr unsigned direct_slot(int fd) noexcept { return static_cast<unsigned>(fd & ~direct_fd_tag); }
+
 // Provided buffers: a completed op that took one names it like io_uring does, in cqe_flags.
 constexpr std::uint32_t cqe_buffer_flag = 1u;  // IORING_CQE_F_BUFFER
 constexpr unsigned cqe_buffer_shift = 16;      // IORING_CQE_BUFFER_SHIFT
@@ -89,6 +99,8 @@ struct op {
     bool zerocopy : 1 = false;      // io_uring send: went as SEND_ZC; the kernel's notification
                                     // (a CQE of its own) says when it let go of the buffer
     bool cancel_sent : 1 = false;   // io_uring: a cancel was asked for while it was in the kernel
+    bool direct_accept : 1 = false; // io_uring accept into the file table: a result is a slot
+    bool slot_reserved : 1 = false; // io_uring single-shot direct accept: holds one free slot
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     // A bundle's completion: how many pool buffers it filled, from buffer_id() on, chained in
     // ring order through backend::link (each link's len set). 0 or 1: the one buffer, res bytes.

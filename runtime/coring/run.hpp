@@ -42,6 +42,7 @@ struct runtime_options {
     std::uint32_t zc_threshold = 16384;            // --zc-threshold: the smallest send that goes zerocopy
     bool registered_buffers = true;                // --registered-buffers: zerocopy sends from registered pool buffers
     bool sqpoll = false;                           // --sqpoll: a kernel thread polls the SQ (costs a CPU while busy)
+    bool fixed_files = true;                       // --fixed-files: io_uring direct descriptors where available
     bool print_stats = false;                      // --stats: per-core counters on exit
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
@@ -49,7 +50,8 @@ struct runtime_options {
     backend_config backend_settings(unsigned cores = 1) const noexcept {
         const unsigned buffers = buffer_count ? buffer_count : default_buffer_count(cores, buffer_size);
         return {backend,  sq_entries, 0,       buffers, buffer_size,        multishot,
-                coalesce, recv_bundle, send_zc, zc_threshold, registered_buffers, sqpoll};
+                coalesce, recv_bundle, send_zc, zc_threshold, registered_buffers, sqpoll,
+                fixed_files};
     }
 
     // Takes one runtime flag ("--cores", "--backend", "--drain-timeout", "--sq-entries").

@@ -34,6 +34,8 @@ struct backend_stats {
     std::uint64_t zc_resets = 0;        // zerocopy sends cancelled in flight: their connection was reset
     std::uint64_t fixed_sends = 0;      // SEND_ZC from a registered pool buffer
     std::uint64_t sq_thread_cpu_us = 0; // io_uring SQPOLL: the kernel SQ thread's CPU time (user + system)
+    std::uint64_t direct_fallbacks = 0;   // io_uring: accepts that got a real fd, the file table being full
+    std::uint64_t fd_installs = 0;        // io_uring: real fds made for direct descriptors (install_fd)
 };
 
 struct core_stats {

@@ -22,6 +22,12 @@
 // pending, and its frame suspended, until the notification. Pool buffers a zerocopy send reads
 // are registered one slot per buffer (slot = buffer id) on their first such send, and lose the
 // registration before trimming gives their pages back. docs/ARCHITECTURE.md, "Send paths".
+//
+// Direct descriptors: a sparse file table is registered at setup; accepts put sockets there
+// (IORING_FILE_INDEX_ALLOC) and report direct_fd(slot); ops on them carry IOSQE_FIXED_FILE,
+// closes go through the ring. The kernel accepts first and takes a slot after, so a connection
+// accepted into a full table is closed by the kernel: the backend counts slots and never lets an
+// accept run without a free one (docs/ARCHITECTURE.md, "Direct descriptors").
 #include <coring/backend.hpp>
 
 #include <liburing.h>
@@ -49,6 +55,14 @@ public:
     int ring_fd() const noexcept override { return features_.msg_ring ? ring_.ring_fd : -1; }
     bool post_wake(int target_ring_fd) noexcept override;
     void refresh_stats() noexcept override;
+    int install_fd(int fd) noexcept override;
+    int set_socket_option(int fd, int level, int name, int value) noexcept override;
+    unsigned direct_slots_free() const noexcept override {
+        return features_.fixed_files ? features_.fixed_file_slots - slots_used_ - slots_reserved_ : 0;
+    }
+    bool direct_slots_low() const noexcept override {
+        return features_.fixed_files && direct_slots_free() < slot_headroom_;
+    }
 
 private:
     io_uring_sqe* get_sqe() noexcept;
@@ -61,6 +75,12 @@ private:
     void reset_connection(op& o) noexcept;
     void forget_fd(int fd) noexcept;
     void before_trim(std::uint16_t id) noexcept override;
+    void setup_file_table(const backend_config& cfg);
+    void prep_accept(io_uring_sqe* sqe, op& o) noexcept;
+    // Submits sqe (prepared, user_data not set) and waits for its CQE; handles every other CQE
+    // that comes meanwhile as usual. For the few calls that must answer at once (install_fd,
+    // set_socket_option); never from inside a CQE handler.
+    int run_now(io_uring_sqe* sqe) noexcept;
     void setup_buffers() override;
     bool to_ring(std::uint16_t id) noexcept override;
     void on_trim() noexcept override;
@@ -83,6 +103,11 @@ private:
     bool ring_ran_dry_ = false;     // since the last trim: the window was too small
     std::vector<std::uint16_t> ring_ids_;  // by ring slot: the id we put there last
     std::vector<std::uint16_t> ring_pos_;  // by pool id: the ring position (tail count) it went in at
+    unsigned slots_used_ = 0;      // table slots holding a socket: +1 at an accept's CQE, -1 at a close's
+    unsigned slots_reserved_ = 0;  // single-shot direct accepts in flight, one slot each
+    unsigned slot_headroom_ = 0;   // fewer free slots than this: no multishot direct accept
+    int sync_res_ = 0;             // run_now: the result of its CQE, once sync_done_
+    bool sync_done_ = false;
     std::int64_t stalled_since_ns_ = 0;  // ops parked and no completion since then (0: not stalled)
     // CQEs copied out of the ring and not yet handled, oldest first. Handling one may submit,
     // and submitting may have to reap (SQ full, then -EBUSY): those newer CQEs queue behind.
