@@ -137,6 +137,14 @@ void backend::trim_buffers() noexcept {
     low_water_ = free_.size();
 }
 
+bool fast_paths_default() noexcept {
+    static const bool on = [] {
+        const char* v = std::getenv("CORING_FAST_PATHS");
+        return !(v && std::string_view{v} == "off");
+    }();
+    return on;
+}
+
 std::unique_ptr<backend> make_backend(const backend_config& cfg, detail::completion_sink& sink, std::string* why) {
     if (cfg.kind == backend_kind::epoll) return std::make_unique<epoll_backend>(cfg, sink);
     // CORING_DISABLE_URING=1 makes io_uring setup fail as if the kernel refused it (for tests

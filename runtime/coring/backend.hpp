@@ -20,6 +20,11 @@ enum class backend_kind : std::uint8_t { uring, epoll, automatic };
 std::string_view to_string(backend_kind k) noexcept;
 result<backend_kind> parse_backend_kind(std::string_view text) noexcept;  // uring|epoll|auto
 
+// The default of the io_uring fast paths that are on by default (direct descriptors, receive
+// bundles, coalesced sends): true, unless the environment says CORING_FAST_PATHS=off (so the
+// test suite can run again with them off; an explicit setting or flag still wins).
+bool fast_paths_default() noexcept;
+
 struct backend_config {
     backend_kind kind = backend_kind::automatic;
     unsigned sq_entries = 1024;  // io_uring submission queue
@@ -27,8 +32,8 @@ struct backend_config {
     unsigned buffer_count = 1024;    // provided-buffer pool (recv_lease): a power of two, <= 32768
     unsigned buffer_size = 16384;    // bytes per buffer
     bool multishot = true;           // use multishot accept/recv where the kernel has them
-    bool coalesce = true;            // gather sends: what a connection queued goes out in one sendmsg
-    bool recv_bundle = true;         // io_uring: one receive completion may fill several buffers
+    bool coalesce = fast_paths_default();     // gather sends: what a connection queued goes out in one sendmsg
+    bool recv_bundle = fast_paths_default();  // io_uring: one receive completion may fill several buffers
     // io_uring send paths (docs/ARCHITECTURE.md, "Send paths"); each is used only where probed.
     bool send_zc = false;                // sends of at least zc_threshold bytes go as SEND_ZC (off: measured
                                          // costlier on loopback, docs/ARCHITECTURE.md "Send paths")
@@ -37,7 +42,7 @@ struct backend_config {
     bool sqpoll = false;                 // a kernel thread polls the SQ (IORING_SETUP_SQPOLL)
     // io_uring direct descriptors: accepted sockets live in the ring's registered file table
     // (docs/ARCHITECTURE.md, "Direct descriptors"), where the kernel has everything they need.
-    bool fixed_files = true;
+    bool fixed_files = fast_paths_default();
     unsigned fixed_file_slots = 0;   // table size; 0: RLIMIT_NOFILE at setup, at most 65536
 };
 

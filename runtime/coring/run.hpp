@@ -36,13 +36,13 @@ struct runtime_options {
     unsigned buffer_count = 0;                     // receive pool per core (recv_lease); 0: default_buffer_count
     unsigned buffer_size = 16384;
     bool multishot = true;                         // multishot accept/recv where available
-    bool coalesce = true;                          // --coalesce: gather sends (write_all of pieces, echo)
-    bool recv_bundle = true;                       // --recv-bundle: io_uring receive bundles where available
+    bool coalesce = fast_paths_default();          // --coalesce: gather sends (write_all of pieces, echo)
+    bool recv_bundle = fast_paths_default();       // --recv-bundle: io_uring receive bundles where available
     bool send_zc = false;                          // --send-zc: SEND_ZC for large sends where available
     std::uint32_t zc_threshold = 16384;            // --zc-threshold: the smallest send that goes zerocopy
     bool registered_buffers = true;                // --registered-buffers: zerocopy sends from registered pool buffers
     bool sqpoll = false;                           // --sqpoll: a kernel thread polls the SQ (costs a CPU while busy)
-    bool fixed_files = true;                       // --fixed-files: io_uring direct descriptors where available
+    bool fixed_files = fast_paths_default();       // --fixed-files: io_uring direct descriptors where available
     bool print_stats = false;                      // --stats: per-core counters on exit
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
