@@ -2,6 +2,8 @@
 #include "child_process.hpp"
 #include "support.hpp"
 
+#include <coring/frame_allocator.hpp>
+
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
@@ -279,7 +281,9 @@ TEST_CASE("10,000 idle connections on coring-echo: user-space memory per connect
                 std::string{to_string(kind)}.c_str(), per_connection, static_cast<long long>(before / 1024),
                 static_cast<long long>(after / 1024), n);
     // A regression guard, far above the target: a receive buffer per connection would be 16 KiB.
-    CHECK(per_connection < 2048);
+    // Not under ASan: its redzones around every heap block (frames come from the heap there)
+    // make the figure ASan's, not ours.
+    if (detail::frame_cache_enabled()) CHECK(per_connection < 2048);
 
     // Still all served: every one of them answers.
     for (std::size_t i = 0; i < idle.size(); i += 997) CHECK(blocking_round_trip(idle[i].fd, "still") == "still");
