@@ -43,8 +43,11 @@ void backend::ensure_buffers() {
                                 format("buffer pool: {} buffers of {} bytes (need a power of two up to 32768)",
                                        buffer_count_, buffer_size_));
     // Anonymous memory: pages are touched, and so counted, only when data lands in them.
+    // MAP_NORESERVE: no swap is set aside for pages never touched; it also keeps the pool a
+    // mapping of its own (the kernel merges only mappings with equal flags, and the frame slabs
+    // next to it have none), so /proc/PID/smaps shows what the pool holds (benchmarks/ladder.py).
     void* mem = ::mmap(nullptr, std::size_t{buffer_count_} * buffer_size_, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED)
         throw std::system_error(errno, std::system_category(),
                                 format("mmap buffer pool ({} x {} bytes)", buffer_count_, buffer_size_));
