@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <coring/coring.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -30,6 +31,19 @@ using namespace std::chrono_literals;
         const auto co_require_value_ = (__VA_ARGS__); \
         REQUIRE(co_require_value_);                  \
     } while (false)
+
+// Receives into *out until it holds `expected` bytes; `slowly` yields after each receive, so a
+// writer keeps running into a full socket buffer (short sends).
+inline task<> read_exactly(tcp_stream* conn, std::vector<std::byte>* out, std::size_t expected, bool slowly) {
+    std::array<std::byte, 1024> buf;
+    while (out->size() < expected) {
+        auto n = co_await conn->recv(buf);
+        REQUIRE(n);
+        REQUIRE(*n > 0);
+        out->insert(out->end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
+        if (slowly) co_await yield();
+    }
+}
 
 // Every networking test runs on both backends: `const auto kind = GENERATE(BOTH_BACKENDS);`
 #define BOTH_BACKENDS ::coring::backend_kind::uring, ::coring::backend_kind::epoll

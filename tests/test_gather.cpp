@@ -35,17 +35,6 @@ std::vector<std::span<const std::byte>> cut(const std::vector<std::byte>& payloa
     return pieces;
 }
 
-task<> read_exactly(tcp_stream* conn, std::vector<std::byte>* out, std::size_t expected, bool slowly) {
-    std::array<std::byte, 1024> buf;
-    while (out->size() < expected) {
-        auto n = co_await conn->recv(buf);
-        REQUIRE(n);
-        REQUIRE(*n > 0);
-        out->insert(out->end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
-        if (slowly) co_await yield();  // let the writer run into a full buffer again
-    }
-}
-
 struct gather_outcome {
     std::vector<std::byte> received;
     std::uint64_t gather_sends = 0;

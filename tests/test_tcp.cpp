@@ -219,17 +219,6 @@ task<std::string> half_close(address server) {
     co_return echoed;
 }
 
-task<> slow_reader(tcp_stream* conn, std::vector<std::byte>* out, std::size_t expected) {
-    std::array<std::byte, 1024> buf;
-    while (out->size() < expected) {
-        auto n = co_await conn->recv(buf);
-        REQUIRE(n);
-        REQUIRE(*n > 0);
-        out->insert(out->end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*n));
-        co_await yield();  // let the writer run into a full buffer again
-    }
-}
-
 task<std::vector<std::byte>> write_all_to_slow_reader(const std::vector<std::byte>* payload, std::size_t* short_sends) {
     auto [server, client] = co_await connected_pair();
     const int small = 16 * 1024;  // much smaller and loopback TCP crawls on delayed ACKs
@@ -237,7 +226,7 @@ task<std::vector<std::byte>> write_all_to_slow_reader(const std::vector<std::byt
     REQUIRE(::setsockopt(server.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
     std::vector<std::byte> received;
     task_group group;
-    group.spawn(slow_reader(&client, &received, payload->size()));
+    group.spawn(read_exactly(&client, &received, payload->size(), true));
     // One plain send first: with these buffers it must come back short.
     auto first = co_await server.send(*payload);
     REQUIRE(first);
