@@ -41,12 +41,12 @@ chunked_decoder::step chunked_decoder::next(std::span<const std::byte> in) noexc
         case state::size: {
             const int d = hex_value(c);
             if (d >= 0) {
-                // 16 digits hold any 64-bit size; more are leading zeros nobody needs.
-                if (++line_bytes_ > 16) return fail(i, 400);
                 const std::uint64_t left = max_body_ - body_bytes_;
                 const auto digit = static_cast<std::uint64_t>(d);
                 // chunk_left_ * 16 + d > left, asked without computing it (it could overflow).
                 if (digit > left || chunk_left_ > (left - digit) / 16) return fail(i, 413);
+                // 16 digits hold any 64-bit size; more can only be leading zeros.
+                if (++line_bytes_ > 16) return fail(i, 400);
                 chunk_left_ = chunk_left_ * 16 + digit;
                 break;
             }
