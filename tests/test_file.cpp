@@ -363,22 +363,27 @@ TEST_CASE("cancelling reads in flight leaves no op behind", "[file][cancel]") {
 
 // ---- the core goes on while a read blocks --------------------------------------------------------
 
+task<> pipe_read_in_order(const file* f, std::span<std::byte> buf, result<std::size_t>* out, std::atomic<int>* seq,
+                          int* at_seq) {
+    *out = co_await f->read(buf);
+    *at_seq = ++*seq;
+}
+
 // A read of an empty blocking pipe waits until the timer below fires and its task writes. If
 // the read held the core (a pread on the core's own thread, for instance), the timer could
-// never fire: the read would end only when the safety thread writes, after 10 s, and the order
-// check below fails.
+// not fire before it: the read would end only when the safety thread writes, after 10 s, and
+// both the order and the byte read say so.
 task<> read_while_timer_fires(const file* pipe_read, int write_end, std::atomic<int>* seq, int* read_at_seq,
                               int* timer_at_seq) {
     std::array<std::byte, 8> buf;
     result<std::size_t> got = std::errc::interrupted;
     task_group group;
-    group.spawn(store_pipe_read(pipe_read, buf, &got));
+    group.spawn(pipe_read_in_order(pipe_read, buf, &got, seq, read_at_seq));
     co_await sleep_for(20ms);
     *timer_at_seq = ++*seq;
     const char byte = 'y';
     REQUIRE(::write(write_end, &byte, 1) == 1);
     co_await group.join();
-    *read_at_seq = ++*seq;
     REQUIRE(got);
     CHECK(*got == 1);
     CHECK(buf[0] == std::byte{'y'});
