@@ -3,6 +3,7 @@
 #include <coring/address.hpp>
 #include <coring/channel.hpp>
 #include <coring/core.hpp>
+#include <coring/file.hpp>
 #include <coring/result.hpp>
 #include <coring/run.hpp>
 #include <coring/reader.hpp>
