@@ -7,6 +7,10 @@
 #include <coring/http/chunked.hpp>
 #include <coring/http/response_parser.hpp>
 #include <coring/http/server.hpp>
+#include <coring/http/static_files.hpp>
+
+#include <filesystem>
+#include <fstream>
 
 #include <atomic>
 #include <fcntl.h>
@@ -46,10 +50,11 @@ http::routes test_routes() {
 }
 
 // Runs the test routes on a core in this thread while `clients(port)` runs in another.
+// With `root`, files under it are served for what no route matches.
 template <class Clients>
-void serve_while(backend_kind kind, const http::server_options& opts, Clients clients) {
+void serve_while(backend_kind kind, const http::server_options& opts, Clients clients, std::string root = {}) {
     test_core server{kind};
-    const http::routes routes = test_routes();
+    http::routes routes = test_routes();
     auto listener = server.run_for(5s, []() -> task<result<tcp_listener>> { co_return tcp_listener::bind("127.0.0.1:0"); }());
     REQUIRE(listener);
     const auto where = listener->local_address();
@@ -59,13 +64,21 @@ void serve_while(backend_kind kind, const http::server_options& opts, Clients cl
         clients(where->port());
         done = true;
     }};
-    server.run_for(120s, [](tcp_listener l, const http::routes* r, const http::server_options* o,
-                            std::atomic<bool>* done) -> task<> {
+    server.run_for(120s, [](tcp_listener l, http::routes* r, const http::server_options* o, std::atomic<bool>* done,
+                            std::string root) -> task<> {
+        std::optional<http::static_files> files;
+        if (!root.empty()) {
+            auto opened = co_await http::static_files::open(root);
+            REQUIRE(opened);
+            files.emplace(std::move(*opened));
+            r->fallback(files->handler());
+        }
         task_group g;
         g.spawn(http::serve(std::move(l), *r, *o));
         while (!done->load()) CO_REQUIRE(co_await sleep_for(1ms));
         co_await g.cancel_and_join();
-    }(std::move(*listener), &routes, &opts, &done));
+        if (files) co_await files->close();
+    }(std::move(*listener), &routes, &opts, &done, root));
     client_thread.join();
 }
 
@@ -376,4 +389,55 @@ TEST_CASE("http: wrk keeps 20 connections busy without an error", "[http]") {
         CHECK(wrk.out().find("Non-2xx") == std::string::npos);
         CHECK(wrk.out().find("Socket errors") == std::string::npos);
     });
+}
+
+TEST_CASE("http: static files with ranges, validators, and nothing from outside the root", "[http][file]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    namespace fs = std::filesystem;
+    const fs::path root = fs::temp_directory_path() / ("coring-www-" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    fs::create_directories(root / "sub");
+    const auto data = random_bytes(100'000, 9);  // more than one read_chunk
+    std::ofstream(root / "sub" / "data.bin", std::ios::binary).write(reinterpret_cast<const char*>(data.data()), data.size());
+    std::ofstream(root / "index.html") << "<p>home</p>";
+    std::ofstream(root.parent_path() / ("coring-secret-" + std::to_string(::getpid()))) << "secret";
+    fs::create_symlink(root.parent_path() / ("coring-secret-" + std::to_string(::getpid())), root / "out");
+    fs::create_symlink("index.html", root / "in.html");
+    const std::string whole(reinterpret_cast<const char*>(data.data()), data.size());
+    serve_while(kind, {}, [&](std::uint16_t port) {
+        const std::string base = "http://127.0.0.1:" + std::to_string(port);
+        const auto code = [&](std::vector<std::string> args) {
+            args.insert(args.begin(), {"-sS", "-o", "/dev/null", "-w", "%{http_code}"});
+            return curl(args);
+        };
+        CHECK(curl({"-sS", base + "/sub/data.bin"}) == whole);
+        CHECK(curl({"-sS", base + "/"}) == "<p>home</p>");
+        CHECK(curl({"-sS", base + "/in.html"}) == "<p>home</p>");  // a symlink inside the root
+        CHECK(curl({"-sS", "-w", "%{content_type}", "-o", "/dev/null", base + "/index.html"}) == "text/html; charset=utf-8");
+        CHECK(curl({"-sS", "-r", "1000-1999", base + "/sub/data.bin"}) == whole.substr(1000, 1000));
+        CHECK(curl({"-sS", "-r", "-10", base + "/sub/data.bin"}) == whole.substr(whole.size() - 10));
+        CHECK(code({"-r", "99990-", base + "/sub/data.bin"}) == "206");
+        CHECK(code({"-r", "200000-", base + "/sub/data.bin"}) == "416");
+        CHECK(code({base + "/out"}) == "404");                                    // a symlink out of the root
+        CHECK(code({"--path-as-is", base + "/../etc/passwd"}) == "404");
+        CHECK(code({"--path-as-is", base + "/%2e%2e/%2e%2e/etc/passwd"}) == "404");
+        CHECK(code({"--path-as-is", base + "/sub/%2E%2E/index.html"}) == "404");
+        CHECK(code({base + "/sub/%00x"}) == "404");
+        CHECK(code({base + "/missing.txt"}) == "404");
+        CHECK(code({base + "/sub"}) == "404");  // a directory is not a file
+        const std::string head = curl({"-sS", "-I", base + "/sub/data.bin"});
+        CHECK(head.find("Content-Length: 100000") != std::string::npos);
+        const auto etag_at = head.find("ETag: ");
+        REQUIRE(etag_at != std::string::npos);
+        const std::string etag = head.substr(etag_at + 6, head.find('\r', etag_at) - etag_at - 6);
+        CHECK(code({"-H", "If-None-Match: " + etag, base + "/sub/data.bin"}) == "304");
+        CHECK(code({"-H", "If-None-Match: \"other\"", base + "/sub/data.bin"}) == "200");
+        CHECK(code({"-H", "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT", base + "/sub/data.bin"}) == "304");
+        CHECK(code({"-H", "If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT", base + "/sub/data.bin"}) == "200");
+        CHECK(code({"-X", "POST", base + "/sub/data.bin"}) == "404");  // files are GET/HEAD only
+    }, root.string());
+    fs::remove_all(root);
+    fs::remove(root.parent_path() / ("coring-secret-" + std::to_string(::getpid())));
 }
