@@ -10,6 +10,10 @@
 // - masking piece by piece (at the right offsets) equals masking at once, and twice is nothing;
 // - the incremental validator agrees with a plain decoder, wherever the text is cut;
 // - a close payload that parses is written back to the same code and reason.
+//
+// Built and run by hand until ./dev fuzz covers it (from the repository root):
+//   clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Inet tests/fuzz/fuzz_ws_frame.cpp \
+//       net/ws/frame.cpp -o fuzz_ws_frame && ./fuzz_ws_frame -max_total_time=60 corpus tests/fuzz/corpus/ws_frame
 #include <coring/ws/frame.hpp>
 
 #include <cstdint>
