@@ -288,3 +288,50 @@ TEST_CASE("websocket: Python's websockets client talks to a server-role websocke
     CHECK(outcome.messages == 3);
     CHECK(outcome.ended == close_code::normal);
 }
+
+namespace {
+
+// Does the handshake, then only reads (answering nothing) until the client's side ends.
+task<> silent_server(tcp_stream* stream, std::vector<std::byte>* received) {
+    buffered_reader reader{*stream};
+    CO_REQUIRE(co_await accept_upgrade(stream, &reader));
+    for (int reads = 0; reads < 100; ++reads) {  // a close frame and the end: a few reads
+        auto n = co_await reader.fill();
+        REQUIRE(n);
+        if (*n == 0) break;
+    }
+    const auto bytes = reader.peek();
+    received->assign(bytes.begin(), bytes.end());
+}
+
+task<> close_unanswered() {
+    auto [client_end, server_end] = co_await connected_pair();
+    std::vector<std::byte> received;
+    task_group group;
+    group.spawn(silent_server(&server_end, &received));
+    {
+        websocket client{client_end, role::client, {.close_timeout = std::chrono::milliseconds{200}}};
+        CO_REQUIRE(co_await client.handshake("127.0.0.1", "/silent"));
+        auto closed = co_await client.close(close_code::normal, "bye");
+        CHECK(closed);  // the close frame went out; the peer's answer never came
+        CHECK_FALSE(client.is_open());
+        CHECK(client.code() == close_code::normal);
+    }
+    co_await group.join();
+    // One masked close frame of 5 bytes (code 1000, "bye"), then the end of the stream.
+    REQUIRE(received.size() == 2 + 4 + 5);
+    CHECK(received[0] == std::byte{0x88});
+    CHECK(received[1] == std::byte{0x85});
+    co_await client_end.close();
+    co_await server_end.close();
+}
+
+}  // namespace
+
+TEST_CASE("websocket: close() gives up waiting for a peer that never answers, and closes the stream", "[ws]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    test_core c{kind};
+    c.run_for(10s, close_unanswered());
+}
