@@ -141,6 +141,8 @@ task<> echo_round_trips(websocket& client, tcp_stream&) {
     auto after = co_await client.receive();
     REQUIRE_FALSE(after);
     CHECK(after.error() == close_code::normal);
+    auto late = co_await client.send_text("late");  // nothing goes out after the close
+    CHECK(late.error() == close_code::normal);
 }
 
 }  // namespace

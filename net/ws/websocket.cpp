@@ -40,9 +40,8 @@ task<result<void>> websocket::handshake(std::string_view host, std::string_view 
 task<result<void>> websocket::send_frame(bool fin, opcode op, std::span<const std::byte> payload) {
     auto lock = co_await write_lock_.lock();
     if (!lock) co_return lock.error();
-    // After a close frame nothing may follow (section 5.5.1); the one exception is our own
-    // close, which is the frame that sets close_sent_.
-    if (close_sent_) co_return closed_error();
+    // After a close frame nothing may follow (section 5.5.1), nor after the stream closed.
+    if (close_sent_ || closed_) co_return closed_error();
     if (op == opcode::close) close_sent_ = true;
     std::array<std::byte, max_head_size> head;
     std::span<const std::byte> body = payload;
