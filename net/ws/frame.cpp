@@ -254,7 +254,7 @@ std::size_t write_close(std::span<std::byte, max_control_payload> out, close_cod
     // Back up over continuation bytes so the cut does not split a code point.
     if (n < reason.size())
         while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
-    std::memcpy(out.data() + 2, reason.data(), n);
+    if (n) std::memcpy(out.data() + 2, reason.data(), n);  // an empty view's data() may be null
     return 2 + n;
 }
 
