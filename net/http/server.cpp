@@ -5,6 +5,8 @@
 #include <coring/log.hpp>
 #include <coring/task_group.hpp>
 #include <coring/timer.hpp>
+#include <coring/ws/handshake.hpp>
+#include <coring/ws/websocket.hpp>
 
 #include <array>
 #include <charconv>
@@ -468,9 +470,37 @@ task<bool> connection::answer_stream(const routes::route& r) {
     co_return true;
 }
 
-task<bool> connection::answer_websocket(const routes::route&) {
-    queue_error(501);  // TEMP until ws lands
-    co_return true;
+task<bool> connection::answer_websocket(const routes::route& r) {
+    const auto upgrade = ws::upgrade_request_from(head_.method, [this](std::string_view name) { return head_.find(name); });
+    const ws::upgrade_error refused = ws::check_upgrade(upgrade);
+    if (refused != ws::upgrade_error::none) {
+        // A plain GET of a WebSocket endpoint is told to upgrade (426); a broken handshake is a 400.
+        const int status = upgrade.upgrade.empty() ? 426 : ws::status_for(refused);
+        response resp = response::text(std::string{ws::describe(refused)} + "\n", status);
+        if (resp.status == 426) {
+            resp.headers.emplace_back("Upgrade", "websocket");
+            resp.headers.emplace_back("Sec-WebSocket-Version", "13");
+        }
+        queue(resp);
+        co_return true;
+    }
+    out_ += ws::accept_response(upgrade.key);  // 101 Switching Protocols
+    auto sent = co_await flush();
+    if (!sent) co_return false;
+    // What follows the head may already be frames: the websocket reads on from this reader.
+    reader_.consume(std::exchange(head_in_reader_, 0));
+    request req;
+    req.conn_ = this;
+    req.head_ = &head_;
+    req.params_ = params_;
+    stream_.set_idle_timeout({});
+    ws::websocket socket{stream_, reader_, ws::role::server, {.max_message = r.max_message}};
+    try {
+        co_await r.upgraded(req, socket);
+    } catch (const std::exception& e) {
+        log("http: websocket handler for {} threw: {}", head_.path, e.what());
+    }
+    co_return false;  // the connection was the handler's: it ends with it
 }
 
 task<> serve_connection(tcp_stream conn, const routes& r, const server_options& opts) {

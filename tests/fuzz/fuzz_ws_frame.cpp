@@ -1,3 +1,4 @@
+// fuzz-sources: net/ws/frame.cpp
 // libFuzzer target: the WebSocket frame codec and the UTF-8 validator over arbitrary bytes.
 //
 // The first two bytes pick the receiving side and the read sizes; the rest is the stream.
