@@ -3,6 +3,7 @@
 #include <coring/http/chunked.hpp>
 #include <coring/http/response_parser.hpp>
 #include <coring/log.hpp>
+#include <coring/ws/websocket.hpp>
 
 #include <arpa/inet.h>
 #include <cstring>
@@ -203,6 +204,7 @@ struct connection {
     std::vector<std::int64_t> sent_at;  // by seq % window: when each message was (meant to be) sent
     std::vector<std::byte> out_buf, in_buf, expected;
     std::unique_ptr<buffered_reader> reader;  // http: responses are parsed from it
+    std::unique_ptr<ws::websocket> socket;    // ws: messages go through it
 
     std::uint64_t window() const { return sent_at.size(); }
 
@@ -260,6 +262,23 @@ task<std::optional<std::size_t>> receive_echo(connection& c) {
     fill(want, c.id, c.received);
     if (std::memcmp(got.data(), want.data(), n) != 0) {
         c.fail(&error_counts::verify, format("reply {} differs from the message sent", c.received));
+        co_return std::nullopt;
+    }
+    co_return n;
+}
+
+// The next WebSocket message: binary, and byte for byte the message sent.
+task<std::optional<std::size_t>> receive_ws(connection& c) {
+    auto m = co_await c.socket->receive();
+    if (!m) {
+        c.fail_io(m.error(), "receive");
+        co_return std::nullopt;
+    }
+    const std::size_t n = message_size(c.sh.s, c.id, c.received);
+    const auto want = std::span(c.expected).first(n);
+    fill(want, c.id, c.received);
+    if (m->op != ws::opcode::binary || m->payload.size() != n || std::memcmp(m->payload.data(), want.data(), n) != 0) {
+        c.fail(&error_counts::verify, format("message {} differs from the one sent", c.received));
         co_return std::nullopt;
     }
     co_return n;
@@ -343,13 +362,15 @@ task<> send_loop(connection& c) {
             }
         }
         std::span<const std::byte> msg = c.out_buf;  // http: the same request every time
-        if (s.proto == protocol::echo) {
+        if (s.proto != protocol::http) {
             const auto own = std::span(c.out_buf).first(message_size(s, c.id, c.sent));
             fill(own, c.id, c.sent);
             msg = own;
         }
         c.sent_at[c.sent % c.window()] = at;
-        const auto written = co_await c.stream.write_all(msg);
+        result<void> written;
+        if (c.socket) written = co_await c.socket->send_binary(msg);
+        else written = co_await c.stream.write_all(msg);
         if (!written) {
             c.fail_io(written.error(), "send");
             break;
@@ -371,6 +392,7 @@ task<> receive_loop(connection& c) {
         }
         std::optional<std::size_t> n;
         if (sh.s.proto == protocol::http) n = co_await receive_http(c);
+        else if (sh.s.proto == protocol::ws) n = co_await receive_ws(c);
         else n = co_await receive_echo(c);
         if (!n) break;  // counted as the connection's failure
         const std::int64_t sent_at = c.sent_at[c.received % c.window()];
@@ -411,10 +433,22 @@ task<> one_connection(share& sh, std::uint64_t id) {
         c->in_buf.resize(s.size_max);
         c->expected.resize(s.size_max);
     }
+    if (s.proto == protocol::ws) {
+        c->socket = std::make_unique<ws::websocket>(c->stream, ws::role::client);
+        auto upgraded = co_await c->socket->handshake(s.target.to_string(), s.ws_path);
+        if (!upgraded) {
+            sh.fail(&error_counts::connect, id, format("websocket handshake: {} {}", upgraded.error().message(), c->socket->handshake_failure()));
+            c->socket.reset();
+            co_await c->stream.close();
+            co_return;
+        }
+    }
     task_group sender;
     sender.spawn(send_loop(*c));
     co_await receive_loop(*c);
     co_await sender.join();
+    if (c->socket && !c->failed) (void)co_await c->socket->close();
+    c->socket.reset();
     c->reader.reset();
     co_await c->stream.close();
 }
