@@ -3,6 +3,8 @@
 #include <coring/coring.hpp>
 #include <coring/log.hpp>
 
+#include "../common/listen.hpp"
+
 namespace coring::apps {
 
 struct echo_options {
@@ -17,15 +19,6 @@ task<> echo_connection(tcp_stream conn, bool nodelay);
 // Binds `listen` (SO_REUSEPORT, so every core can bind the same address) and serves until the
 // core stops. A bind failure throws std::system_error naming the address.
 task<> echo_server(echo_options opts);
-
-// Before the cores start. Port 0 means "any free port", but each core binds its own listener:
-// resolved separately they would get different ports, so this picks one for all of them, held
-// (bound with SO_REUSEPORT, never listening, so it takes no connections) until the process
-// exits. Any other port is probe-bound without SO_REUSEPORT: one another server listens on is
-// EADDRINUSE here, instead of being shared silently by the cores' SO_REUSEPORT listeners. A
-// unix socket file that nobody accepts on (left by a crashed server) is removed; a live one,
-// or anything at the path that is not a socket, is EADDRINUSE and stays as it is.
-result<address> prepare_listen_address(address where);
 
 // Binds now, serves in a task owned by the current core; returns the bound address (port 0
 // becomes the real port). For tests.

@@ -1,6 +1,9 @@
 // coring-http: an HTTP/1.1 and WebSocket server on every core.
 #include "../common/cli.hpp"
+#include "../common/listen.hpp"
 #include "http_app.hpp"
+
+#include <sys/stat.h>
 
 #include <cstdio>
 
@@ -28,6 +31,19 @@ int main(int argc, char** argv) {
         else return false;
         return true;
     });
+    if (auto port = apps::prepare_listen_address(http.listen)) {
+        http.listen = *port;
+    } else {
+        std::fprintf(stderr, "coring-http: bind %s: %s\n", http.listen.to_string().c_str(), port.error().message().c_str());
+        return 2;
+    }
+    if (http.root) {  // checked here for a one-line error; each core opens it for itself
+        struct stat st;
+        if (::stat(http.root->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+            std::fprintf(stderr, "coring-http: --root %s: not a directory\n", http.root->c_str());
+            return 2;
+        }
+    }
     const unsigned long fd_limit = raise_fd_limit();
     if (!runtime.quiet && !runtime.print_features) log("fd limit {}", fd_limit);
     return run(runtime, [http](core&) { return apps::http_server(http); });
