@@ -1,12 +1,19 @@
 #include <coring/epoll_backend.hpp>
+#include <coring/file_request.hpp>
 #include <coring/log.hpp>
 
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <system_error>
 #include <unistd.h>
+
+#ifndef RESOLVE_CACHED
+#define RESOLVE_CACHED 0x20  // Linux 5.12: fail with EAGAIN unless the whole lookup is in the dentry cache
+#endif
 
 namespace coring {
 
@@ -28,11 +35,54 @@ direction direction_of(op_kind k) noexcept {
 
 int errno_or(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
 
+// The system call of a file op. `nowait`: the form that answers EAGAIN rather than wait for
+// the disk (epoll's core thread tries that first). Reads only op fields nothing writes while
+// the op is in flight (kind, fd, len), so a pool thread may call it too.
+int file_call(const op& o, file_request& r, bool nowait) noexcept {
+    switch (o.kind) {
+    case op_kind::open_at: {
+        open_how how = r.how;
+        if (nowait) how.resolve |= RESOLVE_CACHED;
+        return errno_or(::syscall(SYS_openat2, o.fd, r.path, &how, sizeof how));
+    }
+    case op_kind::stat:
+        if (nowait) return -EAGAIN;  // statx has no form that refuses to wait
+        return errno_or(::statx(o.fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, r.status));
+    case op_kind::read_at: {
+        iovec piece{r.data, o.len};
+        return errno_or(::preadv2(o.fd, &piece, 1, r.offset, nowait ? RWF_NOWAIT : 0));
+    }
+    default: std::abort();  // not a file op
+    }
+}
+
+// A pool thread's half: the same call, allowed to block.
+void run_in_pool(detail::pool_job& j) noexcept {
+    auto& r = static_cast<file_request&>(j);
+    r.res = file_call(*r.owner, r, false);
+}
+
+// Whether a nowait attempt's answer means "it would block", rather than the op's result.
+bool would_block(op_kind k, int res) noexcept {
+    if (res == -EAGAIN) return true;
+    if (k == op_kind::read_at) return res == -EOPNOTSUPP;  // a file system without RWF_NOWAIT
+    if (k == op_kind::open_at) return res == -EINVAL;      // a kernel without RESOLVE_CACHED (< 5.12)
+    return false;
+}
+
 }  // namespace
 
 epoll_backend::epoll_backend(const backend_config& cfg, detail::completion_sink& sink) : backend{cfg, sink} {
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+    epoll_event ev{};
+    ev.events = EPOLLIN;  // level-triggered: pool_done reads it empty each time
+    ev.data.fd = port_.fd();
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, port_.fd(), &ev) < 0) {
+        const int err = errno;
+        ::close(epfd_);
+        throw std::system_error(err, std::system_category(), "epoll_ctl ADD (blocking pool port)");
+    }
 }
 
 epoll_backend::~epoll_backend() { ::close(epfd_); }
@@ -114,9 +164,12 @@ int epoll_backend::perform(op& o) noexcept {
     case op_kind::deadline:
     case op_kind::join:
     case op_kind::buffer_wait:
-    case op_kind::wait: break;
+    case op_kind::wait:
+    case op_kind::open_at:
+    case op_kind::stat:
+    case op_kind::read_at: break;
     }
-    std::abort();  // the core keeps timers and joins
+    std::abort();  // the core keeps timers and joins; file ops go through start_file_op
 }
 
 int epoll_backend::recv_into_pool(op& o) noexcept {
@@ -143,6 +196,7 @@ void epoll_backend::start(op& o) noexcept {
     ++stats_.ops_started;
     if (o.kind == op_kind::send_msg) ++stats_.gather_sends;
     ++o.pending;
+    if (is_file_op(o.kind)) return start_file_op(o);
     const direction d = direction_of(o.kind);
     if (d == neither) return finish(o, perform(o));
     if (state_of(o.fd).waiter[d]) {  // one op per direction per fd: a second would be a bug
@@ -175,12 +229,56 @@ void epoll_backend::on_ready(int fd, int dir) noexcept {
     attempt(*o);  // done, or parked again (a spurious edge, or no buffer yet)
 }
 
+void epoll_backend::start_file_op(op& o) noexcept {
+    auto& r = *static_cast<file_request*>(o.buf);
+    const int res = file_call(o, r, true);
+    if (!would_block(o.kind, res)) {  // the page cache or the dentry cache had it
+        ++stats_.file_ops_inline;
+        return finish(o, res);
+    }
+    ++stats_.file_ops_pooled;
+    r.run = run_in_pool;
+    r.port = &port_;
+    if (in_pool_ >= detail::blocking_pool::per_core_limit) return pool_waiting_.push(o, park_reason::pool_room);
+    to_pool(o);
+}
+
+void epoll_backend::to_pool(op& o) noexcept {
+    ++in_pool_;
+    o.parked = park_reason::pool;
+    detail::blocking_pool::shared().submit(*static_cast<file_request*>(o.buf));
+}
+
+void epoll_backend::pool_done() noexcept {
+    for (detail::pool_job* j = port_.take_all(); j;) {
+        auto& r = static_cast<file_request&>(*j);
+        j = j->next;
+        --in_pool_;
+        r.owner->parked = park_reason::none;
+        finish(*r.owner, r.res);
+    }
+    while (!pool_waiting_.empty() && in_pool_ < detail::blocking_pool::per_core_limit) to_pool(pool_waiting_.pop());
+}
+
 void epoll_backend::cancel(op& o) noexcept {
-    if (o.parked == park_reason::none) return;  // it finished already (no syscall is ever left half done)
+    switch (o.parked) {
+    case park_reason::ready:
+        fds_[o.fd].waiter[direction_of(o.kind)] = nullptr;
+        --parked_;
+        break;
+    case park_reason::pool_room: pool_waiting_.remove(o); break;
+    case park_reason::pool:
+        // A thread that took the job owns its memory until the call returns (a read may be
+        // filling the buffer right now): then the op completes through the port as usual, with
+        // whatever the call reached, as an io_uring op whose cancel came too late.
+        if (!detail::blocking_pool::shared().withdraw(*static_cast<file_request*>(o.buf))) return;
+        --in_pool_;
+        if (!pool_waiting_.empty()) to_pool(pool_waiting_.pop());
+        break;
+    default: return;  // it finished already (no syscall is ever left half done)
+    }
     ++stats_.cancels;
-    fds_[o.fd].waiter[direction_of(o.kind)] = nullptr;
     o.parked = park_reason::none;
-    --parked_;
     finish(o, -ECANCELED);
 }
 
@@ -197,6 +295,10 @@ void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
     ++stats_.enter_calls;
     for (int i = 0; i < n; ++i) {
         const int fd = events[i].data.fd;
+        if (fd == port_.fd()) {
+            pool_done();
+            continue;
+        }
         if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
         const std::uint32_t ev = events[i].events;
         const bool failed = ev & (EPOLLERR | EPOLLHUP);

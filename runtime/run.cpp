@@ -1,3 +1,4 @@
+#include <coring/blocking_pool.hpp>
 #include <coring/log.hpp>
 #include <coring/run.hpp>
 #include <coring/timer.hpp>
@@ -239,6 +240,7 @@ std::string feature_report(const runtime_options& opts) {
                       f.recv_bundle && !opts.recv_bundle ? " (off by --recv-bundle off)" : "");
         if (f.fixed_files) out += format("  direct descriptors:    yes ({}-slot file table per core)\n", f.fixed_file_slots);
         else out += format("  direct descriptors:    {}\n", opts.fixed_files ? "no (needs Linux 6.8)" : "off (--fixed-files off)");
+        out += format("  file I/O:              {}\n", f.file_ops ? "yes (OPENAT2, STATX, READ)" : "no (needs Linux 5.6)");
         if (!opts.multishot) out += "  (multishot off by --multishot off)\n";
     } catch (const std::exception& e) {
         out += format("io_uring: unavailable: {}\n", e.what());
@@ -249,6 +251,8 @@ std::string feature_report(const runtime_options& opts) {
         out += format("  coalesced sends:       yes (sendmsg){}\n", opts.coalesce ? "" : " (off by --coalesce off)");
         out += "  receive bundles:       no (io_uring only)\n";
         out += "  sends: plain send(2) always (no zerocopy, registered buffers or SQ polling)\n";
+        out += format("  file I/O:              cached reads and opens inline (RWF_NOWAIT, RESOLVE_CACHED), the rest\n"
+                      "                         in a {}-thread blocking pool\n", detail::blocking_pool::threads);
     } catch (const std::exception& e) {
         out += format("epoll: unavailable: {}\n", e.what());
     }

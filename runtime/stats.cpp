@@ -42,6 +42,8 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.sq_thread_cpu_us += o.backend.sq_thread_cpu_us;
     backend.direct_fallbacks += o.backend.direct_fallbacks;
     backend.fd_installs += o.backend.fd_installs;
+    backend.file_ops_inline += o.backend.file_ops_inline;
+    backend.file_ops_pooled += o.backend.file_ops_pooled;
     return *this;
 }
 
@@ -61,6 +63,8 @@ std::string to_string(const core_stats& s) {
     if (b.zc_sends != 0 || b.zc_fallbacks != 0)
         out += format(" zc_sends={} zc_notifications={} zc_copied={} zc_fallbacks={} zc_resets={} fixed_sends={}",
                       b.zc_sends, b.zc_notifications, b.zc_copied, b.zc_fallbacks, b.zc_resets, b.fixed_sends);
+    if (b.file_ops_inline != 0 || b.file_ops_pooled != 0)
+        out += format(" file_ops_inline={} file_ops_pooled={}", b.file_ops_inline, b.file_ops_pooled);
     if (b.sq_thread_cpu_us != 0) out += format(" sq_thread_cpu_ms={}", b.sq_thread_cpu_us / 1000);
     return out;
 }

@@ -1,3 +1,4 @@
+#include <coring/file_request.hpp>
 #include <coring/log.hpp>
 #include <coring/uring_backend.hpp>
 
@@ -194,6 +195,9 @@ uring_backend::uring_backend(const backend_config& cfg, detail::completion_sink&
             features_.send_zc = io_uring_opcode_supported(probe, IORING_OP_SEND_ZC);           // 6.0
             features_.multishot_recv = features_.send_zc;                                      // 6.0
             features_.send_msg = io_uring_opcode_supported(probe, IORING_OP_SENDMSG);          // 5.3
+            features_.file_ops = io_uring_opcode_supported(probe, IORING_OP_OPENAT2) &&       // 5.6
+                                 io_uring_opcode_supported(probe, IORING_OP_STATX) &&
+                                 io_uring_opcode_supported(probe, IORING_OP_READ);
             // IORING_RECVSEND_FIXED_BUF on SEND_ZC (6.0); sparse buffer tables (5.19). Plain
             // IORING_OP_SEND refuses the flag (EINVAL, checked on 6.18): only zerocopy sends use it.
             features_.registered_buffers = features_.send_zc;
@@ -332,6 +336,9 @@ void uring_backend::submit(op& o) noexcept {
         if (is_direct_fd(o.fd)) io_uring_prep_close_direct(sqe, direct_slot(o.fd));
         else io_uring_prep_close(sqe, o.fd);
         break;
+    case op_kind::open_at:
+    case op_kind::stat:
+    case op_kind::read_at: prep_file_op(sqe, o); break;
     case op_kind::timer:
     case op_kind::deadline:
     case op_kind::join:
@@ -344,6 +351,20 @@ void uring_backend::submit(op& o) noexcept {
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
     ++in_flight_;
+}
+
+void uring_backend::prep_file_op(io_uring_sqe* sqe, op& o) noexcept {
+    // The kernel copies the path and open_how at submit and writes the statx buffer at the
+    // CQE: all three live in the request, in the awaiting frame. A read of pages not in the
+    // page cache is handed to the kernel's io-wq threads; the core never waits for it.
+    auto& r = *static_cast<file_request*>(o.buf);
+    switch (o.kind) {
+    case op_kind::open_at: io_uring_prep_openat2(sqe, o.fd, r.path, &r.how); break;  // 5.6
+    case op_kind::stat: io_uring_prep_statx(sqe, o.fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, r.status); break;  // 5.6
+    default:  // read_at (IORING_OP_READ, 5.6): an offset of -1 reads at the file position
+        io_uring_prep_read(sqe, o.fd, r.data, o.len, static_cast<std::uint64_t>(r.offset));
+        break;
+    }
 }
 
 void uring_backend::prep_send(io_uring_sqe* sqe, op& o) noexcept {

@@ -30,6 +30,9 @@ constexpr std::string_view usage =
     "usage: coring-load [echo] [flags]\n"
     "Verifying load generator: every reply is checked byte for byte against the message it answers.\n"
     "  --target ADDR          server (default 127.0.0.1:7000)\n"
+    "  --protocol echo|http   echo (default): every message comes back as sent; http: keep-alive GETs of\n"
+    "                         --path (default /plaintext), each answer 200 with exactly --expect as its\n"
+    "                         body (default Hello, World!); --depth pipelines, --size does not apply\n"
     "  --conns N              connections in all (default 64)\n"
     "  --depth D              messages in flight per connection, closed loop (default 1)\n"
     "  --size S | MIN:MAX     message bytes, fixed or a range per message (default 64)\n"
@@ -254,6 +257,15 @@ int main(int argc, char** argv) {
     options o;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view v) {
         if (flag == "--target") o.s.target = apps::address_flag(flag, v);
+        else if (flag == "--protocol") {
+            if (v == "echo") o.s.proto = load::protocol::echo;
+            else if (v == "http") o.s.proto = load::protocol::http;
+            else throw std::invalid_argument(format("--protocol {}: expected echo or http", v));
+        } else if (flag == "--path") {
+            if (v.empty() || v.front() != '/' || v.find_first_of(" \r\n") != std::string_view::npos)
+                throw std::invalid_argument(format("--path {}: expected an absolute path without spaces", v));
+            o.s.http_path = std::string{v};
+        } else if (flag == "--expect") o.s.http_expect = std::string{v};
         else if (flag == "--conns") o.s.conns = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000'000));
         else if (flag == "--depth") o.s.depth = static_cast<unsigned>(apps::number_flag(flag, v, 1, 4096));
         else if (flag == "--size") {

@@ -3,8 +3,10 @@
 #include <coring/address.hpp>
 #include <coring/channel.hpp>
 #include <coring/core.hpp>
+#include <coring/file.hpp>
 #include <coring/result.hpp>
 #include <coring/run.hpp>
+#include <coring/reader.hpp>
 #include <coring/sharded.hpp>
 #include <coring/sync.hpp>
 #include <coring/task.hpp>

@@ -150,7 +150,7 @@ std::string_view reason_phrase(int status) noexcept {
 
 void write_head(std::string& out, int status, std::string_view content_type,
                 std::optional<std::uint64_t> content_length, bool keep_alive,
-                std::span<const std::pair<std::string, std::string>> extra) {
+                std::span<const std::pair<std::string, std::string>> extra, bool chunked) {
     char number[24];
     const auto append_number = [&](std::uint64_t v) {
         out.append(number, std::to_chars(number, number + sizeof(number), v).ptr);
@@ -165,7 +165,7 @@ void write_head(std::string& out, int status, std::string_view content_type,
         out.append("Content-Length: ");
         append_number(*content_length);
         out.append("\r\n");
-    } else if (!bodiless && status != 304) {
+    } else if (!bodiless && status != 304 && chunked) {
         out.append("Transfer-Encoding: chunked\r\n");
     }
     out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");

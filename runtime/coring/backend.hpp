@@ -57,6 +57,7 @@ struct backend_features {
     bool recv_bundle = false;       // IORING_FEAT_RECVSEND_BUNDLE (6.10): multi-buffer receives
     bool registered_buffers = false;  // SEND_ZC from registered buffers (6.0), slots filled one by one (5.19)
     bool sqpoll = false;            // IORING_SETUP_SQPOLL without privileges (5.11)
+    bool file_ops = false;          // IORING_OP_OPENAT2, STATX and READ (5.6): files without a thread of ours
     // What this backend does with them (a feature, and its flag on): --features says both.
     bool send_zc_on = false;
     bool registered_buffers_on = false;

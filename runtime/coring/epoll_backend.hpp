@@ -11,7 +11,13 @@
 // Provided buffers: a recv with select_buffer waits for readiness first, then takes the most
 // recently returned buffer from the free list and receives into it (EAGAIN gives it back), so
 // an idle connection holds none. An empty free list ends the op with ENOBUFS, as on io_uring.
+//
+// Files (docs/ARCHITECTURE.md, "Files"): a regular file is always "ready", so readiness cannot
+// tell a cached read from one that waits for the disk. A file op first tries the call in a form
+// that refuses to block (preadv2 RWF_NOWAIT, openat2 RESOLVE_CACHED); what would block goes to
+// the process's blocking pool, and comes back through this backend's pool_port.
 #include <coring/backend.hpp>
+#include <coring/blocking_pool.hpp>
 
 #include <vector>
 
@@ -30,7 +36,9 @@ public:
     void cancel(op& o) noexcept override;
     void close_detached(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
-    std::size_t in_flight() const noexcept override { return parked_ + buffer_waiters_.size(); }
+    std::size_t in_flight() const noexcept override {
+        return parked_ + buffer_waiters_.size() + in_pool_ + pool_waiting_.size();
+    }
     // sendmsg(2) always; receive bundles are io_uring's alone (a recv here fills one buffer).
     backend_features features() const noexcept override {
         backend_features f;
@@ -52,10 +60,16 @@ private:
     int perform(op& o) noexcept;  // the syscall: a result, -EAGAIN or (no pool buffer) -ENOBUFS
     int recv_into_pool(op& o) noexcept;
     void finish(op& o, int res) noexcept;
+    void start_file_op(op& o) noexcept;
+    void to_pool(op& o) noexcept;     // into the blocking pool, or its FIFO while this core's share is full
+    void pool_done() noexcept;        // the port rang: complete what came back, let waiting ops in
 
     int epfd_ = -1;
     std::vector<fd_state> fds_;
     std::size_t parked_ = 0;                  // ops waiting for readiness
+    detail::pool_port port_;                  // where the blocking pool hands this core's jobs back
+    unsigned in_pool_ = 0;                    // jobs in the pool: at most blocking_pool::per_core_limit
+    op_queue pool_waiting_;                   // file ops beyond that limit, in order (in their frames)
 };
 
 }  // namespace coring

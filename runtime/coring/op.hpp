@@ -32,7 +32,16 @@ enum class op_kind : std::uint8_t {
     buffer_wait,  // no fd: completes (res 0) when a receive buffer comes back (backend::give_back)
     wait,      // no fd: parked in a user-space wait list (event, semaphore, channel); `buf` names it
     send_msg,  // buf = a msghdr (iovecs: a gather send); flags = MSG_* flags (MSG_NOSIGNAL is always added)
+    // File ops (file.hpp): buf = a file_request (file_request.hpp), which holds what op has no
+    // field for (path, open_how, offset, the statx buffer). len = bytes to read.
+    open_at,   // openat2 relative to fd (a directory, or AT_FDCWD); res = the new fd
+    stat,      // statx of fd itself (AT_EMPTY_PATH)
+    read_at,   // pread of fd at the request's offset (-1: at the file position); res = bytes read
 };
+
+constexpr bool is_file_op(op_kind k) noexcept {
+    return k == op_kind::open_at || k == op_kind::stat || k == op_kind::read_at;
+}
 
 namespace detail {
 struct task_context;
@@ -70,6 +79,8 @@ enum class park_reason : std::uint8_t {
     cq_room,   // io_uring: in-flight ops would exceed the CQ
     ready,     // epoll: waiting for the fd to become ready
     buffers,   // buffer_wait: in the backend's queue of readers waiting for a buffer
+    pool_room, // epoll file op: waiting for room in the blocking pool (this core's share is full)
+    pool,      // epoll file op: handed to the blocking pool (queued there, or a thread runs it)
 };
 
 // Direct descriptors (io_uring's registered file table, docs/ARCHITECTURE.md "Direct

@@ -36,6 +36,8 @@ struct backend_stats {
     std::uint64_t sq_thread_cpu_us = 0; // io_uring SQPOLL: the kernel SQ thread's CPU time (user + system)
     std::uint64_t direct_fallbacks = 0;   // io_uring: accepts that got a real fd, the file table being full
     std::uint64_t fd_installs = 0;        // io_uring: real fds made for direct descriptors (install_fd)
+    std::uint64_t file_ops_inline = 0;    // epoll: file ops answered without blocking (cached pages, cached paths)
+    std::uint64_t file_ops_pooled = 0;    // epoll: file ops handed to the blocking pool
 };
 
 struct core_stats {

@@ -71,6 +71,7 @@ private:
     void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept;
     void unpark() noexcept;
     void prep_send(io_uring_sqe* sqe, op& o) noexcept;
+    void prep_file_op(io_uring_sqe* sqe, op& o) noexcept;
     int registered_slot(const op& o) noexcept;  // the registered pool buffer o sends from, or -1
     void reset_connection(op& o) noexcept;
     void forget_fd(int fd) noexcept;

@@ -28,15 +28,16 @@ std::string_view reason_phrase(int status) noexcept;
 
 // Appends a complete response head to `out`: the status line, Server: coring, Date,
 // Content-Type (unless empty), the framing, Connection, the extra fields, the blank line.
-// Framing: `content_length`, or Transfer-Encoding: chunked when none (the caller then writes
-// chunks, which an HTTP/1.0 client cannot read: give it a length, or close after the body).
+// Framing: `content_length`, or Transfer-Encoding: chunked when none and `chunked` (the caller
+// then writes chunks), or neither (an HTTP/1.0 client, which cannot read chunks: the body runs
+// to the close).
 // 1xx and 204 get neither (RFC 9110 §8.6); a 304 gets Content-Length only when one is given.
 // Connection says keep-alive or close every time: a 1.0 client keeps a connection only when
 // told, a 1.1 client closes when told. An extra field whose name is not a token or whose value
 // holds CR, LF or NUL is dropped, so data that reached a header cannot split the response.
 void write_head(std::string& out, int status, std::string_view content_type,
                 std::optional<std::uint64_t> content_length, bool keep_alive,
-                std::span<const std::pair<std::string, std::string>> extra = {});
+                std::span<const std::pair<std::string, std::string>> extra = {}, bool chunked = true);
 
 // The current time as an IMF-fixdate, for Date. Cached per thread and formatted again only
 // when the second changes; the clock read is CLOCK_REALTIME_COARSE (a vDSO read of the time
