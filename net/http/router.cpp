@@ -12,6 +12,7 @@ bool percent_decode(std::string_view in, std::string& out) {
     out.clear();
     out.reserve(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '\0') return false;  // what a request target cannot hold, if called on other text
         if (in[i] != '%') {
             out.push_back(in[i]);
             continue;
