@@ -16,17 +16,23 @@ namespace http = coring::http;
 
 namespace {
 
+// Literals, params and rest params, overlapping, and a route with the most params allowed.
+constexpr std::array<std::array<const char*, 2>, 8> route_table = {{
+    {"GET", "/"},
+    {"GET", "/plaintext"},
+    {"GET", "/users/{id}"},
+    {"GET", "/users/me"},
+    {"POST", "/users/{id}/posts/{post}"},
+    {"GET", "/users/{id}/{*rest}"},
+    {"GET", "/static/{*path}"},
+    {"DELETE", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}"},
+}};
+
 const http::router<int>& routes() {
     static const http::router<int> r = [] {
         http::router<int> built;
-        built.add("GET", "/", 1)
-            .add("GET", "/plaintext", 2)
-            .add("GET", "/users/{id}", 3)
-            .add("GET", "/users/me", 4)
-            .add("POST", "/users/{id}/posts/{post}", 5)
-            .add("GET", "/users/{id}/{*rest}", 6)
-            .add("GET", "/static/{*path}", 7)
-            .add("DELETE", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}", 8);
+        for (std::size_t i = 0; i < route_table.size(); ++i)
+            built.add(route_table[i][0], route_table[i][1], static_cast<int>(i));
         return built;
     }();
     return r;
