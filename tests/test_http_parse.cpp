@@ -596,6 +596,8 @@ TEST_CASE("http: percent-decoding", "[http]") {
         {"%00", false, ""},            {"%", false, ""},         {"%2", false, ""},
         {"%zz", false, ""},            {"%g0", false, ""},       {"abc%", false, ""},
     };
+    std::string out;
+    CHECK_FALSE(http::percent_decode(std::string_view("a\0b", 3), out));
     for (const auto& t : rows) {
         INFO(t.in);
         std::string out = "old";

@@ -1,24 +1,12 @@
 // chunked_decoder: one byte at a time through the framing, a span at a time through the data.
 #include <coring/http/chunked.hpp>
 
+#include "fields.hpp"
+
 #include <algorithm>
 #include <charconv>
 
 namespace coring::http {
-namespace {
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-// What an extension or a trailer line may hold: field-vchar, SP, HTAB, obs-text.
-bool line_byte(char c) noexcept { return c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f); }
-
-}  // namespace
-
 chunked_decoder::step chunked_decoder::fail(std::size_t consumed, int status) noexcept {
     state_ = state::failed;
     error_ = status;
@@ -39,7 +27,7 @@ chunked_decoder::step chunked_decoder::next(std::span<const std::byte> in) noexc
         const char c = static_cast<char>(in[i++]);
         switch (state_) {
         case state::size: {
-            const int d = hex_value(c);
+            const int d = detail::hex_value(c);
             if (d >= 0) {
                 const std::uint64_t left = max_body_ - body_bytes_;
                 const auto digit = static_cast<std::uint64_t>(d);
@@ -66,7 +54,7 @@ chunked_decoder::step chunked_decoder::next(std::span<const std::byte> in) noexc
         case state::extension:
             if (++line_bytes_ > max_extension_bytes) return fail(i, 400);
             if (c == '\r') state_ = state::size_lf;
-            else if (!line_byte(c)) return fail(i, 400);
+            else if (!detail::is_value_byte(c)) return fail(i, 400);
             break;
         case state::size_lf:
             if (c != '\n') return fail(i, 400);
@@ -91,7 +79,7 @@ chunked_decoder::step chunked_decoder::next(std::span<const std::byte> in) noexc
             if (++line_bytes_ > max_trailer_bytes) return fail(i, 431);
             if (c == '\r') {
                 state_ = state_ == state::trailer_start ? state::final_lf : state::trailer_lf;
-            } else if (!line_byte(c) || (state_ == state::trailer_start && (c == ' ' || c == '\t'))) {
+            } else if (!detail::is_value_byte(c) || (state_ == state::trailer_start && (c == ' ' || c == '\t'))) {
                 return fail(i, 400);  // a control byte, or obs-fold
             } else {
                 state_ = state::trailer;

@@ -22,7 +22,7 @@ constexpr std::array<std::uint8_t, 256> make_classes() {
         const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
         std::uint8_t k = 0;
         if (alnum || in("!#$%&'*+-.^_`|~", c)) k |= token_char;
-        if (c == '\t' || (c >= 0x20 && c != 0x7f)) k |= value_char;
+        if (detail::is_value_byte(static_cast<char>(c))) k |= value_char;
         if (alnum || in("-._~%!$&'()*+,;=:[]", c)) k |= host_char;
         t[static_cast<std::size_t>(c)] = k;
     }

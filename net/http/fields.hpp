@@ -11,6 +11,20 @@
 
 namespace coring::http::detail {
 
+// A hex digit's value, or -1 (chunk sizes, %-escapes).
+inline int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// What a field value may hold (field-vchar, SP, HTAB, obs-text: RFC 9110 §5.5); also what a
+// reason phrase, a chunk extension and a trailer line may hold.
+constexpr bool is_value_byte(char c) noexcept {
+    return c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
+}
+
 // tchar (RFC 9110 §5.6.2): the bytes of a method, a field name, a list token.
 bool is_token(std::string_view s) noexcept;
 

@@ -29,7 +29,7 @@ int parse_response_head(std::string_view head, response_head& out, bool head_req
     if (out.status < 100 || out.status > 599) return bad;
     out.reason = line.substr(13);
     for (const char c : out.reason)
-        if (c != '\t' && (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)) return bad;
+        if (!detail::is_value_byte(c)) return bad;
 
     if (detail::parse_fields(rest, out.headers, out.header_count) != detail::fields_result::ok) return bad;
     const detail::framing_fields f = detail::read_framing_fields(out.headers.data(), out.header_count);

@@ -1,31 +1,24 @@
 // route_table: patterns split once at add(), paths walked segment by segment at match().
 #include <coring/http/router.hpp>
 
+#include "fields.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
 namespace coring::http {
-namespace {
-
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-}  // namespace
 
 bool percent_decode(std::string_view in, std::string& out) {
     out.clear();
     out.reserve(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '\0') return false;  // what a request target cannot hold, if called on other text
         if (in[i] != '%') {
             out.push_back(in[i]);
             continue;
         }
         if (in.size() - i < 3) return false;
-        const int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+        const int hi = detail::hex_value(in[i + 1]), lo = detail::hex_value(in[i + 2]);
         if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return false;
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;

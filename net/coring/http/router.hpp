@@ -48,7 +48,8 @@ struct route_params {
 };
 
 // Appends the %-decoding of `in` to a cleared `out`. False for an escape that is not two hex
-// digits and for %00 (no file name or identifier holds NUL). '+' stays '+' (that is forms, not
+// digits and for a NUL, raw or as %00 (no file name or identifier holds one), so what it
+// decodes never holds NUL. '+' stays '+' (that is forms, not
 // paths), and "%2F" becomes '/': a caller that maps a segment to a file must look for it.
 bool percent_decode(std::string_view in, std::string& out);
 
