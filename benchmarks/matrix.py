@@ -15,12 +15,11 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import line_plot, stop
+from benchlib import fmt, line_plot, median_range, stop, window_cpu
 
 # name: (binary relative to the build dir, args before --port/--listen, how it takes a port,
 #        how it takes a core count: "--cores", "--threads", or None for a fixed design)
@@ -61,15 +60,6 @@ ISSUE11 = {"servers": ["coring-uring", "coring-epoll", "raw-uring", "raw-uring-f
            + list(FAST_PATHS),
            "conns": [100, 1000, 10000], "sizes": [64, 1024, 16384], "depths": [16],
            "two_core": "1000x64x16,10000x64x16", "reps": 5, "duration": 2.0, "warmup": 0.5}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """utime + stime of every thread of pid, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of the full line
-
 
 def cpus_of(cell, args):
     """The CPUs of a cell: (server's, coring-load's). A 2-core cell puts both on the same two."""
@@ -124,21 +114,11 @@ def run_cell_once(build, server, port, cell, args):
                "--backend", "uring", "--cores", str(cell["cores"]), "--quiet", "--announce-window",
                "--json", json_path]
         load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        cpu_start = cpu_end = None
-        other = []
-        for line in load.stderr:
-            if line.rstrip().endswith(": measuring"):
-                cpu_start = cpu_seconds(proc.pid)
-            elif line.rstrip().endswith(": measured"):
-                cpu_end = cpu_seconds(proc.pid)
-            else:
-                other.append(line.strip())
-        rc = load.wait()
+        cpu, rc, other = window_cpu(load, proc.pid, timeout=args.warmup + args.duration + 120)
         with open(json_path) as f:
             result = json.load(f)
         if proc.poll() is not None:
             raise RuntimeError(f"{server} died during the run (exit {proc.returncode})")
-        cpu = (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None
         msgs = result["messages"]
         return {
             "msgs_per_sec": result["msgs_per_sec"],
@@ -150,17 +130,6 @@ def run_cell_once(build, server, port, cell, args):
         }
     finally:
         stop(proc)
-
-
-def median_range(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None, None
-    return statistics.median(values), min(values), max(values)
-
-
-def fmt(v, digits=0):
-    return "-" if v is None else f"{v:,.{digits}f}"
 
 
 def plot(out, rows, servers):

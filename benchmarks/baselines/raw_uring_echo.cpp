@@ -17,7 +17,6 @@
 // table is then shared by the threads, so every fd lookup in the kernel takes a reference.
 #include <liburing.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "uring_common.hpp"
 
 namespace {
 
@@ -53,44 +53,23 @@ struct connection {
 };
 
 thread_local io_uring ring;
-thread_local io_uring_buf_ring* br = nullptr;
-thread_local char* buf_base = nullptr;
-thread_local unsigned returned = 0;          // buffers added to the ring since the last advance
-thread_local unsigned held = nbufs;          // buffers not in the ring (setup_ring hands them all over)
+thread_local baseline::uring::buffer_ring bufs;
 thread_local std::vector<connection> conns;  // indexed by fd
 thread_local std::vector<int> starved;       // connections whose recv ended with -ENOBUFS
 
 std::uint64_t tag(int fd, op o) { return (std::uint64_t(std::uint32_t(fd)) << 8) | o; }
 
-io_uring_sqe* get_sqe() {
-    io_uring_sqe* sqe;
-    while ((sqe = io_uring_get_sqe(&ring)) == nullptr) {
-        if (int r = io_uring_submit(&ring); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            baseline::die(prog, "io_uring_submit", -r);
-        }
-    }
-    return sqe;
-}
-
-void recycle(std::uint16_t bid) {
-    --held;
-    io_uring_buf_ring_add(br, buf_base + std::size_t{bid} * buf_size, buf_size, bid, io_uring_buf_ring_mask(nbufs),
-                          static_cast<int>(returned++));
-}
+void recycle(std::uint16_t bid) { bufs.recycle(bid); }
 
 void arm_recv(int fd, connection& c) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = bgid;
-    io_uring_sqe_set_data64(sqe, tag(fd, op_recv));
+    baseline::uring::arm_recv(ring, prog, fd, bgid, tag(fd, op_recv));
     c.recv_armed = true;
 }
 
 void send_head(int fd, connection& c) {
     const chunk& k = c.queue[c.head];
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_send(sqe, fd, buf_base + std::size_t{k.bid} * buf_size + k.off, k.len - k.off, MSG_NOSIGNAL);
+    io_uring_sqe* sqe = baseline::uring::get_sqe(ring, prog);
+    io_uring_prep_send(sqe, fd, bufs.data(k.bid) + k.off, k.len - k.off, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(fd, op_send));
     c.sending = true;
 }
@@ -117,18 +96,17 @@ void maybe_close(int fd, connection& c) {
 void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
     connection& c = conns[static_cast<std::size_t>(fd)];
     if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
-    if (flags & IORING_CQE_F_BUFFER) ++held;
+    const int bid = (flags & IORING_CQE_F_BUFFER) ? bufs.claim(flags) : -1;
     if (res > 0) {
-        const auto bid = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
         if (c.failed) {
-            recycle(bid);
+            recycle(static_cast<std::uint16_t>(bid));
         } else {
-            c.queue.push_back({bid, 0, static_cast<std::uint32_t>(res)});
+            c.queue.push_back({static_cast<std::uint16_t>(bid), 0, static_cast<std::uint32_t>(res)});
             if (!c.sending) send_head(fd, c);
             if (!c.recv_armed) arm_recv(fd, c);
         }
     } else {
-        if (flags & IORING_CQE_F_BUFFER) recycle(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
+        if (bid >= 0) recycle(static_cast<std::uint16_t>(bid));
         if (res == -ENOBUFS && !c.recv_armed && !c.failed) {
             c.starved = true;  // re-armed by the main loop once buffers come back
             starved.push_back(fd);
@@ -162,11 +140,7 @@ void on_send(int fd, std::int32_t res) {
     maybe_close(fd, c);
 }
 
-void arm_accept(int listener) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_multishot_accept(sqe, listener, nullptr, nullptr, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, tag(listener, op_accept));
-}
+void arm_accept(int listener) { baseline::uring::arm_accept(ring, prog, listener, tag(listener, op_accept)); }
 
 void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
     if (!(flags & IORING_CQE_F_MORE)) arm_accept(listener);
@@ -177,64 +151,25 @@ void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
     arm_recv(fd, conns[static_cast<std::size_t>(fd)]);
 }
 
-void setup_ring() {
-    io_uring_params p{};
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = cq_entries;
-    int r = io_uring_queue_init_params(sq_entries, &ring, &p);
-    if (r == -EINVAL) {  // kernel older than 6.1: no SINGLE_ISSUER/DEFER_TASKRUN
-        p = io_uring_params{};
-        p.flags = IORING_SETUP_CQSIZE;
-        p.cq_entries = cq_entries;
-        r = io_uring_queue_init_params(sq_entries, &ring, &p);
-    }
-    if (r < 0) baseline::die(prog, "io_uring_queue_init_params", -r);
-
-    const std::size_t ring_bytes = sizeof(io_uring_buf) * nbufs;
-    void* mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    void* data = mmap(nullptr, std::size_t{nbufs} * buf_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED || data == MAP_FAILED) baseline::die(prog, "mmap");
-    br = static_cast<io_uring_buf_ring*>(mem);
-    buf_base = static_cast<char*>(data);
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
-    reg.ring_entries = nbufs;
-    reg.bgid = bgid;
-    if (int e = io_uring_register_buf_ring(&ring, &reg, 0); e < 0) {
-        baseline::die(prog, "io_uring_register_buf_ring", -e);
-    }
-    io_uring_buf_ring_init(br);
-    for (unsigned i = 0; i < nbufs; ++i) recycle(static_cast<std::uint16_t>(i));
-    io_uring_buf_ring_advance(br, static_cast<int>(returned));
-    returned = 0;
-}
-
 // One server thread: its own ring and listener until the exit signal arrives.
 void serve(int listener, int sig_fd) {
-    setup_ring();
+    baseline::uring::init_ring(ring, prog, sq_entries, cq_entries);
+    bufs.init(ring, prog, nbufs, buf_size, bgid);
     conns.resize(1024);
     arm_accept(listener);
-    io_uring_sqe* sig_sqe = get_sqe();
+    io_uring_sqe* sig_sqe = baseline::uring::get_sqe(ring, prog);
     io_uring_prep_poll_add(sig_sqe, sig_fd, POLLIN);
     io_uring_sqe_set_data64(sig_sqe, tag(sig_fd, op_signal));
 
-    struct completion {
-        std::uint64_t user_data;
-        std::int32_t res;
-        std::uint32_t flags;
-    };
-    std::vector<completion> batch;
+    std::vector<baseline::uring::completion> batch;
     batch.reserve(cq_entries);
     for (;;) {
         // Return this iteration's buffers to the kernel, then give starved connections a recv.
-        if (returned > 0) {
-            io_uring_buf_ring_advance(br, static_cast<int>(returned));
-            returned = 0;
-        }
+        bufs.publish();
         // Re-arm connections whose recv ran out of buffers once the ring holds some again. All
         // of them, not just as many as there are buffers: a re-armed recv may find no data, and
         // then nothing would ever wake the rest.
-        if (!starved.empty() && held < nbufs) {
+        if (!starved.empty() && bufs.kernel_has_some()) {
             for (const int fd : starved) {
                 connection& c = conns[static_cast<std::size_t>(fd)];
                 if (!c.starved) continue;  // closed since (a reused fd starts with starved=false)
@@ -243,19 +178,10 @@ void serve(int listener, int sig_fd) {
             }
             starved.clear();
         }
-        if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            baseline::die(prog, "io_uring_submit_and_wait", -r);
-        }
-        // Copy the CQEs out and release the CQ before handling them, so handlers may submit
-        // (when the SQ fills up) while no CQ slots are still in use.
-        batch.clear();
-        unsigned head;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(&ring, head, cqe) {
-            batch.push_back({cqe->user_data, cqe->res, cqe->flags});
-        }
-        io_uring_cq_advance(&ring, static_cast<unsigned>(batch.size()));
-        for (const completion& e : batch) {
+        // The CQEs are copied out and the CQ released before any is handled, so handlers may
+        // submit (when the SQ fills up) while no CQ slots are still in use.
+        baseline::uring::submit_and_collect(ring, prog, batch);
+        for (const baseline::uring::completion& e : batch) {
             const int fd = static_cast<int>(e.user_data >> 8);
             switch (e.user_data & 0xff) {
             case op_recv: on_recv(fd, e.res, e.flags); break;
