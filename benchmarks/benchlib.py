@@ -1,5 +1,7 @@
 """What the benchmark runners share: stopping a server they started, a process's CPU time, a
 coring-load run's measured window, medians, number formatting, and gnuplot line plots."""
+import csv
+import json
 import os
 import shutil
 import signal
@@ -60,8 +62,35 @@ def median_range(values):
     return statistics.median(values), min(values), max(values)
 
 
+def summary_row(fields, runs, keys):
+    """A table row: `fields`, then for each key the median, min and max over the runs (as key,
+    key_min, key_max), the runs' errors summed and their notes joined."""
+    row = dict(fields)
+    for key in keys:
+        row[key], row[key + "_min"], row[key + "_max"] = median_range([r[key] for r in runs])
+    row["errors"] = sum(r["errors"] or 0 for r in runs)
+    row["notes"] = "; ".join(sorted({r["note"] for r in runs if r["note"]}))
+    return row
+
+
+def write_results(out, stem, rows, machine):
+    """out/stem.csv (the rows) and out/stem.json (the machine's description and the rows)."""
+    with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+
+
 def fmt(v, digits=0):
     return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def series_by_conns(rows, servers, metric):
+    """line_plot's series: per server, its (connections, metric) points in order, missing ones left out."""
+    return [(s, [(r["conns"], r[metric]) for r in sorted(rows, key=lambda r: r["conns"])
+                 if r["server"] == s and r[metric] is not None]) for s in servers]
 
 
 _told = False  # that gnuplot is missing, once

@@ -12,7 +12,6 @@ window. Writes a table and the issue's ratios to stdout, CSV, JSON and gnuplot P
 Python standard library only; plots need gnuplot (Debian's gnuplot-nox).
 """
 import argparse
-import csv
 import json
 import math
 import os
@@ -25,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import cpu_seconds, fmt, line_plot, median_range, stop, window_cpu
+from benchlib import cpu_seconds, fmt, line_plot, series_by_conns, stop, summary_row, window_cpu, write_results
 
 SERVERS = ["coring-uring", "coring-epoll", "nginx", "raw-uring-http"]
 DRIVERS = ["wrk", "coring-load"]
@@ -332,8 +331,7 @@ def plot(out, rows, servers, drivers):
             if len({r["conns"] for r in sel}) < 2:
                 continue
             for metric, label in (("req_per_sec", "requests/s"), ("cpu_us_per_req", "server CPU us per request")):
-                series = [(s, [(r["conns"], r[metric]) for r in sorted(sel, key=lambda r: r["conns"])
-                               if r["server"] == s and r[metric] is not None]) for s in servers]
+                series = series_by_conns(sel, servers, metric)
                 png = os.path.join(out, f"http-{metric}-depth{depth}-{driver}.png")
                 if line_plot(os.path.join(out, f"http-plot-{metric}-d{depth}-{driver}.dat"), png,
                              f"{label} vs connections (depth {depth}, {driver})", "connections", label, series):
@@ -421,12 +419,8 @@ def main():
                               f"cpu {fmt(r['cpu_us_per_req'], 2)} us/req{', ' + r['note'] if r['note'] else ''} "
                               f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
                 for server in servers:
-                    row = dict(cell, driver=driver, server=server)
-                    for key in ("req_per_sec", "p50_us", "p99_us", "cpu_us_per_req"):
-                        row[key], row[key + "_min"], row[key + "_max"] = median_range([r[key] for r in samples[server]])
-                    row["errors"] = sum(r["errors"] or 0 for r in samples[server])
-                    row["notes"] = "; ".join(sorted({r["note"] for r in samples[server] if r["note"]}))
-                    rows.append(row)
+                    rows.append(summary_row(dict(cell, driver=driver, server=server), samples[server],
+                                            ("req_per_sec", "p50_us", "p99_us", "cpu_us_per_req")))
     finally:
         for proc in list(started_procs):  # Ctrl-C or an error mid-run: nothing of ours outlives us
             end(proc)
@@ -446,15 +440,10 @@ def main():
           "and a '-' is a percentile wrk printed as 0 (wg/wrk#236, pipelining)")
     print_ratios(rows, cells, drivers)
 
-    with open(os.path.join(args.out, "http.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        w.writeheader()
-        w.writerows(rows)
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M"),
                "duration_s": args.duration, "warmup_s": args.warmup, "reps": args.reps,
                "server_cpu": args.server_cpu, "load_cpu": args.load_cpu, "nginx": NGINX_NOTE}
-    with open(os.path.join(args.out, "http.json"), "w") as f:
-        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+    write_results(args.out, "http", rows, machine)
     pngs = plot(args.out, rows, servers, drivers)
     print(f"\nhttp_bench: wrote {args.out}/http.csv, http.json" + (f" and {len(pngs)} plots" if pngs else ""),
           file=sys.stderr)

@@ -20,7 +20,6 @@
 // at most max_head bytes, and the responses waiting behind a send in flight at most
 // max_output; a connection past either is closed.
 #include <liburing.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,12 +38,10 @@
 namespace {
 
 constexpr const char* prog = "baseline-raw-uring-http";
-constexpr unsigned sq_entries = 4096, cq_entries = 65536;
-constexpr unsigned nbufs = 4096, buf_size = 4096;  // nbufs must be a power of two
-constexpr unsigned short bgid = 0;
 constexpr std::size_t max_head = 8192;        // coring-http's default head limit is of this order
 constexpr std::size_t max_output = 1 << 20;   // a client that sends but never reads is cut off here
-enum op : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_signal = 4 };
+using baseline::uring::tag;
+using enum baseline::uring::op;
 
 // coring-http's answer to GET /plaintext; the Date's 29 bytes are rewritten each second.
 constexpr std::string_view date_field = "Date: ";
@@ -67,12 +64,8 @@ struct connection {
 // Vectors, not strings, hold what is being sent: a vector's data stays put when `conns` grows
 // and moves the connections, while a short string's would move with it.
 
-io_uring ring;
-baseline::uring::buffer_ring bufs;
-std::vector<connection> conns;  // indexed by fd
-std::vector<int> starved;       // connections whose recv ended with -ENOBUFS
-
-std::uint64_t tag(int fd, op o) { return (std::uint64_t(std::uint32_t(fd)) << 8) | o; }
+// A ring of 4096 SQEs and 65536 CQEs and 4096 x 4 KiB provided buffers (the defaults).
+baseline::uring::plain_server<connection> server{.prog = prog};
 
 void refresh_date() {
     timespec now{};
@@ -86,16 +79,11 @@ void refresh_date() {
     if (strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &utc) == 29) response.replace(date_at, 29, text, 29);
 }
 
-void arm_recv(int fd, connection& c) {
-    baseline::uring::arm_recv(ring, prog, fd, bgid, tag(fd, op_recv));
-    c.recv_armed = true;
-}
-
 void start_send(int fd, connection& c) {
     c.out.swap(c.next);  // both keep their capacity: no allocation once a connection is warm
     c.next.clear();
     c.sent = 0;
-    io_uring_sqe* sqe = baseline::uring::get_sqe(ring, prog);
+    io_uring_sqe* sqe = server.sqe();
     io_uring_prep_send(sqe, fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(fd, op_send));
     c.sending = true;
@@ -137,40 +125,34 @@ std::size_t complete_heads(connection& c, std::string_view data) {
 }
 
 void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
-    connection& c = conns[static_cast<std::size_t>(fd)];
+    connection& c = server.conns[static_cast<std::size_t>(fd)];
     if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
-    const int bid = (flags & IORING_CQE_F_BUFFER) ? bufs.claim(flags) : -1;
+    const int bid = (flags & IORING_CQE_F_BUFFER) ? server.bufs.claim(flags) : -1;
     if (res > 0) {
         if (!c.failed) {
-            const std::size_t heads = complete_heads(c, {bufs.data(static_cast<std::uint16_t>(bid)),
+            const std::size_t heads = complete_heads(c, {server.bufs.data(static_cast<std::uint16_t>(bid)),
                                                          static_cast<std::size_t>(res)});
+            if (heads > 0) refresh_date();  // a clock read per receive that asks for responses
             for (std::size_t i = 0; i < heads; ++i) c.next.insert(c.next.end(), response.begin(), response.end());
             if (c.carry.size() >= max_head || c.next.size() > max_output) fail(fd, c);
             else if (heads > 0 && !c.sending) start_send(fd, c);
-            if (!c.recv_armed && !c.failed) arm_recv(fd, c);
+            if (!c.recv_armed && !c.failed) server.arm_recv(fd, c);
         }
-        bufs.recycle(static_cast<std::uint16_t>(bid));  // scanned and answered: the bytes are done with
+        server.bufs.recycle(static_cast<std::uint16_t>(bid));  // scanned and answered: the bytes are done with
     } else {
-        if (bid >= 0) bufs.recycle(static_cast<std::uint16_t>(bid));
-        if (res == -ENOBUFS && !c.recv_armed && !c.failed) {
-            c.starved = true;  // re-armed by the main loop once buffers are back in the ring
-            starved.push_back(fd);
-        } else if (res == 0) {
-            c.eof = true;
-        } else if (res != -ENOBUFS) {
-            fail(fd, c);
-        }
+        if (bid >= 0) server.bufs.recycle(static_cast<std::uint16_t>(bid));
+        server.no_data(fd, c, res, fail);
     }
     maybe_close(fd, c);
 }
 
 void on_send(int fd, std::int32_t res) {
-    connection& c = conns[static_cast<std::size_t>(fd)];
+    connection& c = server.conns[static_cast<std::size_t>(fd)];
     c.sending = false;
     if (res <= 0) fail(fd, c);
     else c.sent += static_cast<std::size_t>(res);
     if (!c.failed && c.sent < c.out.size()) {  // a short send: the rest goes before anything newer
-        io_uring_sqe* sqe = baseline::uring::get_sqe(ring, prog);
+        io_uring_sqe* sqe = server.sqe();
         io_uring_prep_send(sqe, fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, tag(fd, op_send));
         c.sending = true;
@@ -178,55 +160,6 @@ void on_send(int fd, std::int32_t res) {
         start_send(fd, c);
     }
     maybe_close(fd, c);
-}
-
-void arm_accept(int listener) { baseline::uring::arm_accept(ring, prog, listener, tag(listener, op_accept)); }
-
-void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
-    if (!(flags & IORING_CQE_F_MORE)) arm_accept(listener);
-    if (res < 0) return;  // e.g. -EMFILE or an aborted connection: keep accepting
-    const int fd = res;
-    baseline::set_nodelay(fd);
-    if (static_cast<std::size_t>(fd) >= conns.size()) conns.resize(static_cast<std::size_t>(fd) * 2 + 1);
-    arm_recv(fd, conns[static_cast<std::size_t>(fd)]);
-}
-
-void serve(int listener, int sig_fd) {
-    baseline::uring::init_ring(ring, prog, sq_entries, cq_entries);
-    bufs.init(ring, prog, nbufs, buf_size, bgid);
-    conns.resize(1024);
-    arm_accept(listener);
-    io_uring_sqe* sig_sqe = baseline::uring::get_sqe(ring, prog);
-    io_uring_prep_poll_add(sig_sqe, sig_fd, POLLIN);
-    io_uring_sqe_set_data64(sig_sqe, tag(sig_fd, op_signal));
-
-    std::vector<baseline::uring::completion> batch;
-    batch.reserve(cq_entries);
-    for (;;) {
-        bufs.publish();
-        // As in baseline-raw-uring: every starved connection is re-armed once the ring holds
-        // buffers again, since a re-armed recv that finds no data would wake nobody else.
-        if (!starved.empty() && bufs.kernel_has_some()) {
-            for (const int fd : starved) {
-                connection& c = conns[static_cast<std::size_t>(fd)];
-                if (!c.starved) continue;  // closed since (a reused fd starts with starved=false)
-                c.starved = false;
-                arm_recv(fd, c);
-            }
-            starved.clear();
-        }
-        baseline::uring::submit_and_collect(ring, prog, batch);
-        refresh_date();  // one clock read per batch; the text changes once a second
-        for (const baseline::uring::completion& e : batch) {
-            const int fd = static_cast<int>(e.user_data >> 8);
-            switch (e.user_data & 0xff) {
-            case op_recv: on_recv(fd, e.res, e.flags); break;
-            case op_send: on_send(fd, e.res); break;
-            case op_accept: on_accept(fd, e.res, e.flags); break;
-            case op_signal: return;
-            }
-        }
-    }
 }
 
 }  // namespace
@@ -240,6 +173,6 @@ int main(int argc, char** argv) {
     baseline::prepare_process();
     const int sig_fd = baseline::exit_signal_fd(prog, false);
     const int listener = baseline::listen_loopback(prog, cfg.port, false);
-    serve(listener, sig_fd);
+    server.serve(listener, sig_fd, on_recv, on_send);
     return 0;
 }

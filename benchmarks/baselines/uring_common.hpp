@@ -5,6 +5,7 @@
 #pragma once
 
 #include <liburing.h>
+#include <poll.h>
 #include <sys/mman.h>
 
 #include <cerrno>
@@ -24,8 +25,9 @@ struct completion {
 };
 
 // SINGLE_ISSUER|DEFER_TASKRUN (plain flags if the kernel refuses them: before 6.1) with a CQ of
-// cq_entries, so a burst of multishot completions does not overflow it.
-inline void init_ring(io_uring& ring, const char* prog, unsigned sq_entries, unsigned cq_entries) {
+// cq_entries, so a burst of multishot completions does not overflow it. Returns the kernel's
+// IORING_FEAT_* bits.
+inline unsigned init_ring(io_uring& ring, const char* prog, unsigned sq_entries, unsigned cq_entries) {
     io_uring_params p{};
     p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     p.cq_entries = cq_entries;
@@ -37,6 +39,7 @@ inline void init_ring(io_uring& ring, const char* prog, unsigned sq_entries, uns
         r = io_uring_queue_init_params(sq_entries, &ring, &p);
     }
     if (r < 0) die(prog, "io_uring_queue_init_params", -r);
+    return p.features;
 }
 
 // A free SQE; when the SQ is full, what is in it is submitted first.
@@ -122,19 +125,148 @@ inline void arm_recv(io_uring& ring, const char* prog, int fd, unsigned short gr
     io_uring_sqe_set_data64(sqe, user_data);
 }
 
-// One loop step: submits what is queued, waits for at least one CQE, and copies every
-// available CQE into `batch` (cleared first), releasing the CQ before any is handled.
-inline void submit_and_collect(io_uring& ring, const char* prog, std::vector<completion>& batch) {
-    if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-        die(prog, "io_uring_submit_and_wait", -r);
-    }
-    batch.clear();
-    unsigned head;
-    io_uring_cqe* cqe;
-    io_uring_for_each_cqe(&ring, head, cqe) {
-        batch.push_back({cqe->user_data, cqe->res, cqe->flags});
-    }
-    io_uring_cq_advance(&ring, static_cast<unsigned>(batch.size()));
+// A one-shot poll for input on `fd`, e.g. the exit signal's signalfd.
+inline void arm_poll_in(io_uring& ring, const char* prog, int fd, std::uint64_t user_data) {
+    io_uring_sqe* sqe = get_sqe(ring, prog);
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, user_data);
 }
+
+// The connection an accepted fd (or direct descriptor) indexes, `conns` grown to hold it.
+template <class Connection>
+Connection& connection_at(std::vector<Connection>& conns, int fd) {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i >= conns.size()) conns.resize(i * 2 + 1);
+    return conns[i];
+}
+
+// Connections whose multishot recv ended with -ENOBUFS (the buffer ring ran dry); a connection
+// type has a `bool starved` for it, cleared when it is closed.
+class starved_list {
+public:
+    template <class Connection>
+    void add(int fd, Connection& c) {
+        c.starved = true;
+        fds_.push_back(fd);
+    }
+
+    // Once the kernel has buffers again, arm(fd, connection) for every one still starved. All
+    // of them, not just as many as there are buffers: a re-armed recv may find no data, and
+    // then nothing would ever wake the rest.
+    template <class Connection, class Arm>
+    void rearm(std::vector<Connection>& conns, bool kernel_has_buffers, Arm arm) {
+        if (fds_.empty() || !kernel_has_buffers) return;
+        for (const int fd : fds_) {
+            Connection& c = conns[static_cast<std::size_t>(fd)];
+            if (!c.starved) continue;  // closed since (a reused fd starts with starved=false)
+            c.starved = false;
+            arm(fd, c);
+        }
+        fds_.clear();
+    }
+
+private:
+    std::vector<int> fds_;
+};
+
+// A server thread's loop, until handle() returns false: each turn runs before_wait() (give
+// buffers back, re-arm what needs it, send what the last batch queued), submits, waits for at
+// least one CQE, copies every available CQE out and releases the CQ, then hands each to
+// handle(). Copied out first, so handlers may submit (when the SQ fills up) while no CQ slots
+// are still in use.
+template <class BeforeWait, class Handle>
+void run(io_uring& ring, const char* prog, unsigned cq_entries, BeforeWait before_wait, Handle handle) {
+    std::vector<completion> batch;
+    batch.reserve(cq_entries);
+    for (;;) {
+        before_wait();
+        if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+            die(prog, "io_uring_submit_and_wait", -r);
+        }
+        batch.clear();
+        unsigned head;
+        io_uring_cqe* cqe;
+        io_uring_for_each_cqe(&ring, head, cqe) {
+            batch.push_back({cqe->user_data, cqe->res, cqe->flags});
+        }
+        io_uring_cq_advance(&ring, static_cast<unsigned>(batch.size()));
+        for (const completion& e : batch) {
+            if (!handle(e)) return;
+        }
+    }
+}
+
+// The user_data of every SQE: the fd above, what the op is in the low byte.
+enum op : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_signal = 4, op_shutdown = 5, op_close = 6 };
+inline std::uint64_t tag(int fd, op o) noexcept { return (std::uint64_t(std::uint32_t(fd)) << 8) | o; }
+
+// Hands a CQE to the handler its op names; false for the exit signal's, which ends run() (every
+// thread's ring polls the same signalfd). Shutdowns and closes need nothing: their connection is
+// already gone.
+template <class OnRecv, class OnSend, class OnAccept>
+bool dispatch(const completion& e, OnRecv on_recv, OnSend on_send, OnAccept on_accept) {
+    const int fd = static_cast<int>(e.user_data >> 8);
+    switch (e.user_data & 0xff) {
+    case op_recv: on_recv(fd, e.res, e.flags); break;
+    case op_send: on_send(fd, e.res); break;
+    case op_accept: on_accept(fd, e.res, e.flags); break;
+    case op_signal: return false;
+    }
+    return true;
+}
+
+// One thread of a server on plain fds: its ring, its provided buffers, its connections indexed
+// by fd (a Connection has `recv_armed` and `starved`), and those whose recv ran out of buffers.
+template <class Connection>
+struct plain_server {
+    const char* prog;
+    unsigned sq_entries = 4096, cq_entries = 65536;  // a CQ deep enough for a burst of multishot CQEs
+    unsigned nbufs = 4096, buf_size = 4096;          // nbufs must be a power of two
+    unsigned short group = 0;
+    io_uring ring{};
+    buffer_ring bufs{};
+    std::vector<Connection> conns{};  // indexed by fd
+    starved_list starved{};
+
+    io_uring_sqe* sqe() { return get_sqe(ring, prog); }
+
+    // A recv CQE that brought no data: out of buffers (listed, to be re-armed once there are
+    // some, if the recv ended), the peer's end of stream (c.eof), or an error (fail(fd, c)).
+    template <class Fail>
+    void no_data(int fd, Connection& c, std::int32_t res, Fail fail) {
+        if (res == -ENOBUFS && !c.recv_armed && !c.failed) starved.add(fd, c);
+        else if (res == 0) c.eof = true;
+        else if (res != -ENOBUFS) fail(fd, c);
+    }
+
+    void arm_recv(int fd, Connection& c) {
+        uring::arm_recv(ring, prog, fd, group, tag(fd, op_recv));
+        c.recv_armed = true;
+    }
+
+    // Sets up the ring and buffers, accepts on `listener` (Nagle off and a multishot recv for
+    // each connection), and hands recv and send CQEs to the server's handlers until `sig_fd`
+    // is readable.
+    template <class OnRecv, class OnSend>
+    void serve(int listener, int sig_fd, OnRecv on_recv, OnSend on_send) {
+        init_ring(ring, prog, sq_entries, cq_entries);
+        bufs.init(ring, prog, nbufs, buf_size, group);
+        conns.resize(1024);
+        arm_accept(ring, prog, listener, tag(listener, op_accept));
+        arm_poll_in(ring, prog, sig_fd, tag(sig_fd, op_signal));
+        const auto on_accept = [this](int fd, std::int32_t res, std::uint32_t flags) {
+            if (!(flags & IORING_CQE_F_MORE)) arm_accept(ring, prog, fd, tag(fd, op_accept));
+            if (res < 0) return;  // e.g. -EMFILE or an aborted connection: keep accepting
+            set_nodelay(res);
+            arm_recv(res, connection_at(conns, res));
+        };
+        const auto before_wait = [this] {
+            bufs.publish();  // this turn's recycled buffers, then a recv for connections that had none
+            starved.rearm(conns, bufs.kernel_has_some(), [this](int fd, Connection& c) { arm_recv(fd, c); });
+        };
+        run(ring, prog, cq_entries, before_wait,
+            [&](const completion& e) { return dispatch(e, on_recv, on_send, on_accept); });
+    }
+};
 
 }  // namespace baseline::uring
