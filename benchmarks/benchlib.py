@@ -1,6 +1,11 @@
-"""What matrix.py and ladder.py share: stopping a server they started, and gnuplot line plots."""
+"""What the benchmark runners share: stopping a server they started, a process's CPU time, a
+coring-load run's measured window, medians, number formatting, and gnuplot line plots."""
+import csv
+import json
+import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 
@@ -14,6 +19,78 @@ def stop(proc, timeout=10):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of every thread of pid, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of the full line
+
+
+def window_cpu(load, server_pid, timeout):
+    """Reads the stderr of a coring-load started with --announce-window (a Popen with text
+    stderr) to its end, and returns (the server's CPU seconds between 'measuring' and 'measured',
+    or None if either was missing; coring-load's exit code; its other stderr lines). A run past
+    `timeout` seconds is ended (SIGTERM, then SIGKILL) and returns exit code None."""
+    cpu_start = cpu_end = None
+    other = []
+    for line in load.stderr:
+        if line.rstrip().endswith(": measuring"):
+            cpu_start = cpu_seconds(server_pid)
+        elif line.rstrip().endswith(": measured"):
+            cpu_end = cpu_seconds(server_pid)
+        else:
+            other.append(line.strip())
+    try:
+        rc = load.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(load)
+        rc = None
+    cpu = (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None
+    return cpu, rc, other
+
+
+def median_range(values):
+    """(median, min, max) of the values that are not None; (None, None, None) if none are."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None, None
+    return statistics.median(values), min(values), max(values)
+
+
+def summary_row(fields, runs, keys):
+    """A table row: `fields`, then for each key the median, min and max over the runs (as key,
+    key_min, key_max), the runs' errors summed and their notes joined."""
+    row = dict(fields)
+    for key in keys:
+        row[key], row[key + "_min"], row[key + "_max"] = median_range([r[key] for r in runs])
+    row["errors"] = sum(r["errors"] or 0 for r in runs)
+    row["notes"] = "; ".join(sorted({r["note"] for r in runs if r["note"]}))
+    return row
+
+
+def write_results(out, stem, rows, machine):
+    """out/stem.csv (the rows) and out/stem.json (the machine's description and the rows)."""
+    with open(os.path.join(out, f"{stem}.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+
+
+def fmt(v, digits=0):
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def series_by_conns(rows, servers, metric):
+    """line_plot's series: per server, its (connections, metric) points in order, missing ones left out."""
+    return [(s, [(r["conns"], r[metric]) for r in sorted(rows, key=lambda r: r["conns"])
+                 if r["server"] == s and r[metric] is not None]) for s in servers]
 
 
 _told = False  # that gnuplot is missing, once

@@ -12,15 +12,13 @@ repetitions with min..max. Writes a table to stdout, CSV, JSON and gnuplot PNGs 
 Python standard library only (Debian's python3); plots need gnuplot (Debian's gnuplot-nox).
 """
 import argparse
-import csv
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import line_plot, stop
+from benchlib import fmt, line_plot, series_by_conns, stop, summary_row, window_cpu, write_results
 
 # name: (binary relative to the build dir, args before --port/--listen, how it takes a port,
 #        how it takes a core count: "--cores", "--threads", or None for a fixed design)
@@ -61,15 +59,6 @@ ISSUE11 = {"servers": ["coring-uring", "coring-epoll", "raw-uring", "raw-uring-f
            + list(FAST_PATHS),
            "conns": [100, 1000, 10000], "sizes": [64, 1024, 16384], "depths": [16],
            "two_core": "1000x64x16,10000x64x16", "reps": 5, "duration": 2.0, "warmup": 0.5}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    """utime + stime of every thread of pid, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of the full line
-
 
 def cpus_of(cell, args):
     """The CPUs of a cell: (server's, coring-load's). A 2-core cell puts both on the same two."""
@@ -124,21 +113,11 @@ def run_cell_once(build, server, port, cell, args):
                "--backend", "uring", "--cores", str(cell["cores"]), "--quiet", "--announce-window",
                "--json", json_path]
         load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        cpu_start = cpu_end = None
-        other = []
-        for line in load.stderr:
-            if line.rstrip().endswith(": measuring"):
-                cpu_start = cpu_seconds(proc.pid)
-            elif line.rstrip().endswith(": measured"):
-                cpu_end = cpu_seconds(proc.pid)
-            else:
-                other.append(line.strip())
-        rc = load.wait()
+        cpu, rc, other = window_cpu(load, proc.pid, timeout=args.warmup + args.duration + 120)
         with open(json_path) as f:
             result = json.load(f)
         if proc.poll() is not None:
             raise RuntimeError(f"{server} died during the run (exit {proc.returncode})")
-        cpu = (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None
         msgs = result["messages"]
         return {
             "msgs_per_sec": result["msgs_per_sec"],
@@ -152,17 +131,6 @@ def run_cell_once(build, server, port, cell, args):
         stop(proc)
 
 
-def median_range(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None, None
-    return statistics.median(values), min(values), max(values)
-
-
-def fmt(v, digits=0):
-    return "-" if v is None else f"{v:,.{digits}f}"
-
-
 def plot(out, rows, servers):
     written = []
     for size in sorted({r["size"] for r in rows}):
@@ -171,8 +139,7 @@ def plot(out, rows, servers):
             if len({r["conns"] for r in sel}) < 2:
                 continue
             for metric, label in (("msgs_per_sec", "messages/s"), ("p99_us", "p99 latency (us)")):
-                series = [(s, [(r["conns"], r[metric]) for r in sorted(sel, key=lambda r: r["conns"])
-                               if r["server"] == s and r[metric] is not None]) for s in servers]
+                series = series_by_conns(sel, servers, metric)
                 png = os.path.join(out, f"{metric}-{size}B-depth{depth}.png")
                 if line_plot(os.path.join(out, f"plot-{metric}-{size}B-d{depth}.dat"), png,
                              f"{label} vs connections ({size} B, depth {depth})", "connections", label, series):
@@ -326,14 +293,8 @@ def main():
                       f"{', ' + last['note'] if last['note'] else ''} ({time.monotonic() - started:.0f} s)",
                       file=sys.stderr)
         for server in servers:
-            runs_of = samples[server]
-            row = dict(cell, server=server)
-            for key in ("msgs_per_sec", "p50_us", "p99_us", "cpu_us_per_msg"):
-                med, lo, hi = median_range([r[key] for r in runs_of])
-                row[key], row[key + "_min"], row[key + "_max"] = med, lo, hi
-            row["errors"] = sum(r["errors"] or 0 for r in runs_of)
-            row["notes"] = "; ".join(sorted({r["note"] for r in runs_of if r["note"]}))
-            rows.append(row)
+            rows.append(summary_row(dict(cell, server=server), samples[server],
+                                    ("msgs_per_sec", "p50_us", "p99_us", "cpu_us_per_msg")))
 
     # The table.
     width = max(13, *(len(s) for s in servers))
@@ -351,17 +312,12 @@ def main():
 
     print_ratios(rows, cells)
 
-    with open(os.path.join(args.out, "matrix.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-        w.writeheader()
-        w.writerows(rows)
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M"),
                "duration_s": args.duration, "warmup_s": args.warmup, "reps": args.reps,
                "server_cpu": args.server_cpu, "load_cpu": args.load_cpu}
     if any(c["cores"] > 1 for c in cells):
         machine["two_core_note"] = two_core_note
-    with open(os.path.join(args.out, "matrix.json"), "w") as f:
-        json.dump({"machine": machine, "rows": rows}, f, indent=1)
+    write_results(args.out, "matrix", rows, machine)
     pngs = plot(args.out, rows, servers)
     print(f"\nmatrix: wrote {args.out}/matrix.csv, matrix.json" + (f" and {len(pngs)} plots" if pngs else ""),
           file=sys.stderr)

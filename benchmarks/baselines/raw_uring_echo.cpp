@@ -16,8 +16,6 @@
 // to the k-th allowed CPU): the shape of coring-echo --cores N, for the multi-core cell. The fd
 // table is then shared by the threads, so every fd lookup in the kernel takes a reference.
 #include <liburing.h>
-#include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,16 +25,15 @@
 #include <vector>
 
 #include "common.hpp"
+#include "uring_common.hpp"
 
 namespace {
 
 // Each thread is a whole server: everything below that is mutable is thread_local.
 
 constexpr const char* prog = "baseline-raw-uring";
-constexpr unsigned sq_entries = 4096, cq_entries = 65536;
-constexpr unsigned nbufs = 4096, buf_size = 4096;  // nbufs must be a power of two
-constexpr unsigned short bgid = 0;
-enum op : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_signal = 4 };
+using baseline::uring::tag;
+using enum baseline::uring::op;
 
 struct chunk {
     std::uint16_t bid;
@@ -52,45 +49,15 @@ struct connection {
     bool failed = false;  // error: drop the queue, close once the kernel is done with the fd
 };
 
-thread_local io_uring ring;
-thread_local io_uring_buf_ring* br = nullptr;
-thread_local char* buf_base = nullptr;
-thread_local unsigned returned = 0;          // buffers added to the ring since the last advance
-thread_local unsigned held = nbufs;          // buffers not in the ring (setup_ring hands them all over)
-thread_local std::vector<connection> conns;  // indexed by fd
-thread_local std::vector<int> starved;       // connections whose recv ended with -ENOBUFS
+// A ring of 4096 SQEs and 65536 CQEs and 4096 x 4 KiB provided buffers (the defaults).
+thread_local baseline::uring::plain_server<connection> server{.prog = prog};
 
-std::uint64_t tag(int fd, op o) { return (std::uint64_t(std::uint32_t(fd)) << 8) | o; }
-
-io_uring_sqe* get_sqe() {
-    io_uring_sqe* sqe;
-    while ((sqe = io_uring_get_sqe(&ring)) == nullptr) {
-        if (int r = io_uring_submit(&ring); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            baseline::die(prog, "io_uring_submit", -r);
-        }
-    }
-    return sqe;
-}
-
-void recycle(std::uint16_t bid) {
-    --held;
-    io_uring_buf_ring_add(br, buf_base + std::size_t{bid} * buf_size, buf_size, bid, io_uring_buf_ring_mask(nbufs),
-                          static_cast<int>(returned++));
-}
-
-void arm_recv(int fd, connection& c) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = bgid;
-    io_uring_sqe_set_data64(sqe, tag(fd, op_recv));
-    c.recv_armed = true;
-}
+void recycle(std::uint16_t bid) { server.bufs.recycle(bid); }
 
 void send_head(int fd, connection& c) {
     const chunk& k = c.queue[c.head];
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_send(sqe, fd, buf_base + std::size_t{k.bid} * buf_size + k.off, k.len - k.off, MSG_NOSIGNAL);
+    io_uring_sqe* sqe = server.sqe();
+    io_uring_prep_send(sqe, fd, server.bufs.data(k.bid) + k.off, k.len - k.off, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(fd, op_send));
     c.sending = true;
 }
@@ -115,34 +82,26 @@ void maybe_close(int fd, connection& c) {
 }
 
 void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
-    connection& c = conns[static_cast<std::size_t>(fd)];
+    connection& c = server.conns[static_cast<std::size_t>(fd)];
     if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
-    if (flags & IORING_CQE_F_BUFFER) ++held;
+    const int bid = (flags & IORING_CQE_F_BUFFER) ? server.bufs.claim(flags) : -1;
     if (res > 0) {
-        const auto bid = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
         if (c.failed) {
-            recycle(bid);
+            recycle(static_cast<std::uint16_t>(bid));
         } else {
-            c.queue.push_back({bid, 0, static_cast<std::uint32_t>(res)});
+            c.queue.push_back({static_cast<std::uint16_t>(bid), 0, static_cast<std::uint32_t>(res)});
             if (!c.sending) send_head(fd, c);
-            if (!c.recv_armed) arm_recv(fd, c);
+            if (!c.recv_armed) server.arm_recv(fd, c);
         }
     } else {
-        if (flags & IORING_CQE_F_BUFFER) recycle(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
-        if (res == -ENOBUFS && !c.recv_armed && !c.failed) {
-            c.starved = true;  // re-armed by the main loop once buffers come back
-            starved.push_back(fd);
-        } else if (res == 0) {
-            c.eof = true;
-        } else if (res != -ENOBUFS) {
-            fail(fd, c);
-        }
+        if (bid >= 0) recycle(static_cast<std::uint16_t>(bid));
+        server.no_data(fd, c, res, fail);
     }
     maybe_close(fd, c);
 }
 
 void on_send(int fd, std::int32_t res) {
-    connection& c = conns[static_cast<std::size_t>(fd)];
+    connection& c = server.conns[static_cast<std::size_t>(fd)];
     c.sending = false;
     if (res <= 0) {
         fail(fd, c);
@@ -162,110 +121,8 @@ void on_send(int fd, std::int32_t res) {
     maybe_close(fd, c);
 }
 
-void arm_accept(int listener) {
-    io_uring_sqe* sqe = get_sqe();
-    io_uring_prep_multishot_accept(sqe, listener, nullptr, nullptr, SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, tag(listener, op_accept));
-}
-
-void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
-    if (!(flags & IORING_CQE_F_MORE)) arm_accept(listener);
-    if (res < 0) return;  // e.g. -EMFILE or an aborted connection: keep accepting
-    const int fd = res;
-    baseline::set_nodelay(fd);
-    if (static_cast<std::size_t>(fd) >= conns.size()) conns.resize(static_cast<std::size_t>(fd) * 2 + 1);
-    arm_recv(fd, conns[static_cast<std::size_t>(fd)]);
-}
-
-void setup_ring() {
-    io_uring_params p{};
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = cq_entries;
-    int r = io_uring_queue_init_params(sq_entries, &ring, &p);
-    if (r == -EINVAL) {  // kernel older than 6.1: no SINGLE_ISSUER/DEFER_TASKRUN
-        p = io_uring_params{};
-        p.flags = IORING_SETUP_CQSIZE;
-        p.cq_entries = cq_entries;
-        r = io_uring_queue_init_params(sq_entries, &ring, &p);
-    }
-    if (r < 0) baseline::die(prog, "io_uring_queue_init_params", -r);
-
-    const std::size_t ring_bytes = sizeof(io_uring_buf) * nbufs;
-    void* mem = mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    void* data = mmap(nullptr, std::size_t{nbufs} * buf_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED || data == MAP_FAILED) baseline::die(prog, "mmap");
-    br = static_cast<io_uring_buf_ring*>(mem);
-    buf_base = static_cast<char*>(data);
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
-    reg.ring_entries = nbufs;
-    reg.bgid = bgid;
-    if (int e = io_uring_register_buf_ring(&ring, &reg, 0); e < 0) {
-        baseline::die(prog, "io_uring_register_buf_ring", -e);
-    }
-    io_uring_buf_ring_init(br);
-    for (unsigned i = 0; i < nbufs; ++i) recycle(static_cast<std::uint16_t>(i));
-    io_uring_buf_ring_advance(br, static_cast<int>(returned));
-    returned = 0;
-}
-
 // One server thread: its own ring and listener until the exit signal arrives.
-void serve(int listener, int sig_fd) {
-    setup_ring();
-    conns.resize(1024);
-    arm_accept(listener);
-    io_uring_sqe* sig_sqe = get_sqe();
-    io_uring_prep_poll_add(sig_sqe, sig_fd, POLLIN);
-    io_uring_sqe_set_data64(sig_sqe, tag(sig_fd, op_signal));
-
-    struct completion {
-        std::uint64_t user_data;
-        std::int32_t res;
-        std::uint32_t flags;
-    };
-    std::vector<completion> batch;
-    batch.reserve(cq_entries);
-    for (;;) {
-        // Return this iteration's buffers to the kernel, then give starved connections a recv.
-        if (returned > 0) {
-            io_uring_buf_ring_advance(br, static_cast<int>(returned));
-            returned = 0;
-        }
-        // Re-arm connections whose recv ran out of buffers once the ring holds some again. All
-        // of them, not just as many as there are buffers: a re-armed recv may find no data, and
-        // then nothing would ever wake the rest.
-        if (!starved.empty() && held < nbufs) {
-            for (const int fd : starved) {
-                connection& c = conns[static_cast<std::size_t>(fd)];
-                if (!c.starved) continue;  // closed since (a reused fd starts with starved=false)
-                c.starved = false;
-                arm_recv(fd, c);
-            }
-            starved.clear();
-        }
-        if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            baseline::die(prog, "io_uring_submit_and_wait", -r);
-        }
-        // Copy the CQEs out and release the CQ before handling them, so handlers may submit
-        // (when the SQ fills up) while no CQ slots are still in use.
-        batch.clear();
-        unsigned head;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(&ring, head, cqe) {
-            batch.push_back({cqe->user_data, cqe->res, cqe->flags});
-        }
-        io_uring_cq_advance(&ring, static_cast<unsigned>(batch.size()));
-        for (const completion& e : batch) {
-            const int fd = static_cast<int>(e.user_data >> 8);
-            switch (e.user_data & 0xff) {
-            case op_recv: on_recv(fd, e.res, e.flags); break;
-            case op_send: on_send(fd, e.res); break;
-            case op_accept: on_accept(fd, e.res, e.flags); break;
-            case op_signal: return;  // every thread's ring polls the same signalfd
-            }
-        }
-    }
-}
+void serve(int listener, int sig_fd) { server.serve(listener, sig_fd, on_recv, on_send); }
 
 }  // namespace
 

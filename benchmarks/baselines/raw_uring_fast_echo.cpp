@@ -22,7 +22,6 @@
 //   queued buffers (a plain send when there is one). A send that completes during a batch sends
 //   the rest after that batch, together with whatever else arrived in it.
 #include <liburing.h>
-#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -36,6 +35,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "uring_common.hpp"
 
 // liburing 2.3 predates both; the values are the kernel's (include/uapi/linux/io_uring.h, 6.10).
 #ifndef IORING_RECVSEND_BUNDLE
@@ -52,7 +52,8 @@ constexpr unsigned sq_entries = 4096, cq_entries = 65536;
 constexpr unsigned nbufs = 4096, buf_size = 4096;  // nbufs must be a power of two
 constexpr unsigned short bgid = 0;
 constexpr std::size_t max_iovecs = 64;  // per sendmsg; the rest goes in the next one
-enum op : std::uint64_t { op_accept = 1, op_recv = 2, op_send = 3, op_signal = 4, op_shutdown = 5, op_close = 6 };
+using baseline::uring::tag;  // user_data: the slot above, the op below
+using enum baseline::uring::op;
 
 struct chunk {
     std::uint16_t bid;
@@ -80,20 +81,10 @@ thread_local unsigned held = nbufs;              // buffers not in the ring
 thread_local std::vector<std::uint16_t> bid_at;  // the bid last put in each ring slot
 thread_local std::vector<std::uint16_t> slot_of; // the ring slot each bid was last put in
 thread_local std::vector<connection> conns;      // indexed by direct descriptor (file slot)
-thread_local std::vector<int> starved;           // connections whose recv ended with -ENOBUFS
+thread_local baseline::uring::starved_list starved;
 thread_local std::vector<int> to_flush;          // connections with data queued in this batch
 
-std::uint64_t tag(int index, op o) { return (std::uint64_t(std::uint32_t(index)) << 8) | o; }
-
-io_uring_sqe* get_sqe() {
-    io_uring_sqe* sqe;
-    while ((sqe = io_uring_get_sqe(&ring)) == nullptr) {
-        if (int r = io_uring_submit(&ring); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            baseline::die(prog, "io_uring_submit", -r);
-        }
-    }
-    return sqe;
-}
+io_uring_sqe* get_sqe() { return baseline::uring::get_sqe(ring, prog); }
 
 char* buffer(std::uint16_t bid) { return buf_base + std::size_t{bid} * buf_size; }
 
@@ -195,8 +186,7 @@ void on_recv(int index, std::int32_t res, std::uint32_t flags) {
             if (!c.recv_armed) arm_recv(index, c);
         }
     } else if (res == -ENOBUFS && !c.recv_armed && !c.failed) {
-        c.starved = true;  // re-armed by the main loop once buffers come back
-        starved.push_back(index);
+        starved.add(index, c);  // re-armed by the main loop once buffers come back
     } else if (res == 0) {
         c.eof = true;
     } else if (res != -ENOBUFS) {
@@ -244,18 +234,8 @@ void on_accept(int listener, std::int32_t res, std::uint32_t flags) {
 }
 
 void setup_ring() {
-    io_uring_params p{};
-    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-    p.cq_entries = cq_entries;
-    int r = io_uring_queue_init_params(sq_entries, &ring, &p);
-    if (r == -EINVAL) {  // kernel older than 6.1: no SINGLE_ISSUER/DEFER_TASKRUN
-        p = io_uring_params{};
-        p.flags = IORING_SETUP_CQSIZE;
-        p.cq_entries = cq_entries;
-        r = io_uring_queue_init_params(sq_entries, &ring, &p);
-    }
-    if (r < 0) baseline::die(prog, "io_uring_queue_init_params", -r);
-    if (!(p.features & IORING_FEAT_RECVSEND_BUNDLE)) baseline::die(prog, "receive bundles (kernel 6.10)", EOPNOTSUPP);
+    const unsigned features = baseline::uring::init_ring(ring, prog, sq_entries, cq_entries);
+    if (!(features & IORING_FEAT_RECVSEND_BUNDLE)) baseline::die(prog, "receive bundles (kernel 6.10)", EOPNOTSUPP);
 
     // The file table: one slot per connection, as many as the process may have fds (the kernel's cap).
     rlimit rl{};
@@ -291,62 +271,24 @@ void setup_ring() {
 void serve(int listener, int sig_fd) {
     setup_ring();
     arm_accept(listener);
-    io_uring_sqe* sig_sqe = get_sqe();
-    io_uring_prep_poll_add(sig_sqe, sig_fd, POLLIN);
-    io_uring_sqe_set_data64(sig_sqe, tag(sig_fd, op_signal));
-
-    struct completion {
-        std::uint64_t user_data;
-        std::int32_t res;
-        std::uint32_t flags;
-    };
-    std::vector<completion> batch;
-    batch.reserve(cq_entries);
-    for (;;) {
-        if (returned > 0) {
-            io_uring_buf_ring_advance(br, static_cast<int>(returned));
-            returned = 0;
-        }
-        // As in baseline-raw-uring: every starved connection is re-armed once the ring holds
-        // buffers again, since a re-armed recv that finds no data would wake nobody else.
-        if (!starved.empty() && held < nbufs) {
-            for (const int index : starved) {
-                connection& c = conns[static_cast<std::size_t>(index)];
-                if (!c.starved) continue;  // closed since (a reused slot starts with starved=false)
-                c.starved = false;
-                arm_recv(index, c);
-            }
-            starved.clear();
-        }
-        if (int r = io_uring_submit_and_wait(&ring, 1); r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-            baseline::die(prog, "io_uring_submit_and_wait", -r);
-        }
-        // Copy the CQEs out and release the CQ before handling them, so handlers may submit
-        // (when the SQ fills up) while no CQ slots are still in use.
-        batch.clear();
-        unsigned head;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(&ring, head, cqe) {
-            batch.push_back({cqe->user_data, cqe->res, cqe->flags});
-        }
-        io_uring_cq_advance(&ring, static_cast<unsigned>(batch.size()));
-        for (const completion& e : batch) {
-            const int index = static_cast<int>(e.user_data >> 8);
-            switch (e.user_data & 0xff) {
-            case op_recv: on_recv(index, e.res, e.flags); break;
-            case op_send: on_send(index, e.res); break;
-            case op_accept: on_accept(index, e.res, e.flags); break;
-            case op_signal: return;  // every thread's ring polls the same signalfd
-            }  // op_shutdown and op_close need nothing: the connection is already gone
-        }
-        // The batch is handled: one send per connection for all it has to send.
+    baseline::uring::arm_poll_in(ring, prog, sig_fd, tag(sig_fd, op_signal));
+    const auto before_wait = [] {
+        // What the last batch queued: one send per connection for all it has to send.
         for (const int index : to_flush) {
             connection& c = conns[static_cast<std::size_t>(index)];
             c.listed = false;
             if (!c.sending && !c.failed && c.head < c.queue.size()) send_queued(index, c);
         }
         to_flush.clear();
-    }
+        if (returned > 0) {
+            io_uring_buf_ring_advance(br, static_cast<int>(returned));
+            returned = 0;
+        }
+        starved.rearm(conns, held < nbufs, arm_recv);
+    };
+    baseline::uring::run(ring, prog, cq_entries, before_wait, [](const baseline::uring::completion& e) {
+        return baseline::uring::dispatch(e, on_recv, on_send, on_accept);
+    });
 }
 
 }  // namespace
