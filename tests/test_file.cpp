@@ -1,6 +1,7 @@
 // Files on both backends: open beneath a root, stat, read_at, close; escapes refused by the
 // kernel; cancellation; many reads at once; and on epoll, a read that blocks runs in the pool
 // while the core goes on.
+#include "child_process.hpp"
 #include "support.hpp"
 
 #include <atomic>
@@ -449,6 +450,16 @@ TEST_CASE("two cores read files at once; each gets its own completions back", "[
     std::atomic<int> good{0};
     CHECK(run(two_cores(kind), [&](core& c) { return read_on_core(c, &t, &good); }) == 0);
     CHECK(good == 2);
+}
+
+TEST_CASE("--features says how each backend does file I/O", "[file]") {
+    child_process p{CORING_ECHO_BINARY, {"--features"}};
+    const auto status = p.wait_exit_or_kill(10s);
+    INFO("stdout:\n" << p.out() << "\nstderr:\n" << p.err());
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK_THAT(p.out(), Catch::Contains("file I/O:"));
+    CHECK_THAT(p.out(), Catch::Contains("blocking pool"));  // epoll's line
 }
 
 }  // namespace
