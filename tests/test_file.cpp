@@ -380,7 +380,8 @@ task<> read_while_timer_fires(const file* pipe_read, int write_end, std::atomic<
     result<std::size_t> got = std::errc::interrupted;
     task_group group;
     group.spawn(pipe_read_in_order(pipe_read, buf, &got, seq, read_at_seq));
-    co_await sleep_for(20ms);
+    auto slept = co_await sleep_for(20ms);
+    REQUIRE(slept);
     *timer_at_seq = ++*seq;
     const char byte = 'y';
     REQUIRE(::write(write_end, &byte, 1) == 1);
