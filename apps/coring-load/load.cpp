@@ -1,12 +1,16 @@
 #include "load.hpp"
 
+#include <coring/http/chunked.hpp>
+#include <coring/http/response_parser.hpp>
 #include <coring/log.hpp>
+#include <coring/ws/websocket.hpp>
 
 #include <arpa/inet.h>
 #include <cstring>
 #include <netinet/in.h>
 #include <deque>
 #include <memory>
+#include <optional>
 
 namespace coring::load {
 
@@ -199,6 +203,8 @@ struct connection {
     wake_slot receiver_wait;
     std::vector<std::int64_t> sent_at;  // by seq % window: when each message was (meant to be) sent
     std::vector<std::byte> out_buf, in_buf, expected;
+    std::unique_ptr<buffered_reader> reader;  // http: responses are parsed from it
+    std::unique_ptr<ws::websocket> socket;    // ws: messages go through it
 
     std::uint64_t window() const { return sent_at.size(); }
 
@@ -242,6 +248,101 @@ task<result<tcp_stream>> connect_counted(share& sh, std::uint64_t id) {
     co_return conn;
 }
 
+// The reply to message c.received, checked byte for byte; its size, or none (failure counted).
+task<std::optional<std::size_t>> receive_echo(connection& c) {
+    const std::size_t n = message_size(c.sh.s, c.id, c.received);
+    const auto got = std::span(c.in_buf).first(n);
+    const auto read = co_await recv_exactly(c.stream, got);
+    if (!read || *read < n) {
+        if (read) c.fail(&error_counts::eof, closed_early);
+        else c.fail_io(read.error(), "recv");
+        co_return std::nullopt;
+    }
+    const auto want = std::span(c.expected).first(n);
+    fill(want, c.id, c.received);
+    if (std::memcmp(got.data(), want.data(), n) != 0) {
+        c.fail(&error_counts::verify, format("reply {} differs from the message sent", c.received));
+        co_return std::nullopt;
+    }
+    co_return n;
+}
+
+// The next WebSocket message: binary, and byte for byte the message sent.
+task<std::optional<std::size_t>> receive_ws(connection& c) {
+    auto m = co_await c.socket->receive();
+    if (!m) {
+        c.fail_io(m.error(), "receive");
+        co_return std::nullopt;
+    }
+    const std::size_t n = message_size(c.sh.s, c.id, c.received);
+    const auto want = std::span(c.expected).first(n);
+    fill(want, c.id, c.received);
+    if (m->op != ws::opcode::binary || m->payload.size() != n || std::memcmp(m->payload.data(), want.data(), n) != 0) {
+        c.fail(&error_counts::verify, format("message {} differs from the one sent", c.received));
+        co_return std::nullopt;
+    }
+    co_return n;
+}
+
+// The next HTTP response: 200 with exactly the expected body (Content-Length or chunked).
+task<std::optional<std::size_t>> receive_http(connection& c) {
+    buffered_reader& in = *c.reader;
+    const auto head = co_await in.read_until("\r\n\r\n", http::max_head_bytes);
+    if (!head || head->empty()) {
+        if (!head) c.fail_io(head.error(), "recv");
+        else c.fail(&error_counts::eof, closed_early);
+        co_return std::nullopt;
+    }
+    http::response_head h;
+    const std::string_view text{reinterpret_cast<const char*>(head->data()), head->size()};
+    if (http::parse_response_head(text, h) != 0 || h.status != 200) {
+        c.fail(&error_counts::verify, format("response {}: {}", c.received, text.substr(0, text.find('\r'))));
+        co_return std::nullopt;
+    }
+    const auto framing = h.framing;
+    const std::uint64_t length = h.content_length;
+    in.consume(head->size());
+    std::string body;
+    if (framing == http::body_framing::length) {
+        if (length > c.sh.s.http_expect.size()) {  // more than expected: wrong, and no need to read it
+            c.fail(&error_counts::verify, format("response {}: {} body bytes, expected {}", c.received, length, c.sh.s.http_expect.size()));
+            co_return std::nullopt;
+        }
+        const auto got = co_await in.read_exact(static_cast<std::size_t>(length));
+        if (!got || got->size() < length) {
+            if (!got) c.fail_io(got.error(), "recv");
+            else c.fail(&error_counts::eof, closed_early);
+            co_return std::nullopt;
+        }
+        body.assign(reinterpret_cast<const char*>(got->data()), got->size());
+        in.consume(got->size());
+    } else if (framing == http::body_framing::chunked) {
+        http::chunked_decoder chunks{c.sh.s.http_expect.size()};
+        for (;;) {
+            const auto step = chunks.next(in.peek());
+            if (step.error) {
+                c.fail(&error_counts::verify, format("response {}: malformed chunked body", c.received));
+                co_return std::nullopt;
+            }
+            body.append(reinterpret_cast<const char*>(step.data.data()), step.data.size());
+            in.consume(step.consumed);
+            if (step.done) break;
+            if (step.consumed > 0) continue;
+            const auto more = co_await in.fill();
+            if (!more || *more == 0) {
+                if (!more) c.fail_io(more.error(), "recv");
+                else c.fail(&error_counts::eof, closed_early);
+                co_return std::nullopt;
+            }
+        }
+    }
+    if (body != c.sh.s.http_expect) {
+        c.fail(&error_counts::verify, format("response {}: body differs from the expected one", c.received));
+        co_return std::nullopt;
+    }
+    co_return body.size();
+}
+
 task<> send_loop(connection& c) {
     const settings& s = c.sh.s;
     std::int64_t next_send = core::now_ns();
@@ -260,11 +361,16 @@ task<> send_loop(connection& c) {
                 if (!slept || core::now_ns() >= c.sh.stop_at) break;
             }
         }
-        const std::size_t n = message_size(s, c.id, c.sent);
-        const auto msg = std::span(c.out_buf).first(n);
-        fill(msg, c.id, c.sent);
+        std::span<const std::byte> msg = c.out_buf;  // http: the same request every time
+        if (s.proto != protocol::http) {
+            const auto own = std::span(c.out_buf).first(message_size(s, c.id, c.sent));
+            fill(own, c.id, c.sent);
+            msg = own;
+        }
         c.sent_at[c.sent % c.window()] = at;
-        const auto written = co_await c.stream.write_all(msg);
+        result<void> written;
+        if (c.socket) written = co_await c.socket->send_binary(msg);
+        else written = co_await c.stream.write_all(msg);
         if (!written) {
             c.fail_io(written.error(), "send");
             break;
@@ -284,20 +390,11 @@ task<> receive_loop(connection& c) {
             co_await c.receiver_wait.wait();
             continue;
         }
-        const std::size_t n = message_size(sh.s, c.id, c.received);
-        const auto got = std::span(c.in_buf).first(n);
-        const auto read = co_await recv_exactly(c.stream, got);
-        if (!read || *read < n) {
-            if (read) c.fail(&error_counts::eof, closed_early);
-            else c.fail_io(read.error(), "recv");
-            break;
-        }
-        const auto want = std::span(c.expected).first(n);
-        fill(want, c.id, c.received);
-        if (std::memcmp(got.data(), want.data(), n) != 0) {
-            c.fail(&error_counts::verify, format("reply {} differs from the message sent", c.received));
-            break;
-        }
+        std::optional<std::size_t> n;
+        if (sh.s.proto == protocol::http) n = co_await receive_http(c);
+        else if (sh.s.proto == protocol::ws) n = co_await receive_ws(c);
+        else n = co_await receive_echo(c);
+        if (!n) break;  // counted as the connection's failure
         const std::int64_t sent_at = c.sent_at[c.received % c.window()];
         const std::int64_t now = core::now_ns();
         if (sent_at >= sh.measure_from && sent_at < sh.stop_at) {
@@ -305,7 +402,7 @@ task<> receive_loop(connection& c) {
             sh.out.latency.record(ns);
             sh.interval.record(ns);
             ++sh.out.messages;
-            sh.out.bytes += n;
+            sh.out.bytes += *n;
             sh.live.messages.fetch_add(1, std::memory_order_relaxed);
         }
         ++c.received;
@@ -326,13 +423,33 @@ task<> one_connection(share& sh, std::uint64_t id) {
     // Heap state: the connection outlives neither task, and the tasks hold its address.
     auto c = std::make_unique<connection>(id, sh, std::move(*conn));
     c->sent_at.assign(s.rate > 0 ? 1024 : s.depth, 0);
-    c->out_buf.resize(s.size_max);
-    c->in_buf.resize(s.size_max);
-    c->expected.resize(s.size_max);
+    if (s.proto == protocol::http) {
+        const std::string request = format("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", s.http_path, s.target.to_string());
+        const auto bytes = std::as_bytes(std::span(request));
+        c->out_buf.assign(bytes.begin(), bytes.end());
+        c->reader = std::make_unique<buffered_reader>(c->stream);
+    } else {
+        c->out_buf.resize(s.size_max);
+        c->in_buf.resize(s.size_max);
+        c->expected.resize(s.size_max);
+    }
+    if (s.proto == protocol::ws) {
+        c->socket = std::make_unique<ws::websocket>(c->stream, ws::role::client);
+        auto upgraded = co_await c->socket->handshake(s.target.to_string(), s.ws_path);
+        if (!upgraded) {
+            sh.fail(&error_counts::connect, id, format("websocket handshake: {} {}", upgraded.error().message(), c->socket->handshake_failure()));
+            c->socket.reset();
+            co_await c->stream.close();
+            co_return;
+        }
+    }
     task_group sender;
     sender.spawn(send_loop(*c));
     co_await receive_loop(*c);
     co_await sender.join();
+    if (c->socket && !c->failed) (void)co_await c->socket->close();
+    c->socket.reset();
+    c->reader.reset();
     co_await c->stream.close();
 }
 

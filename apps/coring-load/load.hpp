@@ -7,6 +7,7 @@
 #include "histogram.hpp"
 
 #include <coring/coring.hpp>
+#include <coring/reader.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -16,8 +17,18 @@
 
 namespace coring::load {
 
+// What a connection speaks. echo: every message comes back as sent. http: each message is a GET
+// of http_path (keep-alive, pipelined up to depth), and each response must be 200 with
+// exactly http_expect as its body. ws: a WebSocket to ws_path (the handshake is part of the
+// connect), each message a binary one that must come back as sent.
+enum class protocol : std::uint8_t { echo, http, ws };
+
 struct settings {
     address target = address::ipv4_loopback(7000);
+    protocol proto = protocol::echo;
+    std::string http_path = "/plaintext";
+    std::string http_expect = "Hello, World!";
+    std::string ws_path = "/ws/echo";
     unsigned conns = 64;              // in all (every core and process)
     unsigned depth = 1;               // messages in flight per connection
     std::size_t size_min = 64;        // message size; a range when min < max

@@ -30,6 +30,11 @@ constexpr std::string_view usage =
     "usage: coring-load [echo] [flags]\n"
     "Verifying load generator: every reply is checked byte for byte against the message it answers.\n"
     "  --target ADDR          server (default 127.0.0.1:7000)\n"
+    "  --protocol echo|http|ws  echo (default): every message comes back as sent; http: keep-alive GETs\n"
+    "                         of --path (default /plaintext), each answer 200 with exactly --expect as its\n"
+    "                         body (default Hello, World!), --depth pipelines, --size does not apply;\n"
+    "                         ws: a WebSocket to --path (default /ws/echo), binary messages of --size\n"
+    "                         echoed and checked byte for byte\n"
     "  --conns N              connections in all (default 64)\n"
     "  --depth D              messages in flight per connection, closed loop (default 1)\n"
     "  --size S | MIN:MAX     message bytes, fixed or a range per message (default 64)\n"
@@ -254,6 +259,16 @@ int main(int argc, char** argv) {
     options o;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view v) {
         if (flag == "--target") o.s.target = apps::address_flag(flag, v);
+        else if (flag == "--protocol") {
+            if (v == "echo") o.s.proto = load::protocol::echo;
+            else if (v == "http") o.s.proto = load::protocol::http;
+            else if (v == "ws") o.s.proto = load::protocol::ws;
+            else throw std::invalid_argument(format("--protocol {}: expected echo, http or ws", v));
+        } else if (flag == "--path") {
+            if (v.empty() || v.front() != '/' || v.find_first_of(" \r\n") != std::string_view::npos)
+                throw std::invalid_argument(format("--path {}: expected an absolute path without spaces", v));
+            o.s.http_path = o.s.ws_path = std::string{v};
+        } else if (flag == "--expect") o.s.http_expect = std::string{v};
         else if (flag == "--conns") o.s.conns = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000'000));
         else if (flag == "--depth") o.s.depth = static_cast<unsigned>(apps::number_flag(flag, v, 1, 4096));
         else if (flag == "--size") {
@@ -363,7 +378,8 @@ int main(int argc, char** argv) {
     const double rate = static_cast<double>(total.messages) / secs;
     const std::string size = o.s.size_min == o.s.size_max ? format("{} B", o.s.size_min)
                                                           : format("{}..{} B", o.s.size_min, o.s.size_max);
-    std::printf("coring-load echo %s: %u conns, depth %u, %s, %s, %.1f s measured, %s, %u proc(s)\n",
+    const char* proto = o.s.proto == load::protocol::http ? "http" : o.s.proto == load::protocol::ws ? "ws" : "echo";
+    std::printf("coring-load %s %s: %u conns, depth %u, %s, %s, %.1f s measured, %s, %u proc(s)\n", proto,
                 o.s.target.to_string().c_str(), o.s.conns, o.s.depth, size.c_str(),
                 o.s.rate > 0 ? format("open loop at {}/s", o.s.rate).c_str() : "closed loop", secs,
                 total.backend.c_str(), o.procs);

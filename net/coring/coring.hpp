@@ -6,6 +6,7 @@
 #include <coring/file.hpp>
 #include <coring/result.hpp>
 #include <coring/run.hpp>
+#include <coring/reader.hpp>
 #include <coring/sharded.hpp>
 #include <coring/sync.hpp>
 #include <coring/task.hpp>

@@ -1,0 +1,19 @@
+#pragma once
+// coring-http's server as a library part, so the tests run the very code the binary runs.
+#include <coring/coring.hpp>
+
+#include <optional>
+#include <string>
+
+namespace coring::apps {
+
+struct http_options {
+    address listen = address::ipv4_loopback(8080);
+    std::optional<std::string> root;  // static files served from here (GET/HEAD), when set
+    bool announce = true;             // core 0 logs "http server listening on ..."
+};
+
+// One core's share: binds the port (SO_REUSEPORT) and serves until the core stops.
+task<> http_server(http_options opts);
+
+}  // namespace coring::apps

@@ -1,0 +1,116 @@
+// parse_request_head: the request line, then the fields, then RFC 9112's framing rules.
+#include <coring/http/request.hpp>
+
+#include "fields.hpp"
+
+namespace coring::http {
+namespace {
+
+bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// A request-target is visible ASCII (RFC 3986 has no raw spaces, controls or bytes >= 0x80)
+// and has no fragment ('#' is never sent, RFC 9112 §3.2).
+bool valid_target_bytes(std::string_view t) noexcept {
+    for (const char c : t)
+        if (c <= 0x20 || c >= 0x7f || c == '#') return false;
+    return true;
+}
+
+// Splits the target into path and query; false for a form we do not serve: authority-form
+// (CONNECT's "host:port": we are no proxy) or an asterisk-form with a method other than OPTIONS.
+bool split_target(std::string_view method, std::string_view target, request_head& out) noexcept {
+    std::string_view rest = target;
+    if (target == "*") {
+        if (method != "OPTIONS") return false;
+        out.path = target;
+        return true;
+    }
+    if (target.front() != '/') {
+        // absolute-form (RFC 9112 §3.2.2): scheme "://" authority [path] ["?" query].
+        std::size_t i = 0;
+        if (!is_alpha(target[0])) return false;
+        while (i < target.size() && (is_alpha(target[i]) || (target[i] >= '0' && target[i] <= '9') ||
+                                     target[i] == '+' || target[i] == '-' || target[i] == '.'))
+            ++i;
+        if (target.substr(i, 3) != "://") return false;
+        rest = target.substr(i + 3);
+        const std::size_t path_start = rest.find_first_of("/?");
+        rest = path_start == std::string_view::npos ? std::string_view{} : rest.substr(path_start);
+        if (rest.empty() || rest.front() == '?') {
+            // No path: the path is "/" (RFC 9112 §3.2.1), a static string, not a view into head.
+            out.path = "/";
+            out.query = rest.empty() ? rest : rest.substr(1);
+            return true;
+        }
+    }
+    const std::size_t q = rest.find('?');
+    out.path = rest.substr(0, q);
+    out.query = q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1);
+    return true;
+}
+
+}  // namespace
+
+int parse_request_head(std::string_view head, request_head& out) noexcept {
+    // Reset what a previous parse set; the headers array is overwritten up to header_count.
+    out.method = out.target = out.path = out.query = {};
+    out.minor_version = 1;
+    out.header_count = 0;
+    out.framing = body_framing::none;
+    out.content_length = 0;
+    out.keep_alive = true;
+    out.expect_continue = out.upgrade_websocket = false;
+
+    if (head.size() > max_head_bytes) return 431;
+    if (head.size() < 4 || head.substr(head.size() - 4) != "\r\n\r\n") return 400;
+    std::string_view rest = head;
+    // A server SHOULD ignore empty lines before a request line (RFC 9112 §2.2): a client may
+    // send a CRLF after a POST body.
+    while (rest.substr(0, 2) == "\r\n") rest.remove_prefix(2);
+
+    std::string_view line;
+    if (!detail::next_line(rest, line)) return 400;
+    // Exactly one SP between the three parts (RFC 9112 §3: the lenient whitespace it allows is
+    // one of the smuggling vectors strictness removes).
+    const std::size_t sp1 = line.find(' ');
+    const std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) return 400;
+    out.method = line.substr(0, sp1);
+    out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    if (!detail::is_token(out.method) || out.target.empty() || !valid_target_bytes(out.target))
+        return 400;
+    if (const int v = detail::parse_version(line.substr(sp2 + 1), out.minor_version); v != 0) return v;
+    if (!split_target(out.method, out.target, out)) return 400;
+
+    switch (detail::parse_fields(rest, out.headers, out.header_count)) {
+    case detail::fields_result::ok: break;
+    case detail::fields_result::bad_syntax: return 400;
+    case detail::fields_result::too_many: return 431;
+    }
+
+    const detail::framing_fields f = detail::read_framing_fields(out.headers.data(), out.header_count);
+    const bool http11 = out.minor_version == 1;
+    // RFC 9112 §3.2: a 1.1 request has exactly one Host line; more, or an invalid one, is a 400.
+    if (f.host_lines > 1 || !f.host_valid || (http11 && f.host_lines == 0)) return 400;
+    if (f.transfer_encoding) {
+        // §6.1: Transfer-Encoding in 1.0 means the framing is faulty; with Content-Length it
+        // is the classic smuggling pair (§6.3 item 3 lets a server reject it, so we do).
+        if (!http11 || f.content_length_lines > 0) return 400;
+        if (f.transfer_coding_status != 0) return f.transfer_coding_status;
+        out.framing = body_framing::chunked;
+    } else if (f.content_length_lines > 0) {
+        if (f.content_length_lines > 1 || !f.content_length_valid) return 400;
+        out.framing = body_framing::length;
+        out.content_length = f.content_length;
+    }
+    out.keep_alive = http11 ? !f.connection_close : (f.connection_keep_alive && !f.connection_close);
+    // 1.0 has neither 100-continue nor Upgrade: both are ignored there (RFC 9110 §10.1.1, §7.8).
+    if (http11) {
+        if (f.expect_other) return 417;
+        out.expect_continue = f.expect_continue;
+        out.upgrade_websocket = f.upgrade_websocket && f.connection_upgrade;
+    }
+    return 0;
+}
+
+}  // namespace coring::http

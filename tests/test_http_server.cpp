@@ -1,0 +1,443 @@
+// The HTTP/1.1 server over real sockets, on both backends: curl and wrk as clients, and raw
+// sockets for what those never send (pipelines, heads split anywhere, smuggling attempts,
+// clients that stall or never read).
+#include "child_process.hpp"
+#include "support.hpp"
+
+#include <coring/http/chunked.hpp>
+#include <coring/http/response_parser.hpp>
+#include <coring/http/server.hpp>
+#include <coring/http/static_files.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <atomic>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <thread>
+
+using namespace coring;
+using namespace coring::testing;
+
+namespace {
+
+http::routes test_routes() {
+    http::routes r;
+    r.get("/plaintext", [](http::request&) -> task<http::response> { co_return http::response::text("Hello, World!"); });
+    r.get("/n/{id}", [](http::request& req) -> task<http::response> {
+        co_return http::response::text(std::string{req.param("id")});
+    });
+    r.post("/echo", [](http::request& req) -> task<http::response> {
+        auto body = co_await req.body();
+        if (!body) co_return http::response::text(body.error().message(), 500);
+        co_return http::response::text(std::move(*body));
+    });
+    r.post("/small", [](http::request& req) -> task<http::response> {
+        auto body = co_await req.body();
+        co_return http::response::text(body ? *body : std::string{"failed"});
+    }, {.max_body = 16});
+    r.stream("GET", "/stream", [](http::request&, http::response_stream& out) -> task<> {
+        auto started = co_await out.start(200, "text/plain");
+        if (!started) co_return;
+        for (std::string_view piece : {"a", "bb", "ccc"}) {
+            auto sent = co_await out.write(piece);
+            if (!sent) co_return;
+        }
+        (void)co_await out.finish();
+    });
+    return r;
+}
+
+// Runs the test routes on a core in this thread while `clients(port)` runs in another.
+// With `root`, files under it are served for what no route matches.
+template <class Clients>
+void serve_while(backend_kind kind, const http::server_options& opts, Clients clients, std::string root = {}) {
+    test_core server{kind};
+    http::routes routes = test_routes();
+    auto listener = server.run_for(5s, []() -> task<result<tcp_listener>> { co_return tcp_listener::bind("127.0.0.1:0"); }());
+    REQUIRE(listener);
+    const auto where = listener->local_address();
+    REQUIRE(where);
+    std::atomic<bool> done{false};
+    std::thread client_thread{[&] {
+        clients(where->port());
+        done = true;
+    }};
+    server.run_for(120s, [](tcp_listener l, http::routes* r, const http::server_options* o, std::atomic<bool>* done,
+                            std::string root) -> task<> {
+        std::optional<http::static_files> files;
+        if (!root.empty()) {
+            auto opened = co_await http::static_files::open(root);
+            REQUIRE(opened);
+            files.emplace(std::move(*opened));
+            r->fallback(files->handler());
+        }
+        task_group g;
+        g.spawn(http::serve(std::move(l), *r, *o));
+        while (!done->load()) CO_REQUIRE(co_await sleep_for(1ms));
+        co_await g.cancel_and_join();
+        if (files) co_await files->close();
+    }(std::move(*listener), &routes, &opts, &done, root));
+    client_thread.join();
+}
+
+std::string curl(const std::vector<std::string>& args, int* exit_code = nullptr) {
+    child_process p{"/usr/bin/curl", args};
+    const auto code = p.wait_exit_or_kill(20s);
+    if (exit_code) *exit_code = code.value_or(-1);
+    return p.out();
+}
+
+bool send_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+struct parsed_response {
+    int status = 0;
+    std::string head;
+    std::string body;
+    bool keep_alive = true;
+};
+
+// Reads one response from a blocking socket; `pending` keeps what came after it. status 0 when
+// the connection ended (or stalled past its 5 s receive timeout) before a whole response.
+parsed_response read_response(int fd, std::string& pending, bool head_request = false) {
+    parsed_response r;
+    const auto more = [&] {
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::recv(fd, buf, sizeof buf, 0)) < 0 && errno == EINTR) {}
+        if (n <= 0) return false;
+        pending.append(buf, static_cast<std::size_t>(n));
+        return true;
+    };
+    std::size_t end;
+    while ((end = http::find_head_end(pending)) == 0)
+        if (!more()) return r;
+    r.head = pending.substr(0, end);
+    pending.erase(0, end);
+    http::response_head h;
+    if (http::parse_response_head(r.head, h, head_request) != 0) return r;
+    r.keep_alive = h.keep_alive;
+    if (h.framing == http::body_framing::length) {
+        while (pending.size() < h.content_length)
+            if (!more()) return r;
+        r.body = pending.substr(0, h.content_length);
+        pending.erase(0, h.content_length);
+    } else if (h.framing == http::body_framing::chunked) {
+        http::chunked_decoder d{1 << 20};
+        for (;;) {
+            const auto step = d.next(std::as_bytes(std::span(pending.data(), pending.size())));
+            if (step.error) return r;
+            r.body.append(reinterpret_cast<const char*>(step.data.data()), step.data.size());
+            pending.erase(0, step.consumed);
+            if (step.done) break;
+            if (step.consumed == 0 && !more()) return r;
+        }
+    } else if (h.framing == http::body_framing::until_close) {
+        while (more()) {}
+        r.body = std::exchange(pending, {});
+    }
+    r.status = h.status;
+    return r;
+}
+
+// True when the server closed the connection (recv returns 0 or a reset) within 5 s.
+bool closed_by_server(int fd) {
+    char buf[256];
+    for (;;) {
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
+        if (n < 0) return false;  // the 5 s receive timeout: still open
+    }
+}
+
+}  // namespace
+
+TEST_CASE("http: curl gets the routes, keep-alive reuses one connection", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const std::string base = "http://127.0.0.1:" + std::to_string(port);
+        int code = -1;
+        CHECK(curl({"-sS", base + "/plaintext"}, &code) == "Hello, World!");
+        CHECK(code == 0);
+        // Three URLs in one curl: one connection (curl says "Re-using" on stderr with -v; the
+        // server's answers in order are what we check here).
+        CHECK(curl({"-sS", base + "/n/1", base + "/n/two", base + "/n/%C3%A9"}) == "1two\xC3\xA9");
+        CHECK(curl({"-sS", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects},", base + "/n/1",
+                    base + "/n/2"}) == "200 1,200 0,");  // the second request made no connection
+        CHECK(curl({"-sS", "-o", "/dev/null", "-w", "%{http_code}", base + "/missing"}) == "404");
+        CHECK(curl({"-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", base + "/plaintext"}) == "405");
+        CHECK(curl({"-sS", "-I", base + "/plaintext"}).find("Content-Length: 13") != std::string::npos);
+        CHECK(curl({"-sS", base + "/stream"}) == "abbccc");
+        CHECK(curl({"-sS", "--http1.0", base + "/stream"}) == "abbccc");  // no chunks for 1.0: ends at the close
+        // A body bigger than one argument may be (128 KiB) goes from a file.
+        char path[] = "/tmp/coring-http-body-XXXXXX";
+        const int body_fd = ::mkstemp(path);
+        REQUIRE(body_fd >= 0);
+        const auto big = random_bytes(300'000, 5);
+        REQUIRE(::write(body_fd, big.data(), big.size()) == static_cast<ssize_t>(big.size()));
+        ::close(body_fd);
+        const std::string echoed = curl({"-sS", "--data-binary", std::string{"@"} + path, base + "/echo"});
+        ::unlink(path);
+        CHECK(echoed == std::string(reinterpret_cast<const char*>(big.data()), big.size()));
+        CHECK(curl({"-sS", "-H", "Transfer-Encoding: chunked", "--data-binary", "chunked body", base + "/echo"}) ==
+              "chunked body");
+        CHECK(curl({"-sS", "-H", "Expect: 100-continue", "--data-binary", "after continue", base + "/echo"}) ==
+              "after continue");
+        CHECK(curl({"-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", std::string(100, 'x'), base + "/small"}) ==
+              "413");
+    });
+}
+
+TEST_CASE("http: a pipeline of 200 requests in one send is answered in order", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const int fd = connect_blocking(port);
+        REQUIRE(fd >= 0);
+        fd_guard guard{fd};
+        std::string burst;
+        for (int i = 0; i < 200; ++i) burst += "GET /n/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+        REQUIRE(send_all(fd, burst));
+        std::string pending;
+        for (int i = 0; i < 200; ++i) {
+            const auto r = read_response(fd, pending);
+            REQUIRE(r.status == 200);
+            REQUIRE(r.body == std::to_string(i));
+        }
+    });
+}
+
+TEST_CASE("http: a request split at every byte, and a body split too", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const std::string request = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                    "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: ignored\r\n\r\n";
+        const int fd = connect_blocking(port);
+        REQUIRE(fd >= 0);
+        fd_guard guard{fd};
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        std::string pending;
+        for (std::size_t cut = 1; cut < request.size(); cut += 3) {  // one keep-alive connection
+            REQUIRE(send_all(fd, request.substr(0, cut)));
+            std::this_thread::sleep_for(1ms);  // the server reads the first part alone (usually)
+            REQUIRE(send_all(fd, request.substr(cut)));
+            const auto r = read_response(fd, pending);
+            INFO("cut at " << cut);
+            REQUIRE(r.status == 200);
+            REQUIRE(r.body == "abcdefg");
+        }
+    });
+}
+
+TEST_CASE("http: bad requests get their status and a close", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const std::vector<std::pair<std::string, int>> cases{
+            {"GET /plaintext HTTP/1.1\r\nHost: x\r\nX: " + std::string(9000, 'a') + "\r\n\r\n", 431},
+            {"GET /plaintext HTTP/1.1\r\nHost: x\r\n" + [] {
+                 std::string many;
+                 for (int i = 0; i < 70; ++i) many += "X" + std::to_string(i) + ": y\r\n";
+                 return many;
+             }() + "\r\n", 431},
+            {"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400},
+            {"GET /pl\raintext HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+            {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+            {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400},
+            {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+            {"GET /plaintext HTTP/2.0\r\nHost: x\r\n\r\n", 505},
+            {"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'b'), 413},
+            {"POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" + std::string(32, 'c') + "\r\n0\r\n\r\n", 413},
+            {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        };
+        for (const auto& [request, status] : cases) {
+            INFO(request.substr(0, 80));
+            const int fd = connect_blocking(port);
+            REQUIRE(fd >= 0);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, request));
+            std::string pending;
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == status);
+            CHECK_FALSE(r.keep_alive);
+            CHECK(closed_by_server(fd));
+        }
+    });
+}
+
+TEST_CASE("http: HTTP/1.0 closes unless asked to keep alive; HEAD has no body", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        {
+            const int fd = connect_blocking(port);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, "GET /plaintext HTTP/1.0\r\n\r\n"));
+            std::string pending;
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == 200);
+            CHECK(r.body == "Hello, World!");
+            CHECK(closed_by_server(fd));
+        }
+        {
+            const int fd = connect_blocking(port);
+            fd_guard guard{fd};
+            std::string pending;
+            for (int i = 0; i < 3; ++i) {
+                REQUIRE(send_all(fd, "GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+                const auto r = read_response(fd, pending);
+                CHECK(r.status == 200);
+                CHECK(r.keep_alive);
+            }
+            REQUIRE(send_all(fd, "HEAD /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /n/7 HTTP/1.1\r\nHost: x\r\n\r\n"));
+            const auto head = read_response(fd, pending, true);
+            CHECK(head.status == 200);
+            CHECK(head.body.empty());
+            CHECK(head.head.find("Content-Length: 13") != std::string::npos);
+            const auto after = read_response(fd, pending);  // nothing of a body got in its way
+            CHECK(after.body == "7");
+        }
+    });
+}
+
+TEST_CASE("http: timeouts end slow heads, idle connections, and clients that never read", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    http::server_options opts;
+    opts.header_timeout = 300ms;
+    opts.idle_timeout = 300ms;
+    opts.write_timeout = 300ms;
+    serve_while(kind, opts, [](std::uint16_t port) {
+        {  // slowloris: a head that never ends gets 408 and a close
+            const int fd = connect_blocking(port);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, "GET /plaintext HTTP/1.1\r\nHost: x\r\n"));
+            std::string pending;
+            CHECK(read_response(fd, pending).status == 408);
+            CHECK(closed_by_server(fd));
+        }
+        {  // idle keep-alive: closed without a word
+            const int fd = connect_blocking(port);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"));
+            std::string pending;
+            CHECK(read_response(fd, pending).status == 200);
+            CHECK(closed_by_server(fd));
+        }
+        {  // a pipelining client that never reads: the server stops at its bounds and closes
+            const int fd = connect_blocking(port, 4096);
+            fd_guard guard{fd};
+            std::string burst;
+            for (int i = 0; i < 100; ++i) burst += "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+            ::fcntl(fd, F_SETFL, O_NONBLOCK);
+            // The server answers until its output bound, then waits in a send that makes no
+            // progress: past the write timeout it closes, and our next send meets the reset.
+            const auto until = std::chrono::steady_clock::now() + 10s;
+            std::size_t sent_total = 0;
+            bool reset = false;
+            while (std::chrono::steady_clock::now() < until && !reset) {
+                const ssize_t n = ::send(fd, burst.data(), burst.size(), MSG_NOSIGNAL);
+                if (n > 0) sent_total += static_cast<std::size_t>(n);
+                else if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) reset = true;
+                else std::this_thread::sleep_for(20ms);
+            }
+            INFO("sent " << sent_total);
+            CHECK(reset);
+        }
+        {  // and it still serves everyone else
+            const int fd = connect_blocking(port);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"));
+            std::string pending;
+            CHECK(read_response(fd, pending).status == 200);
+        }
+    });
+}
+
+TEST_CASE("http: wrk keeps 20 connections busy without an error", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    if (::access("/usr/bin/wrk", X_OK) != 0) {
+        WARN("wrk not installed (Debian package wrk): skipped");
+        return;
+    }
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        child_process wrk{"/usr/bin/wrk", {"-t1", "-c20", "-d1s", "http://127.0.0.1:" + std::to_string(port) + "/plaintext"}};
+        REQUIRE(wrk.wait_exit_or_kill(20s) == 0);
+        INFO(wrk.out());
+        CHECK(wrk.out().find("requests in") != std::string::npos);
+        CHECK(wrk.out().find("Non-2xx") == std::string::npos);
+        CHECK(wrk.out().find("Socket errors") == std::string::npos);
+    });
+}
+
+TEST_CASE("http: static files with ranges, validators, and nothing from outside the root", "[http][file]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    namespace fs = std::filesystem;
+    const fs::path root = fs::temp_directory_path() / ("coring-www-" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    fs::create_directories(root / "sub");
+    const auto data = random_bytes(100'000, 9);  // more than one read_chunk
+    std::ofstream(root / "sub" / "data.bin", std::ios::binary).write(reinterpret_cast<const char*>(data.data()), data.size());
+    std::ofstream(root / "index.html") << "<p>home</p>";
+    std::ofstream(root.parent_path() / ("coring-secret-" + std::to_string(::getpid()))) << "secret";
+    fs::create_symlink(root.parent_path() / ("coring-secret-" + std::to_string(::getpid())), root / "out");
+    fs::create_symlink("index.html", root / "in.html");
+    const std::string whole(reinterpret_cast<const char*>(data.data()), data.size());
+    serve_while(kind, {}, [&](std::uint16_t port) {
+        const std::string base = "http://127.0.0.1:" + std::to_string(port);
+        const auto code = [&](std::vector<std::string> args) {
+            args.insert(args.begin(), {"-sS", "-o", "/dev/null", "-w", "%{http_code}"});
+            return curl(args);
+        };
+        CHECK(curl({"-sS", base + "/sub/data.bin"}) == whole);
+        CHECK(curl({"-sS", base + "/"}) == "<p>home</p>");
+        CHECK(curl({"-sS", base + "/in.html"}) == "<p>home</p>");  // a symlink inside the root
+        CHECK(curl({"-sS", "-w", "%{content_type}", "-o", "/dev/null", base + "/index.html"}) == "text/html; charset=utf-8");
+        CHECK(curl({"-sS", "-r", "1000-1999", base + "/sub/data.bin"}) == whole.substr(1000, 1000));
+        CHECK(curl({"-sS", "-r", "-10", base + "/sub/data.bin"}) == whole.substr(whole.size() - 10));
+        CHECK(code({"-r", "99990-", base + "/sub/data.bin"}) == "206");
+        CHECK(code({"-r", "200000-", base + "/sub/data.bin"}) == "416");
+        CHECK(code({base + "/out"}) == "404");                                    // a symlink out of the root
+        CHECK(code({"--path-as-is", base + "/../etc/passwd"}) == "404");
+        CHECK(code({"--path-as-is", base + "/%2e%2e/%2e%2e/etc/passwd"}) == "404");
+        CHECK(code({"--path-as-is", base + "/sub/%2E%2E/index.html"}) == "404");
+        CHECK(code({base + "/sub/%00x"}) == "404");
+        CHECK(code({base + "/missing.txt"}) == "404");
+        CHECK(code({base + "/sub"}) == "404");  // a directory is not a file
+        const std::string head = curl({"-sS", "-I", base + "/sub/data.bin"});
+        CHECK(head.find("Content-Length: 100000") != std::string::npos);
+        const auto etag_at = head.find("ETag: ");
+        REQUIRE(etag_at != std::string::npos);
+        const std::string etag = head.substr(etag_at + 6, head.find('\r', etag_at) - etag_at - 6);
+        CHECK(code({"-H", "If-None-Match: " + etag, base + "/sub/data.bin"}) == "304");
+        CHECK(code({"-H", "If-None-Match: \"other\"", base + "/sub/data.bin"}) == "200");
+        CHECK(code({"-H", "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT", base + "/sub/data.bin"}) == "304");
+        CHECK(code({"-H", "If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT", base + "/sub/data.bin"}) == "200");
+        CHECK(code({"-X", "POST", base + "/sub/data.bin"}) == "404");  // files are GET/HEAD only
+    }, root.string());
+    fs::remove_all(root);
+    fs::remove(root.parent_path() / ("coring-secret-" + std::to_string(::getpid())));
+}

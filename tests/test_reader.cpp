@@ -1,0 +1,153 @@
+// buffered_reader over real sockets: messages that straddle pool buffers come out whole and in
+// order, the spill stays within its bound, and the end of the stream inside a message is told
+// apart from one between messages. Small pool buffers (64 B) make every case straddle.
+#include "support.hpp"
+
+#include <coring/reader.hpp>
+
+#include <string>
+#include <sys/socket.h>
+
+using namespace coring;
+using namespace coring::testing;
+
+namespace {
+
+std::string text_of(std::span<const std::byte> bytes) { return {reinterpret_cast<const char*>(bytes.data()), bytes.size()}; }
+
+// Lines of 1..150 bytes, each ending in '\n': many longer than one 64-byte buffer.
+std::string numbered_lines(int count) {
+    std::string all;
+    for (int i = 0; i < count; ++i) all += std::to_string(i) + ':' + std::string(static_cast<std::size_t>(i * 37 % 150), 'x') + '\n';
+    return all;
+}
+
+unsigned buffers_in_use() {
+    const backend& io = core::current().io();
+    return io.buffer_count() - io.buffers_free();
+}
+
+// Sends `bytes` in one write_all, then closes the sending side.
+task<> send_and_shut(tcp_stream* to, const std::string* bytes) {
+    CO_REQUIRE(co_await to->write_all(as_bytes(*bytes)));
+    CO_REQUIRE(co_await to->shutdown(SHUT_WR));
+}
+
+}  // namespace
+
+TEST_CASE("buffered_reader: lines that straddle buffers come out whole and in order", "[tcp][reader]") {
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    test_core c{config_of(setup, 64, 64)};
+    c.run_for(20s, []() -> task<> {
+        auto [client, server] = co_await connected_pair();
+        const std::string sent = numbered_lines(500);
+        task_group group;
+        group.spawn(send_and_shut(&client, &sent));
+        buffered_reader reader{server, 1024};
+        std::string got;
+        for (;;) {
+            auto line = co_await reader.read_until("\n", 200);
+            REQUIRE(line);
+            if (line->empty()) break;  // the end, between lines
+            REQUIRE(line->back() == std::byte{'\n'});
+            got += text_of(*line);
+            reader.consume(line->size());
+        }
+        CHECK(got == sent);
+        CHECK(reader.at_end());
+        CHECK(buffers_in_use() == 0);  // nothing held once everything is consumed
+        co_await group.join();
+        co_await client.close();
+        co_await server.close();
+    }());
+}
+
+TEST_CASE("buffered_reader: read_exact and peek across buffers", "[tcp][reader]") {
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    test_core c{config_of(setup, 64, 64)};
+    c.run_for(20s, []() -> task<> {
+        auto [client, server] = co_await connected_pair();
+        const auto data = random_bytes(5000, 3);
+        const std::string sent(reinterpret_cast<const char*>(data.data()), data.size());
+        task_group group;
+        group.spawn(send_and_shut(&client, &sent));
+        buffered_reader reader{server, 1024};
+        std::string got;
+        std::size_t n = 1;
+        while (got.size() < sent.size()) {
+            const std::size_t want = std::min(n, sent.size() - got.size());
+            auto piece = co_await reader.read_exact(want);
+            REQUIRE(piece);
+            REQUIRE(piece->size() == want);
+            got += text_of(*piece);
+            reader.consume(want);
+            n = n * 3 % 1000 + 1;  // 1, 4, 13, 40, 121, 364, 93, ...: within and across buffers
+        }
+        CHECK(got == sent);
+        auto after = co_await reader.read_exact(1);
+        REQUIRE(after);
+        CHECK(after->empty());  // the end of the stream, between messages
+        co_await group.join();
+        co_await client.close();
+        co_await server.close();
+    }());
+}
+
+TEST_CASE("buffered_reader: bounds and a stream that ends inside a message", "[tcp][reader]") {
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    test_core c{config_of(setup, 64, 64)};
+    c.run_for(20s, []() -> task<> {
+        {  // no delimiter within max: message_size, whatever the spill could hold
+            auto [client, server] = co_await connected_pair();
+            const std::string sent(3000, 'a');
+            task_group group;
+            group.spawn(send_and_shut(&client, &sent));
+            buffered_reader reader{server, 64 * 1024};
+            auto line = co_await reader.read_until("\r\n\r\n", 1000);
+            REQUIRE_FALSE(line);
+            CHECK(line.error() == std::errc::message_size);
+            CHECK(reader.buffered() <= 1000 + 64);  // it stopped reading once past max
+            co_await group.join();
+            co_await client.close();
+            co_await server.close();
+        }
+        {  // more than the spill may hold, unconsumed: message_size, never more memory
+            auto [client, server] = co_await connected_pair();
+            const std::string sent(3000, 'b');
+            task_group group;
+            group.spawn(send_and_shut(&client, &sent));
+            buffered_reader reader{server, 256};
+            auto too_big = co_await reader.read_exact(300);
+            REQUIRE_FALSE(too_big);
+            CHECK(too_big.error() == std::errc::message_size);
+            auto line = co_await reader.read_until("\n", 10000);
+            REQUIRE_FALSE(line);
+            CHECK(line.error() == std::errc::message_size);
+            CHECK(reader.buffered() <= 256);
+            co_await group.join();
+            co_await client.close();
+            co_await server.close();
+        }
+        {  // the end of the stream inside a message: bad_message, not an empty (clean) end
+            auto [client, server] = co_await connected_pair();
+            const std::string sent = "complete\npartial";
+            task_group group;
+            group.spawn(send_and_shut(&client, &sent));
+            buffered_reader reader{server};
+            auto first = co_await reader.read_until("\n", 100);
+            REQUIRE(first);
+            CHECK(text_of(*first) == "complete\n");
+            reader.consume(first->size());
+            auto second = co_await reader.read_until("\n", 100);
+            REQUIRE_FALSE(second);
+            CHECK(second.error() == std::errc::bad_message);
+            CHECK(reader.peek_text() == "partial");  // what did arrive is still there
+            co_await group.join();
+            co_await client.close();
+            co_await server.close();
+        }
+    }());
+}
