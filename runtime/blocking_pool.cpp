@@ -17,19 +17,23 @@ pool_port::pool_port() {
     if (fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd (blocking pool port)");
 }
 
-pool_port::~pool_port() { ::close(fd_); }
+pool_port::~pool_port() {
+    // Every job came back before its core let go of this port (the core drains until the
+    // backend owes nothing); the lock waits out a pool thread still leaving post().
+    { std::lock_guard lock{mutex_}; }
+    ::close(fd_);
+}
 
 void pool_port::post(pool_job& j) noexcept {
     j.next = nullptr;
-    bool was_empty;
-    {
-        std::lock_guard lock{mutex_};
-        was_empty = !head_;
-        (tail_ ? tail_->next : head_) = &j;
-        tail_ = &j;
-    }
+    std::lock_guard lock{mutex_};
+    const bool was_empty = !head_;
+    (tail_ ? tail_->next : head_) = &j;
+    tail_ = &j;
     // One ring per batch: a non-empty list was rung for already and not yet taken (take_all
-    // reads the eventfd before it takes the list, so no job can be left behind unrung).
+    // reads the eventfd before it takes the list, so no job is left behind unrung). The write
+    // is made under the lock: once the core has taken this job it may finish its last op and
+    // close the eventfd, and a write after that could hit whatever reused the fd number.
     if (was_empty) {
         const std::uint64_t one = 1;
         (void)!::write(fd_, &one, sizeof one);  // cannot fail short of 2^64 - 1 unread rings

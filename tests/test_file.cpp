@@ -1,6 +1,7 @@
 // Files on both backends: open beneath a root, stat, read_at, close; escapes refused by the
 // kernel; cancellation; many reads at once; and on epoll, a read that blocks runs in the pool
 // while the core goes on.
+#include "child_process.hpp"
 #include "support.hpp"
 
 #include <atomic>
@@ -301,21 +302,22 @@ task<> store_pipe_read(const file* f, std::span<std::byte> buf, result<std::size
     *out = co_await f->read(buf);
 }
 
-// Cancels 50 cold reads and a read of an empty pipe (which would wait forever) right after
-// they start. Each ends with its bytes (it got there first) or ECANCELED, and nothing stays in
+// Cancels 100 cold reads and a read of an empty pipe (which would wait forever) right after
+// they start (on epoll more than a core's share of the pool: some wait in the core's FIFO). Each ends with its bytes (it got there first) or ECANCELED, and nothing stays in
 // flight.
 task<> cancel_reads(const tree* t, int write_end, file* pipe_read) {
     const std::size_t before = core::current().io().in_flight();
     file f = co_await open_in(t, "data.bin");
-    constexpr int n = 50;
-    std::vector<std::vector<std::byte>> bufs(n, std::vector<std::byte>(20000));
+    constexpr int n = 100;
+    constexpr std::size_t piece = 10000;
+    std::vector<std::vector<std::byte>> bufs(n, std::vector<std::byte>(piece));
     std::vector<result<std::size_t>> results(n, std::errc::interrupted);
     std::array<std::byte, 4> pipe_buf;
     result<std::size_t> pipe_result = std::errc::interrupted;
     task_group group;
     group.spawn(store_pipe_read(pipe_read, pipe_buf, &pipe_result));
     for (int i = 0; i < n; ++i)
-        group.spawn(store_read(&f, static_cast<std::size_t>(i) * 20000, bufs[static_cast<std::size_t>(i)],
+        group.spawn(store_read(&f, static_cast<std::size_t>(i) * piece, bufs[static_cast<std::size_t>(i)],
                                &results[static_cast<std::size_t>(i)]));
     co_await yield();  // every read has started
     group.cancel();
@@ -335,7 +337,7 @@ task<> cancel_reads(const tree* t, int write_end, file* pipe_read) {
         }
         REQUIRE(*r > 0);  // a reached result stays a result
         CHECK(std::equal(bufs[static_cast<std::size_t>(i)].begin(), bufs[static_cast<std::size_t>(i)].begin() + *r,
-                         t->data.begin() + i * 20000));
+                         t->data.begin() + i * static_cast<std::ptrdiff_t>(piece)));
     }
     if (pipe_result) CHECK((*pipe_result == 1 && pipe_buf[0] == std::byte{'x'}));
     else CHECK(pipe_result.error() == std::errc::operation_canceled);
@@ -379,7 +381,8 @@ task<> read_while_timer_fires(const file* pipe_read, int write_end, std::atomic<
     result<std::size_t> got = std::errc::interrupted;
     task_group group;
     group.spawn(pipe_read_in_order(pipe_read, buf, &got, seq, read_at_seq));
-    co_await sleep_for(20ms);
+    auto slept = co_await sleep_for(20ms);
+    REQUIRE(slept);
     *timer_at_seq = ++*seq;
     const char byte = 'y';
     REQUIRE(::write(write_end, &byte, 1) == 1);
@@ -449,6 +452,16 @@ TEST_CASE("two cores read files at once; each gets its own completions back", "[
     std::atomic<int> good{0};
     CHECK(run(two_cores(kind), [&](core& c) { return read_on_core(c, &t, &good); }) == 0);
     CHECK(good == 2);
+}
+
+TEST_CASE("--features says how each backend does file I/O", "[file]") {
+    child_process p{CORING_ECHO_BINARY, {"--features"}};
+    const auto status = p.wait_exit_or_kill(10s);
+    INFO("stdout:\n" << p.out() << "\nstderr:\n" << p.err());
+    REQUIRE(status);
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK_THAT(p.out(), Catch::Contains("file I/O:"));
+    CHECK_THAT(p.out(), Catch::Contains("blocking pool"));  // epoll's line
 }
 
 }  // namespace

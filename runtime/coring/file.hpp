@@ -13,6 +13,9 @@
 // it does not track them: every op started on it must have finished before it closes (the
 // structured way does that: a task awaits its reads, a group is joined, before the file goes).
 // On epoll a pool thread may be using the fd number until then.
+//
+// One directory may serve every core: open_file only reads its fd, which is the process's. It
+// must outlive the opens in flight beneath it.
 #include <coring/core.hpp>
 #include <coring/file_request.hpp>
 #include <coring/op.hpp>
