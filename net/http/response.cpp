@@ -155,10 +155,23 @@ void write_head(std::string& out, int status, std::string_view content_type,
     const auto append_number = [&](std::uint64_t v) {
         out.append(number, std::to_chars(number, number + sizeof(number), v).ptr);
     };
-    out.append("HTTP/1.1 ");
-    append_number(static_cast<std::uint64_t>(status));
-    out.append(" ").append(reason_phrase(status)).append("\r\nServer: coring\r\nDate: ");
-    out.append(http_date_now()).append("\r\n");
+    // The status line, Server and Date change at most once a second for a given status: made
+    // once per thread and second, then appended in one piece (most responses share a status).
+    thread_local struct {
+        int status = 0;
+        std::string date;  // the Date value `text` was made with
+        std::string text;
+    } start;
+    const std::string_view date = http_date_now();
+    if (start.status != status || start.date != date) {
+        start.status = status;
+        start.date.assign(date);
+        start.text.assign("HTTP/1.1 ");
+        start.text.append(number, std::to_chars(number, number + sizeof(number), status).ptr);
+        start.text.append(" ").append(reason_phrase(status)).append("\r\nServer: coring\r\nDate: ");
+        start.text.append(date).append("\r\n");
+    }
+    out.append(start.text);
     if (!content_type.empty()) out.append("Content-Type: ").append(content_type).append("\r\n");
     const bool bodiless = status < 200 || status == 204;
     if (!bodiless && content_length) {

@@ -54,6 +54,9 @@ void route_table::add(std::string_view method, std::string_view pattern, std::si
         if (slash == std::string_view::npos) break;
         rest.remove_prefix(slash + 1);
     }
+    const bool all_literal = std::all_of(r.segments.begin(), r.segments.end(),
+                                         [](const segment& seg) { return seg.kind == segment_kind::literal; });
+    if (all_literal) exact_.push_back({std::string(pattern), routes_.size()});
     routes_.push_back(std::move(r));
 }
 
@@ -89,6 +92,12 @@ bool route_table::more_specific(const route& a, const route& b) noexcept {
 
 const route_table::route* route_table::best(std::string_view method, std::string_view path,
                                             route_params& params) const noexcept {
+    for (const exact_route& e : exact_) {
+        if (e.path == path && routes_[e.position].method == method) {
+            params.count = 0;
+            return &routes_[e.position];
+        }
+    }
     const route* chosen = nullptr;
     route_params scratch;
     for (const route& r : routes_) {

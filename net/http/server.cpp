@@ -98,7 +98,14 @@ private:
     // The head of the next request, parsed into head_; 0, or the status to answer (and close)
     // with; -1: the connection is over (closed, reset, idle), nothing to answer.
     task<int> next_head();
-    task<bool> dispatch();  // false: close the connection
+    // The same without waiting, when the whole head is already here (pipelined requests):
+    // not_buffered when it is not.
+    static constexpr int not_buffered = -2;
+    int head_if_buffered();
+    int parse_head(std::size_t length);
+    // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
+    const routes::route* route();
+    // false: close the connection
     task<bool> answer_plain(const routes::route& r);
     task<bool> answer_stream(const routes::route& r);
     task<bool> answer_websocket(const routes::route& r);
@@ -332,9 +339,13 @@ task<int> connection::next_head() {
         if (head->empty()) co_return -1;
         length = head->size();
     }
-    if (length > max_head_bytes) co_return 431;
+    co_return parse_head(length);
+}
+
+int connection::parse_head(std::size_t length) {
+    if (length > max_head_bytes) return 431;
     const std::string_view text = reader_.peek_text().substr(0, length);
-    if (const int status = parse_request_head(text, head_); status != 0) co_return status;
+    if (const int status = parse_request_head(text, head_); status != 0) return status;
     if (head_.framing == body_framing::none) {
         head_in_reader_ = length;  // parsed in place; consumed once answered
     } else {
@@ -343,12 +354,19 @@ task<int> connection::next_head() {
         reader_.consume(length);
         head_in_reader_ = 0;
     }
-    co_return 0;
+    return 0;
+}
+
+int connection::head_if_buffered() {
+    const std::size_t length = find_head_end(reader_.peek_text());
+    return length == 0 ? not_buffered : parse_head(length);
 }
 
 task<> connection::run() {
     for (;;) {
-        const int status = co_await next_head();
+        // A pipelined request is parsed without a wait (and without a coroutine frame).
+        int status = head_if_buffered();
+        if (status == not_buffered) status = co_await next_head();
         if (status < 0) break;
         if (status > 0) {
             is_head_ = false;
@@ -357,7 +375,12 @@ task<> connection::run() {
             co_await linger();
             break;
         }
-        const bool again = co_await dispatch();
+        bool again = true;
+        if (const routes::route* r = route()) {
+            if (r->k == routes::route::kind::plain) again = co_await answer_plain(*r);
+            else if (r->k == routes::route::kind::stream) again = co_await answer_stream(*r);
+            else again = co_await answer_websocket(*r);
+        }
         reader_.consume(std::exchange(head_in_reader_, 0));
         if (!again) break;
         if (!keep_alive_) {
@@ -372,7 +395,7 @@ task<> connection::run() {
     }
 }
 
-task<bool> connection::dispatch() {
+const routes::route* connection::route() {
     is_head_ = head_.method == "HEAD";
     keep_alive_ = head_.keep_alive;
     body_limit_ = opts_.max_body;
@@ -389,7 +412,7 @@ task<bool> connection::dispatch() {
             if (found.status == 405) resp.headers.emplace_back("Allow", table_.paths.allow(head_.path));
             if (!body_done_) keep_alive_ = false;  // its body is not read
             queue(resp);
-            co_return true;
+            return nullptr;
         }
     }
     params_.clear();
@@ -398,7 +421,7 @@ task<bool> connection::dispatch() {
         std::string value;
         if (!percent_decode(raw, value)) {
             queue_error(400);
-            co_return true;
+            return nullptr;
         }
         params_.emplace_back(name, std::move(value));
     }
@@ -406,14 +429,9 @@ task<bool> connection::dispatch() {
     start_body();
     if (head_.framing == body_framing::length && head_.content_length > body_limit_) {
         queue_error(413);
-        co_return true;
+        return nullptr;
     }
-    switch (r->k) {
-    case routes::route::kind::plain: co_return co_await answer_plain(*r);
-    case routes::route::kind::stream: co_return co_await answer_stream(*r);
-    case routes::route::kind::websocket: co_return co_await answer_websocket(*r);
-    }
-    co_return false;
+    return r;
 }
 
 task<bool> connection::answer_plain(const routes::route& r) {
