@@ -37,6 +37,10 @@ struct byte_range {
 };
 byte_range parse_range(std::string_view header, std::uint64_t size) noexcept;
 
+// If-None-Match against a file's entity tag: "*" or a list of tags, compared weakly (a W/
+// prefix is ignored, RFC 9110 §13.1.2).
+bool etag_matches(std::string_view if_none_match, std::string_view etag) noexcept;
+
 // Content-Type by the file name's extension (case-insensitive); application/octet-stream else.
 std::string_view content_type_of(std::string_view file_name) noexcept;
 
