@@ -361,13 +361,19 @@ task<> send_loop(connection& c) {
                 if (!slept || core::now_ns() >= c.sh.stop_at) break;
             }
         }
-        std::span<const std::byte> msg = c.out_buf;  // http: the same request every time
-        if (s.proto != protocol::http) {
+        // http: the same request every time, and in a closed loop as many as the window has
+        // room for in one write, as a pipelining client sends them (out_buf holds depth copies).
+        std::uint64_t count = 1;
+        std::span<const std::byte> msg;
+        if (s.proto == protocol::http) {
+            if (s.rate <= 0) count = c.window() - (c.sent - c.received);
+            msg = std::span(c.out_buf).first(count * (c.out_buf.size() / s.depth));
+        } else {
             const auto own = std::span(c.out_buf).first(message_size(s, c.id, c.sent));
             fill(own, c.id, c.sent);
             msg = own;
         }
-        c.sent_at[c.sent % c.window()] = at;
+        for (std::uint64_t k = 0; k < count; ++k) c.sent_at[(c.sent + k) % c.window()] = at;
         result<void> written;
         if (c.socket) written = co_await c.socket->send_binary(msg);
         else written = co_await c.stream.write_all(msg);
@@ -375,7 +381,7 @@ task<> send_loop(connection& c) {
             c.fail_io(written.error(), "send");
             break;
         }
-        ++c.sent;
+        c.sent += count;
         c.receiver_wait.notify();
     }
     c.sender_done = true;
@@ -426,7 +432,7 @@ task<> one_connection(share& sh, std::uint64_t id) {
     if (s.proto == protocol::http) {
         const std::string request = format("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", s.http_path, s.target.to_string());
         const auto bytes = std::as_bytes(std::span(request));
-        c->out_buf.assign(bytes.begin(), bytes.end());
+        for (unsigned k = 0; k < s.depth; ++k) c->out_buf.insert(c->out_buf.end(), bytes.begin(), bytes.end());
         c->reader = std::make_unique<buffered_reader>(c->stream);
     } else {
         c->out_buf.resize(s.size_max);

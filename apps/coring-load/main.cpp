@@ -215,18 +215,22 @@ std::string json_escape(const std::string& s) {
     return out;
 }
 
+const char* protocol_name(load::protocol p) {
+    return p == load::protocol::http ? "http" : p == load::protocol::ws ? "ws" : "echo";
+}
+
 void write_json(const options& o, const runtime_options& runtime, const results& r, const std::string& path) {
     const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
     const histogram& h = r.latency;
     std::ofstream f{path};
-    f << format("{\"tool\": \"coring-load\", \"mode\": \"echo\", \"target\": \"{}\", \"conns\": {}, \"depth\": {}, "
+    f << format("{\"tool\": \"coring-load\", \"mode\": \"{}\", \"target\": \"{}\", \"conns\": {}, \"depth\": {}, "
                 "\"size_min\": {}, \"size_max\": {}, \"duration_s\": {}, \"warmup_s\": {}, \"rate\": {}, \"procs\": {}, "
                 "\"cores_per_proc\": {}, \"backend\": \"{}\", \"connected\": {}, \"messages\": {}, \"msgs_per_sec\": {}, "
                 "\"mb_per_sec\": {}, \"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, "
                 "\"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, \"timeout\": {}}, "
                 "\"idle\": {}, \"idle_up\": {}, \"idle_verified\": {}, \"idle_sampled\": {}, \"setup_s\": {}, "
                 "\"first_error\": \"{}\"}\n",
-                o.s.target.to_string(), o.s.conns, o.s.depth, o.s.size_min, o.s.size_max, num(o.s.duration), num(o.s.warmup),
+                protocol_name(o.s.proto), o.s.target.to_string(), o.s.conns, o.s.depth, o.s.size_min, o.s.size_max, num(o.s.duration), num(o.s.warmup),
                 num(o.s.rate), o.procs, runtime.cores ? runtime.cores : available_cpus(), r.backend, r.connected, r.messages,
                 num(static_cast<double>(r.messages) / secs), num(static_cast<double>(r.bytes) / secs / 1e6), us(h.percentile(0.5)),
                 us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), r.errors.total(),
@@ -378,7 +382,7 @@ int main(int argc, char** argv) {
     const double rate = static_cast<double>(total.messages) / secs;
     const std::string size = o.s.size_min == o.s.size_max ? format("{} B", o.s.size_min)
                                                           : format("{}..{} B", o.s.size_min, o.s.size_max);
-    const char* proto = o.s.proto == load::protocol::http ? "http" : o.s.proto == load::protocol::ws ? "ws" : "echo";
+    const char* proto = protocol_name(o.s.proto);
     std::printf("coring-load %s %s: %u conns, depth %u, %s, %s, %.1f s measured, %s, %u proc(s)\n", proto,
                 o.s.target.to_string().c_str(), o.s.conns, o.s.depth, size.c_str(),
                 o.s.rate > 0 ? format("open loop at {}/s", o.s.rate).c_str() : "closed loop", secs,
