@@ -131,7 +131,8 @@ inline void reset_signals_for_exec() noexcept {
     for (const int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_DFL);
 }
 
-// The port in the server's "listening on 127.0.0.1:PORT" line, 0 until that line is complete.
+// The port in the server's "listening on 127.0.0.1:PORT" line (which may go on after the
+// port: coring-http adds ", files from DIR"), 0 until that line is complete.
 inline std::uint16_t listening_port(const std::string& err) {
     static constexpr std::string_view marker = "listening on 127.0.0.1:";
     const auto at = err.find(marker);
@@ -140,11 +141,12 @@ inline std::uint16_t listening_port(const std::string& err) {
     const auto end = err.find('\n', start);
     if (end == std::string::npos) return 0;  // the line is not all here yet
     unsigned port = 0;
-    for (auto i = start; i < end; ++i) {
-        if (err[i] < '0' || err[i] > '9') return 0;
+    auto i = start;
+    for (; i < end && err[i] >= '0' && err[i] <= '9'; ++i) {
         port = port * 10 + static_cast<unsigned>(err[i] - '0');
         if (port > 65535) return 0;
     }
+    if (i == start || (i < end && err[i] != ',')) return 0;
     return static_cast<std::uint16_t>(port);
 }
 
