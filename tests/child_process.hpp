@@ -73,6 +73,25 @@ inline reserved_port reserve_loopback_port() {
     return r;
 }
 
+// A loopback port held by a plain listener (no SO_REUSEPORT), so a server's SO_REUSEPORT bind
+// to it fails with "Address already in use"; `where` is "127.0.0.1:PORT".
+struct taken_port {
+    fd_guard listener;
+    std::string where;
+};
+
+inline taken_port take_loopback_port() {
+    taken_port t{fd_guard{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)}, {}};
+    REQUIRE(t.listener.fd >= 0);
+    sockaddr_in a = loopback(0);
+    REQUIRE(::bind(t.listener.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(t.listener.fd, 8) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(t.listener.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    t.where = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    return t;
+}
+
 // A plain blocking client to 127.0.0.1:port with 5 s send/receive timeouts, so a silent server
 // fails the test instead of hanging it; `rcvbuf`, when not 0, is its SO_RCVBUF (set before the
 // SYN, so the window stays small). Returns the fd, or -errno.
