@@ -73,6 +73,25 @@ inline reserved_port reserve_loopback_port() {
     return r;
 }
 
+// A loopback port held by a plain listener (no SO_REUSEPORT), so a server's SO_REUSEPORT bind
+// to it fails with "Address already in use"; `where` is "127.0.0.1:PORT".
+struct taken_port {
+    fd_guard listener;
+    std::string where;
+};
+
+inline taken_port take_loopback_port() {
+    taken_port t{fd_guard{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)}, {}};
+    REQUIRE(t.listener.fd >= 0);
+    sockaddr_in a = loopback(0);
+    REQUIRE(::bind(t.listener.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(t.listener.fd, 8) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(t.listener.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    t.where = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    return t;
+}
+
 // A plain blocking client to 127.0.0.1:port with 5 s send/receive timeouts, so a silent server
 // fails the test instead of hanging it; `rcvbuf`, when not 0, is its SO_RCVBUF (set before the
 // SYN, so the window stays small). Returns the fd, or -errno.
@@ -131,7 +150,8 @@ inline void reset_signals_for_exec() noexcept {
     for (const int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2}) ::signal(sig, SIG_DFL);
 }
 
-// The port in the server's "listening on 127.0.0.1:PORT" line, 0 until that line is complete.
+// The port in the server's "listening on 127.0.0.1:PORT" line (which may go on after the
+// port: coring-http adds ", files from DIR"), 0 until that line is complete.
 inline std::uint16_t listening_port(const std::string& err) {
     static constexpr std::string_view marker = "listening on 127.0.0.1:";
     const auto at = err.find(marker);
@@ -140,11 +160,12 @@ inline std::uint16_t listening_port(const std::string& err) {
     const auto end = err.find('\n', start);
     if (end == std::string::npos) return 0;  // the line is not all here yet
     unsigned port = 0;
-    for (auto i = start; i < end; ++i) {
-        if (err[i] < '0' || err[i] > '9') return 0;
+    auto i = start;
+    for (; i < end && err[i] >= '0' && err[i] <= '9'; ++i) {
         port = port * 10 + static_cast<unsigned>(err[i] - '0');
         if (port > 65535) return 0;
     }
+    if (i == start || (i < end && err[i] != ',')) return 0;
     return static_cast<std::uint16_t>(port);
 }
 

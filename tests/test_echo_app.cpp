@@ -88,15 +88,8 @@ TEST_CASE("coring-echo exits 2 naming the address when the port is taken", "[app
     const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
-    // A listener without SO_REUSEPORT: the server's SO_REUSEPORT bind cannot share it.
-    fd_guard taken{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    REQUIRE(taken.fd >= 0);
-    sockaddr_in a = loopback(0);
-    REQUIRE(::bind(taken.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(taken.fd, 8) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(taken.fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    const std::string where = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    const taken_port taken = take_loopback_port();
+    const std::string& where = taken.where;
 
     child_process p{CORING_ECHO_BINARY,
                     {"--listen", where, "--backend", std::string{to_string(kind)}, "--drain-timeout", "500"}};

@@ -1,166 +1,15 @@
 // The HTTP/1.1 server over real sockets, on both backends: curl and wrk as clients, and raw
 // sockets for what those never send (pipelines, heads split anywhere, smuggling attempts,
 // clients that stall or never read).
-#include "child_process.hpp"
-#include "support.hpp"
+#include "http_support.hpp"
 
-#include <coring/http/chunked.hpp>
-#include <coring/http/response_parser.hpp>
-#include <coring/http/server.hpp>
-#include <coring/http/static_files.hpp>
-
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-
-#include <atomic>
-#include <fcntl.h>
 #include <netinet/tcp.h>
-#include <thread>
 
 using namespace coring;
 using namespace coring::testing;
-
-namespace {
-
-http::routes test_routes() {
-    http::routes r;
-    r.get("/plaintext", [](http::request&) -> task<http::response> { co_return http::response::text("Hello, World!"); });
-    r.get("/n/{id}", [](http::request& req) -> task<http::response> {
-        co_return http::response::text(std::string{req.param("id")});
-    });
-    r.post("/echo", [](http::request& req) -> task<http::response> {
-        auto body = co_await req.body();
-        if (!body) co_return http::response::text(body.error().message(), 500);
-        co_return http::response::text(std::move(*body));
-    });
-    r.post("/small", [](http::request& req) -> task<http::response> {
-        auto body = co_await req.body();
-        co_return http::response::text(body ? *body : std::string{"failed"});
-    }, {.max_body = 16});
-    r.stream("GET", "/stream", [](http::request&, http::response_stream& out) -> task<> {
-        auto started = co_await out.start(200, "text/plain");
-        if (!started) co_return;
-        for (std::string_view piece : {"a", "bb", "ccc"}) {
-            auto sent = co_await out.write(piece);
-            if (!sent) co_return;
-        }
-        (void)co_await out.finish();
-    });
-    return r;
-}
-
-// Runs the test routes on a core in this thread while `clients(port)` runs in another.
-// With `root`, files under it are served for what no route matches.
-template <class Clients>
-void serve_while(backend_kind kind, const http::server_options& opts, Clients clients, std::string root = {}) {
-    test_core server{kind};
-    http::routes routes = test_routes();
-    auto listener = server.run_for(5s, []() -> task<result<tcp_listener>> { co_return tcp_listener::bind("127.0.0.1:0"); }());
-    REQUIRE(listener);
-    const auto where = listener->local_address();
-    REQUIRE(where);
-    std::atomic<bool> done{false};
-    std::thread client_thread{[&] {
-        clients(where->port());
-        done = true;
-    }};
-    server.run_for(120s, [](tcp_listener l, http::routes* r, const http::server_options* o, std::atomic<bool>* done,
-                            std::string root) -> task<> {
-        std::optional<http::static_files> files;
-        if (!root.empty()) {
-            auto opened = co_await http::static_files::open(root);
-            REQUIRE(opened);
-            files.emplace(std::move(*opened));
-            r->fallback(files->handler());
-        }
-        task_group g;
-        g.spawn(http::serve(std::move(l), *r, *o));
-        while (!done->load()) CO_REQUIRE(co_await sleep_for(1ms));
-        co_await g.cancel_and_join();
-        if (files) co_await files->close();
-    }(std::move(*listener), &routes, &opts, &done, root));
-    client_thread.join();
-}
-
-std::string curl(const std::vector<std::string>& args, int* exit_code = nullptr) {
-    child_process p{"/usr/bin/curl", args};
-    const auto code = p.wait_exit_or_kill(20s);
-    if (exit_code) *exit_code = code.value_or(-1);
-    return p.out();
-}
-
-bool send_all(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-}
-
-struct parsed_response {
-    int status = 0;
-    std::string head;
-    std::string body;
-    bool keep_alive = true;
-};
-
-// Reads one response from a blocking socket; `pending` keeps what came after it. status 0 when
-// the connection ended (or stalled past its 5 s receive timeout) before a whole response.
-parsed_response read_response(int fd, std::string& pending, bool head_request = false) {
-    parsed_response r;
-    const auto more = [&] {
-        char buf[4096];
-        ssize_t n;
-        while ((n = ::recv(fd, buf, sizeof buf, 0)) < 0 && errno == EINTR) {}
-        if (n <= 0) return false;
-        pending.append(buf, static_cast<std::size_t>(n));
-        return true;
-    };
-    std::size_t end;
-    while ((end = http::find_head_end(pending)) == 0)
-        if (!more()) return r;
-    r.head = pending.substr(0, end);
-    pending.erase(0, end);
-    http::response_head h;
-    if (http::parse_response_head(r.head, h, head_request) != 0) return r;
-    r.keep_alive = h.keep_alive;
-    if (h.framing == http::body_framing::length) {
-        while (pending.size() < h.content_length)
-            if (!more()) return r;
-        r.body = pending.substr(0, h.content_length);
-        pending.erase(0, h.content_length);
-    } else if (h.framing == http::body_framing::chunked) {
-        http::chunked_decoder d{1 << 20};
-        for (;;) {
-            const auto step = d.next(std::as_bytes(std::span(pending.data(), pending.size())));
-            if (step.error) return r;
-            r.body.append(reinterpret_cast<const char*>(step.data.data()), step.data.size());
-            pending.erase(0, step.consumed);
-            if (step.done) break;
-            if (step.consumed == 0 && !more()) return r;
-        }
-    } else if (h.framing == http::body_framing::until_close) {
-        while (more()) {}
-        r.body = std::exchange(pending, {});
-    }
-    r.status = h.status;
-    return r;
-}
-
-// True when the server closed the connection (recv returns 0 or a reset) within 5 s.
-bool closed_by_server(int fd) {
-    char buf[256];
-    for (;;) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
-        if (n < 0) return false;  // the 5 s receive timeout: still open
-    }
-}
-
-}  // namespace
 
 TEST_CASE("http: curl gets the routes, keep-alive reuses one connection", "[http]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
@@ -440,4 +289,160 @@ TEST_CASE("http: static files with ranges, validators, and nothing from outside 
     }, root.string());
     fs::remove_all(root);
     fs::remove(root.parent_path() / ("coring-secret-" + std::to_string(::getpid())));
+}
+
+TEST_CASE("http: requests sent one byte per send, head and body, are answered", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const int fd = connect_blocking(port);
+        REQUIRE(fd >= 0);
+        fd_guard guard{fd};
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // each byte its own segment
+        const auto trickle = [&](std::string_view request) {
+            for (char c : request) {
+                REQUIRE(send_all(fd, {&c, 1}));
+                std::this_thread::sleep_for(1ms);  // so the server sees them one read at a time (mostly)
+            }
+        };
+        std::string pending;
+        trickle("GET /n/42 HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto r = read_response(fd, pending);
+        CHECK(r.status == 200);
+        CHECK(r.body == "42");
+        trickle("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");  // same connection
+        r = read_response(fd, pending);
+        CHECK(r.status == 200);
+        CHECK(r.body == "hello");
+        CHECK(r.keep_alive);
+    });
+}
+
+TEST_CASE("http: a pipeline with Connection: close in the middle ends there", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const int fd = connect_blocking(port);
+        REQUIRE(fd >= 0);
+        fd_guard guard{fd};
+        REQUIRE(send_all(fd, "GET /n/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /n/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /n/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                             "GET /n/4 HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"));
+        std::string pending;
+        for (const char* body : {"1", "2"}) {
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == 200);
+            CHECK(r.body == body);
+            CHECK(r.keep_alive);
+        }
+        const auto last = read_response(fd, pending);
+        CHECK(last.status == 200);
+        CHECK(last.body == "3");
+        CHECK_FALSE(last.keep_alive);
+        CHECK_THAT(last.head, Catch::Contains("Connection: close"));
+        CHECK(pending.empty());  // nothing answered after it
+        CHECK(ends_here(fd));
+    });
+}
+
+TEST_CASE("http: HEAD of a streamed route gets the GET's head and no body", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        for (const int minor : {1, 0}) {
+            INFO("HTTP/1." << minor);
+            const int fd = connect_blocking(port);
+            REQUIRE(fd >= 0);
+            fd_guard guard{fd};
+            const std::string version = "HTTP/1." + std::to_string(minor);
+            const std::string keep = minor == 0 ? "Connection: keep-alive\r\n" : "";
+            REQUIRE(send_all(fd, "HEAD /stream " + version + "\r\nHost: x\r\n" + keep + "\r\n" +
+                                     "GET /n/5 " + version + "\r\nHost: x\r\n" + keep + "\r\n"));
+            std::string pending;
+            const auto head = read_response(fd, pending, true);
+            CHECK(head.status == 200);
+            CHECK(head.body.empty());
+            CHECK(head.keep_alive);  // a HEAD response ends at its blank line: no close needed
+            if (minor == 1) CHECK_THAT(head.head, Catch::Contains("Transfer-Encoding: chunked"));  // as the GET's
+            // A pipelined request after it is answered, so no body bytes came between.
+            const auto after = read_response(fd, pending);
+            CHECK(after.status == 200);
+            CHECK(after.body == "5");
+        }
+    });
+}
+
+TEST_CASE("http: Expect: 100-continue gets 100 before the body is sent, and none when refused", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        {
+            const int fd = connect_blocking(port);
+            REQUIRE(fd >= 0);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+            std::string pending;
+            const auto interim = read_response(fd, pending);  // the client waits for this before its body
+            CHECK(interim.status == 100);
+            CHECK(interim.head.starts_with("HTTP/1.1 100 Continue\r\n"));
+            CHECK(pending.empty());
+            REQUIRE(send_all(fd, "hello"));
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == 200);
+            CHECK(r.body == "hello");
+            CHECK(r.keep_alive);
+        }
+        {  // over the route's limit: the final answer at once, no 100, and a close
+            const int fd = connect_blocking(port);
+            REQUIRE(fd >= 0);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"));
+            std::string pending;
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == 413);
+            CHECK_FALSE(r.keep_alive);
+            CHECK(closed_by_server(fd));
+        }
+    });
+}
+
+TEST_CASE("http: a body nobody reads is never parsed as the next request", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    // Each body is a whole request of its own: answering it would be request smuggling.
+    const std::string hidden = "GET /n/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    const std::string length = "Content-Length: " + std::to_string(hidden.size()) + "\r\n\r\n" + hidden;
+    std::string chunk_size(8, '\0');
+    chunk_size.resize(static_cast<std::size_t>(std::snprintf(chunk_size.data(), chunk_size.size(), "%zx", hidden.size())));
+    const std::string chunked = "Transfer-Encoding: chunked\r\n\r\n" + chunk_size + "\r\n" + hidden + "\r\n0\r\n\r\n";
+    const std::vector<std::pair<std::string, int>> cases{
+        {"POST /plaintext HTTP/1.1\r\nHost: x\r\n" + length, 405},  // a GET-only path
+        {"POST /plaintext HTTP/1.1\r\nHost: x\r\n" + chunked, 405},
+        {"POST /missing HTTP/1.1\r\nHost: x\r\n" + length, 404},
+        {"POST /ignore HTTP/1.1\r\nHost: x\r\n" + length, 200},     // a handler that ignores its body
+        {"POST /ignore HTTP/1.1\r\nHost: x\r\n" + chunked, 200},
+    };
+    serve_while(kind, {}, [&](std::uint16_t port) {
+        for (const auto& [request, status] : cases) {
+            INFO(request);
+            const int fd = connect_blocking(port);
+            REQUIRE(fd >= 0);
+            fd_guard guard{fd};
+            REQUIRE(send_all(fd, request));
+            std::string pending;
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == status);
+            CHECK_FALSE(r.keep_alive);
+            CHECK(pending.empty());
+            CHECK(ends_here(fd));
+        }
+    });
 }

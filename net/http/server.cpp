@@ -230,8 +230,9 @@ task<result<void>> response_stream::start(int status, std::string_view content_t
     started_ = true;
     remaining_ = content_length;
     // Without a length, HTTP/1.1 chunks the body; HTTP/1.0 has no chunks: the close ends it.
-    chunked_ = !content_length && c.head_.minor_version == 1 && !c.is_head_;
-    if (!content_length && !chunked_) c.keep_alive_ = false;
+    // A HEAD response announces what the GET's would, and ends at its head either way.
+    chunked_ = !content_length && c.head_.minor_version == 1;
+    if (!content_length && !chunked_ && !c.is_head_) c.keep_alive_ = false;
     write_head(c.out_, status, content_type, content_length, c.keep_alive_, headers, chunked_);
     return c.flush();
 }
@@ -262,7 +263,7 @@ task<result<void>> response_stream::finish() {
         c.keep_alive_ = false;
         co_return std::errc::message_size;
     }
-    if (!chunked_) co_return result<void>{};
+    if (!chunked_ || c.is_head_) co_return result<void>{};
     co_return co_await c.send(std::array{bytes_of("0\r\n\r\n")});
 }
 
