@@ -24,6 +24,15 @@ void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline
     core& c = core::current();
     r.handle = h;
     r.ctx = c.current_task();
+    if (r.ctx && (r.ctx->cancelled || r.ctx->expired > 0)) {
+        // A task that is cancelled or past a with_timeout deadline waits for nothing, as every
+        // op it starts fails at once. A multishot op still armed would otherwise keep handing it
+        // whatever arrives: a peer sending a byte now and then would never see the deadline.
+        r.res = -ECANCELED;
+        r.flags = 0;
+        c.resume_later(h, r.ctx);
+        return;
+    }
     reader_ = &r;
     if (!in_flight()) {
         shot_.deadline_ns = deadline_ns;

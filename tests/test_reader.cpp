@@ -151,3 +151,43 @@ TEST_CASE("buffered_reader: bounds and a stream that ends inside a message", "[t
         }
     }());
 }
+
+TEST_CASE("a reader past its with_timeout deadline gets no more bytes (multishot stays armed)", "[tcp][reader][timer]") {
+    // The deadline passes while the task waits on something else (a sleep), with a multishot
+    // receive still armed and a peer that keeps trickling bytes: the task's next read must fail
+    // at once, not take the next byte (it would then read on for as long as the peer trickles).
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    test_core c{config_of(setup)};
+    c.run_for(5s, []() -> task<> {
+        auto [client, server] = co_await connected_pair();
+        task_group group;
+        group.spawn([](tcp_stream* to) -> task<> {
+            // A byte every 150 ms for 6 s: slower than the deadline, so the receive is still
+            // armed (not paused by a full queue) when the reader comes back.
+            for (int i = 0; i < 40; ++i) {
+                auto sent = co_await to->write_all(as_bytes("x"));
+                if (!sent) co_return;
+                auto slept = co_await sleep_for(150ms);
+                if (!slept) co_return;
+            }
+        }(&client));
+        buffered_reader reader{server};
+        auto body = [](buffered_reader* r) -> task<result<std::size_t>> {
+            auto first = co_await r->fill();
+            if (!first) co_return first;
+            (void)co_await sleep_for(300ms);  // the deadline passes here, and ends this wait
+            for (;;) {                          // then reads on, as read_until would
+                auto more = co_await r->fill();
+                if (!more) co_return more;
+                r->consume(r->buffered());
+            }
+        };
+        auto got = co_await with_timeout(100ms, body(&reader));
+        REQUIRE_FALSE(got);
+        CHECK(got.error() == std::errc::timed_out);
+        co_await group.cancel_and_join();
+        co_await client.close();
+        co_await server.close();
+    }());
+}
