@@ -2,6 +2,8 @@
 // 1,000 slowloris connections while wrk measures what the other clients see. Both backends.
 #include "http_support.hpp"
 
+#include <coring/http/client.hpp>
+
 #include <fcntl.h>
 #include <poll.h>
 
@@ -258,5 +260,43 @@ TEST_CASE("http: 1000 slowloris connections end at the header timeout while wrk 
         // slowloris client contend for the CPUs, and the runs seen so far missed it every time
         // (p99 2-4 ms with, 0.3-0.7 ms without). A benchmark on a quiet machine should decide it.
         if (with.p99_us > 2 * without.p99_us + 1000) WARN("p99 with slowloris is above 2x without + 1 ms");
+    });
+}
+
+TEST_CASE("http::client: keep-alive requests, bodies both ways, chunked answers, a close", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [kind](std::uint16_t port) {
+        test_core c{kind};
+        c.run_for(20s, [](std::uint16_t port) -> task<> {
+            auto conn = co_await http::client::connect(address::ipv4_loopback(port));
+            REQUIRE(conn);
+            auto hello = co_await conn->get("/plaintext");
+            REQUIRE(hello);
+            CHECK(hello->status == 200);
+            CHECK(hello->body == "Hello, World!");
+            CHECK(hello->header("content-type") == "text/plain");
+            const std::string big(100'000, 'q');
+            auto echoed = co_await conn->post("/echo", big);  // the same connection
+            REQUIRE(echoed);
+            CHECK(echoed->body == big);
+            auto streamed = co_await conn->get("/stream");  // a chunked response
+            REQUIRE(streamed);
+            CHECK(streamed->body == "abbccc");
+            auto missing = co_await conn->get("/nothing");
+            REQUIRE(missing);
+            CHECK(missing->status == 404);
+            CHECK(conn->is_open());
+            const std::vector<std::pair<std::string, std::string>> close{{"Connection", "close"}};
+            auto last = co_await conn->request("GET", "/n/5", {}, close);
+            REQUIRE(last);
+            CHECK(last->body == "5");
+            CHECK_FALSE(conn->is_open());  // the server said Connection: close
+            auto after = co_await conn->get("/plaintext");
+            REQUIRE_FALSE(after);
+            CHECK(after.error() == std::errc::not_connected);
+            co_await conn->close();
+        }(port));
     });
 }
