@@ -13,7 +13,7 @@
 // Built and run by ./dev fuzz, or by hand (from the repository root):
 //   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Inet tests/fuzz/fuzz_resp_command.cpp \
 //       net/resp/resp.cpp -o fuzz_resp_command && ./fuzz_resp_command -max_total_time=60 corpus tests/fuzz/corpus/resp_command
-#include "fuzz_check.hpp"
+#include "resp_readings.hpp"
 
 #include <coring/resp/resp.hpp>
 
@@ -25,12 +25,6 @@
 using namespace coring::resp;
 
 namespace {
-
-struct reading {
-    std::vector<std::vector<std::string>> commands;
-    parse_status end = parse_status::incomplete;
-    std::string error;
-};
 
 // One call, with the invariants every call must keep.
 parsed parse_checked(std::string_view in, std::vector<std::string_view>& args, std::string& scratch,
@@ -57,52 +51,6 @@ parsed parse_checked(std::string_view in, std::vector<std::string_view>& args, s
     return p;
 }
 
-reading read_whole(std::string_view in, const limits& lim) {
-    reading r;
-    std::vector<std::string_view> args;
-    std::string scratch;
-    while (true) {  // ends: each round consumes at least one byte
-        const parsed p = parse_checked(in, args, scratch, lim);
-        if (p.status != parse_status::complete) {
-            r.end = p.status;
-            r.error = p.error;
-            return r;
-        }
-        r.commands.emplace_back(args.begin(), args.end());
-        in.remove_prefix(p.consumed);
-    }
-}
-
-// As a connection's reader: bytes come in two pieces into a buffer; after each arrival it parses
-// until incomplete, except that with `needed` known it does not parse again before that many bytes.
-reading read_in_pieces(std::string_view in, std::size_t cut, const limits& lim) {
-    reading r;
-    std::vector<std::string_view> args;
-    std::string scratch;
-    std::string buffer;
-    std::size_t needed = 0;
-    for (const std::string_view piece : {in.substr(0, cut), in.substr(cut)}) {
-        buffer.append(piece);
-        if (buffer.size() < needed) continue;
-        while (true) {
-            const parsed p = parse_checked(buffer, args, scratch, lim);
-            if (p.status == parse_status::error) {
-                r.end = p.status;
-                r.error = p.error;
-                return r;
-            }
-            if (p.status == parse_status::incomplete) {
-                needed = p.needed;
-                break;
-            }
-            r.commands.emplace_back(args.begin(), args.end());
-            buffer.erase(0, p.consumed);
-            needed = 0;
-        }
-    }
-    return r;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -114,10 +62,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view in{reinterpret_cast<const char*>(data + 3), size - 3};
     const std::size_t cut = in.empty() ? 0 : (std::size_t{data[2]} * 257) % (in.size() + 1);
 
-    const reading whole = read_whole(in, lim);
-    const reading pieces = read_in_pieces(in, cut, lim);
-    FUZZ_CHECK(whole.commands == pieces.commands);
-    FUZZ_CHECK(whole.end == pieces.end);
-    FUZZ_CHECK(whole.error == pieces.error);
+    std::vector<std::string_view> args;
+    std::string scratch;
+    check_readings_agree<std::vector<std::string>>(in, cut, [&](std::string_view bytes, std::vector<std::string>& command) {
+        const parsed p = parse_checked(bytes, args, scratch, lim);
+        command.assign(args.begin(), args.end());
+        return p;
+    });
     return 0;
 }

@@ -13,7 +13,7 @@
 // Built and run by ./dev fuzz, or by hand (from the repository root):
 //   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Inet tests/fuzz/fuzz_resp_reply.cpp \
 //       net/resp/resp.cpp -o fuzz_resp_reply && ./fuzz_resp_reply -max_total_time=60 corpus tests/fuzz/corpus/resp_reply
-#include "fuzz_check.hpp"
+#include "resp_readings.hpp"
 
 #include <coring/resp/resp.hpp>
 
@@ -34,12 +34,6 @@ struct owned_item {
     bool operator==(const owned_item&) const = default;
 };
 using reply = std::vector<owned_item>;
-
-struct reading {
-    std::vector<reply> replies;
-    parse_status end = parse_status::incomplete;
-    std::string error;
-};
 
 // Walks one element at items[i] (and its elements), checking the shape; returns the index after it.
 std::size_t check_shape(const std::vector<reply_item>& items, std::size_t i, std::size_t depth, const limits& lim) {
@@ -115,48 +109,6 @@ parsed parse_checked(std::string_view in, std::vector<reply_item>& items, const 
     return p;
 }
 
-reading read_whole(std::string_view in, const limits& lim) {
-    reading r;
-    std::vector<reply_item> items;
-    while (true) {  // ends: each round consumes at least one byte
-        const parsed p = parse_checked(in, items, lim);
-        if (p.status != parse_status::complete) {
-            r.end = p.status;
-            r.error = p.error;
-            return r;
-        }
-        r.replies.push_back(own(items));
-        in.remove_prefix(p.consumed);
-    }
-}
-
-reading read_in_pieces(std::string_view in, std::size_t cut, const limits& lim) {
-    reading r;
-    std::vector<reply_item> items;
-    std::string buffer;
-    std::size_t needed = 0;
-    for (const std::string_view piece : {in.substr(0, cut), in.substr(cut)}) {
-        buffer.append(piece);
-        if (buffer.size() < needed) continue;
-        while (true) {
-            const parsed p = parse_checked(buffer, items, lim);
-            if (p.status == parse_status::error) {
-                r.end = p.status;
-                r.error = p.error;
-                return r;
-            }
-            if (p.status == parse_status::incomplete) {
-                needed = p.needed;
-                break;
-            }
-            r.replies.push_back(own(items));
-            buffer.erase(0, p.consumed);
-            needed = 0;
-        }
-    }
-    return r;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -169,10 +121,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view in{reinterpret_cast<const char*>(data + 2), size - 2};
     const std::size_t cut = in.empty() ? 0 : (std::size_t{data[1]} * 257) % (in.size() + 1);
 
-    const reading whole = read_whole(in, lim);
-    const reading pieces = read_in_pieces(in, cut, lim);
-    FUZZ_CHECK(whole.replies == pieces.replies);
-    FUZZ_CHECK(whole.end == pieces.end);
-    FUZZ_CHECK(whole.error == pieces.error);
+    std::vector<reply_item> items;
+    check_readings_agree<reply>(in, cut, [&](std::string_view bytes, reply& value) {
+        const parsed p = parse_checked(bytes, items, lim);
+        value = own(items);
+        return p;
+    });
     return 0;
 }
