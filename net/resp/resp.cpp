@@ -3,7 +3,9 @@
 #include <charconv>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <utility>
 
 // Redis 7 is the reference for what a server accepts and the words of its errors
 // (networking.c processMultibulkBuffer and processInlineBuffer, sds.c sdssplitargs, util.c
