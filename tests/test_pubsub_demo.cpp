@@ -54,7 +54,8 @@ std::uint16_t devtools_port(const std::string& err) {
 // --virtual-time-budget runs the page's timers ahead but not the socket, which delivers in real
 // time (one message at best, here). So this talks to the running page through the DevTools
 // protocol: it polls the page's count (every 100 ms, 15 s at most) until ten messages are shown,
-// then prints the DOM; with a second argument it also saves a screenshot there (PNG).
+// then prints the DOM; with a second argument it also saves a screenshot there (PNG, 800x500:
+// headless Chromium's window is that size, but its viewport is less).
 constexpr const char* devtools_client = R"(
 import asyncio, base64, json, sys, urllib.request, websockets
 async def main(devtools, screenshot):
@@ -81,6 +82,7 @@ async def main(devtools, screenshot):
                 break
             await asyncio.sleep(0.1)
         if screenshot:
+            await call("Emulation.setDeviceMetricsOverride", width=800, height=500, deviceScaleFactor=1, mobile=False)
             png = await call("Page.captureScreenshot", format="png")
             with open(screenshot, "wb") as f:
                 f.write(base64.b64decode(png["data"]))
