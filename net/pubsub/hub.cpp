@@ -72,24 +72,6 @@ counters& counters::operator+=(const counters& o) noexcept {
     return *this;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-    const bool utf8 = ws::is_valid_utf8(s);
-    static constexpr char hex[] = "0123456789abcdef";
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (c < 0x20 || (c >= 0x80 && !utf8)) {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += ch;
-        }
-    }
-}
-
 namespace {
 
 // The outgoing form of one message for subscribers of one format (pattern empty: a channel
