@@ -175,6 +175,7 @@ struct core_share {
     std::vector<resp::reply_item> items;  // parse_reply's output: no parse spans a co_await
     resp::limits lim;
     std::size_t max_frame;                // the largest frame the server may rightly send
+    std::size_t spill_limit;              // a reader's bound: a partial frame plus one received buffer
 
     const pubsub_settings& ps() const noexcept { return s.pubsub; }
     bool nats() const noexcept { return s.proto == protocol::nats; }
@@ -252,7 +253,7 @@ bool on_delivery(core_share& sh, subscriber& sub, std::string_view channel, std:
     ++sub.unique;
     ++sh.out.pubsub.delivered;
     const std::int64_t now = core::now_ns();
-    if (h.sent_ns >= sh.board.measure_from() && h.sent_ns < sh.board.stop_at()) {
+    if (!sub.slow && h.sent_ns >= sh.board.measure_from() && h.sent_ns < sh.board.stop_at()) {  // slow ones apart
         const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - h.sent_ns));
         sh.out.latency.record(ns);
         sh.interval.record(ns);
@@ -361,7 +362,7 @@ task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
     sh.live.connected.fetch_add(1, std::memory_order_relaxed);
     (void)conn->set_nodelay(true);
     conn->set_idle_timeout(sh.s.reply_timeout);  // for the subscription only: then deliveries may pause
-    auto in = std::make_unique<buffered_reader>(*conn, sh.max_frame + 1024);
+    auto in = std::make_unique<buffered_reader>(*conn, sh.spill_limit);
     const std::string channel = channel_name(sh.s.proto, sub.channel);
     const std::string target = sh.ps().patterns ? channel_pattern(sh.s.proto, sub.channel) : channel;
     std::string hello;
@@ -602,7 +603,7 @@ task<> run_publisher(core_share& sh, publisher* p_ptr) {
     p.stream = &*conn;
     p.seq.assign(sh.ps().channels, 0);
     p.payload.resize(sh.s.size_min);
-    auto in = std::make_unique<buffered_reader>(*conn, sh.max_frame + 1024);
+    auto in = std::make_unique<buffered_reader>(*conn, sh.spill_limit);
     if (sh.nats()) {
         p.pings.push_back(0);
         const auto sent = co_await conn->write_all(bytes_of("CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n"));
@@ -697,8 +698,10 @@ task<> drain(core_share& sh, std::vector<std::unique_ptr<subscriber>>& subs, tas
 
 task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t sub_first, std::uint64_t sub_count,
                         std::uint64_t pub_first, std::uint64_t pub_count, results* out, live_counters* live) {
-    core_share sh{s, board, *out, *live, gate{std::max(1u, s.connect_parallel)}, {}, {}, {}, 0};
+    core_share sh{s, board, *out, *live, gate{std::max(1u, s.connect_parallel)}, {}, {}, {}, 0, 0};
     sh.max_frame = s.size_min + 1024;  // a payload plus its channel, pattern and framing
+    // The reader copies what is left of a frame plus the next received buffer into its spill.
+    sh.spill_limit = std::max(buffered_reader::default_spill_limit, sh.max_frame + core::current().io().buffer_size());
     sh.lim.max_bulk = sh.max_frame;
     const auto& ps = s.pubsub;
     std::vector<std::unique_ptr<subscriber>> subs;
