@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import cpu_seconds, fmt, line_plot, series_by_conns, stop, summary_row, window_cpu, write_results
+from benchlib import cpu_seconds, fmt, line_plot, ports, series_by_conns, stop, summary_row, window_cpu, write_results
 
 SERVERS = ["coring-uring", "coring-epoll", "nginx", "raw-uring-http"]
 DRIVERS = ["wrk", "coring-load"]
@@ -52,32 +52,6 @@ def end(proc):
     stop(proc)
     if proc in started_procs:
         started_procs.remove(proc)
-
-
-def port_is_free(port):
-    """True if nothing listens on 127.0.0.1:port: a bind without SO_REUSEADDR/SO_REUSEPORT
-    fails while any listener (reuseport or not) holds the port."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-class ports:
-    """Ports below the ephemeral range (32768+), where no client's port can be in the way,
-    starting from a place that depends on our pid, skipping any another program holds."""
-
-    def __init__(self):
-        self.next = 20000 + os.getpid() % 10000
-
-    def take(self):
-        for _ in range(1000):
-            self.next = 20000 + (self.next - 20000 + 1) % 12000
-            if port_is_free(self.next):
-                return self.next
-        raise RuntimeError("no free port in 20000..31999")
 
 
 def nginx_conf(tmp, port):

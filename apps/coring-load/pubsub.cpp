@@ -694,6 +694,24 @@ task<> drain(core_share& sh, std::vector<std::unique_ptr<subscriber>>& subs, tas
     }
 }
 
+// The measured window's edges as log lines ("measuring", "measured"): a script reads the
+// server's CPU time as they pass. One core says them.
+task<> announce_window(const pubsub_board& board) {
+    const std::int64_t give_up = core::now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(board.s.pubsub.setup_limit).count();
+    while (board.start_ns.load(std::memory_order_acquire) == never) {
+        if (core::now_ns() > give_up) co_return;
+        const auto slept = co_await sleep_for(std::chrono::milliseconds{2});
+        if (!slept) co_return;
+    }
+    auto until = [](std::int64_t ns) { return std::chrono::steady_clock::time_point{std::chrono::nanoseconds{ns}}; };
+    const auto opened = co_await sleep_until(until(board.measure_from()));  // never co_await in a condition (g++ 12)
+    if (!opened) co_return;
+    log("measuring");
+    const auto closed = co_await sleep_until(until(board.stop_at()));
+    if (!closed) co_return;
+    log("measured");
+}
+
 }  // namespace
 
 task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t sub_first, std::uint64_t sub_count,
@@ -723,6 +741,7 @@ task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t su
     }
     task_group ticker;
     ticker.spawn(report_p99(sh.interval, sh.live));
+    if (s.announce_window && core::current().id() == 0) ticker.spawn(announce_window(board));
     task_group readers, writers;
     for (auto& sub : subs) readers.spawn(run_subscriber(sh, sub.get()));
     for (auto& p : pubs) writers.spawn(run_publisher(sh, p.get()));
