@@ -5,6 +5,7 @@
 // connection id and sequence number), so a reply that is torn, reordered, or meant for another
 // connection is caught. Errors are counted by kind, never dropped.
 #include "histogram.hpp"
+#include "nats.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/reader.hpp>
@@ -236,23 +237,6 @@ struct publish_header {
     std::int64_t sent_ns = 0;
 };
 bool check_publish(std::span<const std::byte> payload, unsigned channels, publish_header& out) noexcept;
-
-// One frame of NATS's client protocol from the server, parsed from the start of `input` with
-// no I/O (pure, fuzzed). `complete` says how many bytes it took; `incomplete` that more must
-// arrive; `error` that the bytes are not NATS (or a control line passes max_line, or a payload
-// max_payload: the bounds on what a peer can make us hold).
-struct nats_frame {
-    enum class kind : std::uint8_t { msg, ping, pong, ok, err, info } type = kind::ok;
-    std::string_view subject, sid, reply_to, payload;  // msg
-    std::string_view text;                             // err and info: the rest of the line
-};
-struct nats_parsed {
-    enum class status : std::uint8_t { complete, incomplete, error } st = status::incomplete;
-    std::size_t consumed = 0;
-    const char* error = "";
-};
-nats_parsed parse_nats(std::string_view input, nats_frame& out, std::size_t max_payload,
-                       std::size_t max_line = 64 * 1024);
 
 // Runs subscribers [sub_first, +sub_count) and publishers [pub_first, +pub_count) on the current
 // core: subscribe, publish once every subscriber of every core is in, drain, then count losses.

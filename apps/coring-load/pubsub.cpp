@@ -65,98 +65,13 @@ bool check_publish(std::span<const std::byte> payload, unsigned channels, publis
     std::memcpy(&out.channel, payload.data() + 4, 4);
     std::memcpy(&out.seq, payload.data() + 8, 8);
     std::memcpy(&out.sent_ns, payload.data() + 16, 8);
-    // The padding, made again in 256-byte steps (fill's stream depends on the offset only
-    // through its step count, so a step that starts at a multiple of 8 continues it exactly:
-    // fill is made once for the whole length instead, into a buffer of this thread's).
+    // The padding, made again from the header into a buffer of this thread's, and compared.
     thread_local std::vector<std::byte> want;
     const auto pad = payload.subspan(pubsub_header_bytes);
     if (want.size() < pad.size()) want.resize(pad.size());
     const auto w = std::span(want).first(pad.size());
     fill(w, std::uint64_t{out.pub} * channels + out.channel, pad_seed(out.seq, out.sent_ns));
     return std::memcmp(w.data(), pad.data(), pad.size()) == 0;
-}
-
-namespace {
-
-bool same_word(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const char x = a[i] >= 'a' && a[i] <= 'z' ? static_cast<char>(a[i] - 32) : a[i];
-        if (x != b[i]) return false;
-    }
-    return true;
-}
-
-// The line's words, separated by spaces or tabs; at most `max` (false when there are more).
-bool split_words(std::string_view line, std::string_view* words, std::size_t max, std::size_t& n) noexcept {
-    n = 0;
-    std::size_t i = 0;
-    while (i < line.size()) {
-        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
-        if (i == line.size()) break;
-        const std::size_t start = i;
-        while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
-        if (n == max) return false;
-        words[n++] = line.substr(start, i - start);
-    }
-    return true;
-}
-
-nats_parsed nats_error(const char* why) { return {nats_parsed::status::error, 0, why}; }
-
-}  // namespace
-
-nats_parsed parse_nats(std::string_view input, nats_frame& out, std::size_t max_payload, std::size_t max_line) {
-    const auto eol = input.find("\r\n");
-    if (eol == std::string_view::npos) {
-        if (input.size() > max_line) return nats_error("a control line longer than the limit");
-        return {};
-    }
-    if (eol > max_line) return nats_error("a control line longer than the limit");
-    const std::string_view line = input.substr(0, eol);
-    const std::string_view op = line.substr(0, line.find_first_of(" \t"));
-    const auto rest = [&] {
-        std::string_view r = line.substr(op.size());
-        while (!r.empty() && (r.front() == ' ' || r.front() == '\t')) r.remove_prefix(1);
-        return r;
-    };
-    out = nats_frame{};
-    const nats_parsed line_only{nats_parsed::status::complete, eol + 2, ""};
-    if (same_word(op, "PING") || same_word(op, "PONG")) {
-        if (!rest().empty()) return nats_error("PING or PONG with arguments");
-        out.type = same_word(op, "PING") ? nats_frame::kind::ping : nats_frame::kind::pong;
-        return line_only;
-    }
-    if (same_word(op, "+OK")) {
-        out.type = nats_frame::kind::ok;
-        return line_only;
-    }
-    if (same_word(op, "-ERR") || same_word(op, "INFO")) {
-        out.type = same_word(op, "INFO") ? nats_frame::kind::info : nats_frame::kind::err;
-        out.text = rest();
-        return line_only;
-    }
-    if (!same_word(op, "MSG")) return nats_error("an unknown operation");
-    std::string_view words[5];
-    std::size_t n = 0;
-    if (!split_words(line, words, 5, n) || n < 4) return nats_error("MSG takes subject, sid, [reply-to,] size");
-    const std::string_view size_word = words[n - 1];
-    std::size_t size = 0;
-    if (size_word.empty() || size_word.size() > 10) return nats_error("a bad MSG size");
-    for (char c : size_word) {
-        if (c < '0' || c > '9') return nats_error("a bad MSG size");
-        size = size * 10 + static_cast<std::size_t>(c - '0');
-    }
-    if (size > max_payload) return nats_error("a MSG payload larger than the limit");
-    const std::size_t total = eol + 2 + size + 2;
-    if (input.size() < total) return {};
-    if (input.substr(eol + 2 + size, 2) != "\r\n") return nats_error("a MSG payload not followed by CRLF");
-    out.type = nats_frame::kind::msg;
-    out.subject = words[1];
-    out.sid = words[2];
-    if (n == 5) out.reply_to = words[3];
-    out.payload = input.substr(eol + 2, size);
-    return {nats_parsed::status::complete, total, ""};
 }
 
 namespace {
@@ -176,6 +91,7 @@ struct core_share {
     resp::limits lim;
     std::size_t max_frame;                // the largest frame the server may rightly send
     std::size_t spill_limit;              // a reader's bound: a partial frame plus one received buffer
+    std::vector<std::string> names;       // channel_name of each channel, made once
 
     const pubsub_settings& ps() const noexcept { return s.pubsub; }
     bool nats() const noexcept { return s.proto == protocol::nats; }
@@ -211,6 +127,7 @@ constexpr std::size_t max_gaps = 64;
 struct subscriber {
     std::string who;
     unsigned channel;
+    std::string name, pattern;            // of its channel: what deliveries must name
     bool slow;
     std::vector<std::uint64_t> next;      // per publisher: the sequence number expected next
     std::vector<std::vector<gap>> gaps;   // per publisher
@@ -224,9 +141,8 @@ struct subscriber {
 bool on_delivery(core_share& sh, subscriber& sub, std::string_view channel, std::span<const std::byte> payload) {
     publish_header h;
     if (payload.size() != sh.s.size_min || !check_publish(payload, sh.ps().channels, h) || h.pub >= sh.ps().publishers ||
-        h.channel != sub.channel || channel != channel_name(sh.s.proto, sub.channel)) {
-        sh.fail(&error_counts::verify, sub.who, format("a delivery on {} is not a message published to {}", channel,
-                                                        channel_name(sh.s.proto, sub.channel)));
+        h.channel != sub.channel || channel != sub.name) {
+        sh.fail(&error_counts::verify, sub.who, format("a delivery on {} is not a message published to {}", channel, sub.name));
         return false;
     }
     std::uint64_t& next = sub.next[h.pub];
@@ -278,7 +194,7 @@ step parse_resp_subscriber(core_share& sh, subscriber& sub, buffered_reader& in,
         const auto& it = sh.items;
         const bool message = it.size() == 4 && it[0].type == '*' && it[1].text == "message";
         const bool pmessage = it.size() == 5 && it[0].type == '*' && it[1].text == "pmessage" &&
-                              it[2].text == channel_pattern(sh.s.proto, sub.channel);
+                              it[2].text == sub.pattern;
         const std::string_view want = sh.ps().patterns ? "psubscribe" : "subscribe";
         if (message || pmessage) {
             const auto& payload = it[it.size() - 1];
@@ -363,8 +279,7 @@ task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
     (void)conn->set_nodelay(true);
     conn->set_idle_timeout(sh.s.reply_timeout);  // for the subscription only: then deliveries may pause
     auto in = std::make_unique<buffered_reader>(*conn, sh.spill_limit);
-    const std::string channel = channel_name(sh.s.proto, sub.channel);
-    const std::string target = sh.ps().patterns ? channel_pattern(sh.s.proto, sub.channel) : channel;
+    const std::string& target = sh.ps().patterns ? sub.pattern : sub.name;
     std::string hello;
     if (sh.nats()) {
         hello = format("CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB {} 1\r\nPING\r\n", target);
@@ -449,7 +364,7 @@ void add_publish(core_share& sh, publisher& p, std::int64_t at) {
     const auto channel = static_cast<std::uint32_t>(p.next_channel++ % channels);
     const std::uint64_t seq = p.seq[channel]++;
     fill_publish(p.payload, p.id, channel, seq, at, channels);
-    const std::string name = channel_name(sh.s.proto, channel);
+    const std::string& name = sh.names[channel];
     if (sh.nats()) {
         p.out += format("PUB {} {}\r\n", name, p.payload.size());
         p.out.append(text_of(p.payload));
@@ -716,17 +631,20 @@ task<> announce_window(const pubsub_board& board) {
 
 task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t sub_first, std::uint64_t sub_count,
                         std::uint64_t pub_first, std::uint64_t pub_count, results* out, live_counters* live) {
-    core_share sh{s, board, *out, *live, gate{std::max(1u, s.connect_parallel)}, {}, {}, {}, 0, 0};
+    core_share sh{s, board, *out, *live, gate{std::max(1u, s.connect_parallel)}, {}, {}, {}, 0, 0, {}};
     sh.max_frame = s.size_min + 1024;  // a payload plus its channel, pattern and framing
     // The reader copies what is left of a frame plus the next received buffer into its spill.
     sh.spill_limit = std::max(buffered_reader::default_spill_limit, sh.max_frame + core::current().io().buffer_size());
     sh.lim.max_bulk = sh.max_frame;
     const auto& ps = s.pubsub;
+    for (unsigned k = 0; k < ps.channels; ++k) sh.names.push_back(channel_name(s.proto, k));
     std::vector<std::unique_ptr<subscriber>> subs;
     for (std::uint64_t i = sub_first; i < sub_first + sub_count; ++i) {
         auto sub = std::make_unique<subscriber>();
         sub->who = format("subscriber {}", i);
         sub->channel = static_cast<unsigned>(i % ps.channels);
+        sub->name = channel_name(s.proto, sub->channel);
+        sub->pattern = channel_pattern(s.proto, sub->channel);
         sub->slow = i + ps.slow >= ps.subscribers;  // the last `slow` ones
         sub->next.assign(ps.publishers, 0);
         sub->gaps.resize(ps.publishers);
