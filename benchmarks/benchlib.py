@@ -48,6 +48,28 @@ class ports:
         raise RuntimeError("no free port in 20000..31999")
 
 
+started_procs = []  # every process spawn() started and end() has not yet stopped
+
+
+def spawn(cmd, **kw):
+    """Popen, remembered in started_procs so that a runner can end them all on the way out."""
+    proc = subprocess.Popen(cmd, **kw)
+    started_procs.append(proc)
+    return proc
+
+
+def end(proc):
+    stop(proc)
+    if proc in started_procs:
+        started_procs.remove(proc)
+
+
+def end_all():
+    """Every process spawn() started and end() has not stopped (Ctrl-C or an error mid-run)."""
+    for proc in list(started_procs):
+        end(proc)
+
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

@@ -25,28 +25,13 @@ import sys
 import tempfile
 import time
 
-from benchlib import fmt, line_plot, ports, stop, summary_row, window_cpu, write_results
+from benchlib import end, end_all, fmt, line_plot, ports, spawn, summary_row, window_cpu, write_results
 
 SERVERS = ["coring-uring", "coring-epoll", "coring-2cores", "redis", "nats"]
 # What a server may hold for one subscriber before cutting it: far more than a run queues, so
 # nobody is cut (a cut subscriber's losses would show as lost). The same for all three.
 MAX_OUTPUT = 256 * 1024 * 1024
 MAX_CLIENTS = 20000  # redis-server's --maxclients: 10,000 subscribers and room to spare
-
-started_procs = []  # every process this script started and has not yet stopped: ended on the way out
-
-
-def spawn(cmd, **kw):
-    proc = subprocess.Popen(cmd, **kw)
-    started_procs.append(proc)
-    return proc
-
-
-def end(proc):
-    stop(proc)
-    if proc in started_procs:
-        started_procs.remove(proc)
-
 
 def protocol_of(server):
     return "nats" if server == "nats" else "pubsub"
@@ -274,8 +259,7 @@ def main():
                 row["lost"] = sum(r["lost"] or 0 for r in samples[server])
                 rows.append(row)
     finally:
-        for proc in list(started_procs):  # Ctrl-C or an error mid-run: nothing of ours outlives us
-            end(proc)
+        end_all()  # Ctrl-C or an error mid-run: nothing of ours outlives us
         shutil.rmtree(tmp, ignore_errors=True)
 
     width = max(13, *(len(s) for s in servers))

@@ -97,10 +97,12 @@ std::uint16_t free_port() {
     return port;
 }
 
-// A server binary at one of its Debian paths, or empty (the test is then skipped).
-std::string find_binary(std::initializer_list<const char*> paths) {
-    for (const char* p : paths)
-        if (::access(p, X_OK) == 0) return p;
+// A server binary at one of its usual paths; empty, said with a WARN, when it is not installed
+// (the test is then skipped).
+std::string server_binary(const char* name) {
+    for (const char* dir : {"/usr/bin/", "/usr/sbin/", "/usr/local/bin/"})
+        if (const std::string p = std::string{dir} + name; ::access(p.c_str(), X_OK) == 0) return p;
+    WARN(name << " not installed (apt-get install " << name << "): skipped");
     return {};
 }
 
@@ -173,11 +175,8 @@ void check_verified(const load::settings& s, const load::results& r) {
 }  // namespace
 
 TEST_CASE("coring-load pubsub against redis-server: every delivery verified, channels and patterns", "[load]") {
-    const auto redis = find_binary({"/usr/bin/redis-server", "/usr/local/bin/redis-server"});
-    if (redis.empty()) {
-        WARN("redis-server not installed (apt-get install redis-server): skipped");
-        return;
-    }
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
     const auto kind = GENERATE(BOTH_BACKENDS);
     const bool patterns = GENERATE(false, true);
     INFO("backend: " << to_string(kind) << (patterns ? ", patterns" : ", channels"));
@@ -192,11 +191,8 @@ TEST_CASE("coring-load pubsub against redis-server: every delivery verified, cha
 }
 
 TEST_CASE("coring-load pubsub: a stalled subscriber is cut by redis-server and reported apart", "[load]") {
-    const auto redis = find_binary({"/usr/bin/redis-server", "/usr/local/bin/redis-server"});
-    if (redis.empty()) {
-        WARN("redis-server not installed (apt-get install redis-server): skipped");
-        return;
-    }
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
     const auto kind = GENERATE(BOTH_BACKENDS);
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
@@ -217,11 +213,8 @@ TEST_CASE("coring-load pubsub: a stalled subscriber is cut by redis-server and r
 }
 
 TEST_CASE("coring-load nats against nats-server: every delivery verified, subjects and wildcards", "[load]") {
-    const auto nats = find_binary({"/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"});
-    if (nats.empty()) {
-        WARN("nats-server not installed (apt-get install nats-server): skipped");
-        return;
-    }
+    const auto nats = server_binary("nats-server");
+    if (nats.empty()) return;
     const auto kind = GENERATE(BOTH_BACKENDS);
     const bool patterns = GENERATE(false, true);
     INFO("backend: " << to_string(kind) << (patterns ? ", wildcards" : ", subjects"));
@@ -235,11 +228,8 @@ TEST_CASE("coring-load nats against nats-server: every delivery verified, subjec
 }
 
 TEST_CASE("coring-load pubsub in an open loop sends at the rate asked", "[load]") {
-    const auto redis = find_binary({"/usr/bin/redis-server", "/usr/local/bin/redis-server"});
-    if (redis.empty()) {
-        WARN("redis-server not installed (apt-get install redis-server): skipped");
-        return;
-    }
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
     const auto kind = GENERATE(BOTH_BACKENDS);
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 namespace coring::load {
 
@@ -263,21 +264,31 @@ task<> stall_if_slow(core_share& sh, subscriber& sub, bool& stalled) {
     }
 }
 
-task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
-    subscriber& sub = *sub_ptr;
+// One of this core's connections (at most connect_parallel connecting at once), its waits
+// bounded by reply_timeout until the caller says otherwise; a failure is counted.
+task<std::optional<tcp_stream>> connect_counted(core_share& sh, const std::string& who) {
     co_await sh.connecting.enter();
     auto conn = co_await tcp_stream::connect(sh.s.target, sh.s.reply_timeout);
     sh.connecting.leave();
     if (!conn) {
-        sh.fail(&error_counts::connect, sub.who, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
-        sub.failed = sub.done = true;
-        sh.board.settled.fetch_add(1, std::memory_order_acq_rel);
-        co_return;
+        sh.fail(&error_counts::connect, who, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
+        co_return std::nullopt;
     }
     ++sh.out.connected;
     sh.live.connected.fetch_add(1, std::memory_order_relaxed);
     (void)conn->set_nodelay(true);
-    conn->set_idle_timeout(sh.s.reply_timeout);  // for the subscription only: then deliveries may pause
+    conn->set_idle_timeout(sh.s.reply_timeout);
+    co_return std::move(*conn);
+}
+
+task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
+    subscriber& sub = *sub_ptr;
+    auto conn = co_await connect_counted(sh, sub.who);  // its idle timeout bounds the subscription only
+    if (!conn) {
+        sub.failed = sub.done = true;
+        sh.board.settled.fetch_add(1, std::memory_order_acq_rel);
+        co_return;
+    }
     auto in = std::make_unique<buffered_reader>(*conn, sh.spill_limit);
     const std::string& target = sh.ps().patterns ? sub.pattern : sub.name;
     std::string hello;
@@ -498,23 +509,17 @@ task<> publish_answers(core_share& sh, publisher& p, buffered_reader& in) {
     }
 }
 
-// A NATS connection's start: the server's INFO, then CONNECT and a PING whose PONG says the
-// server took it (and, for a subscriber, its SUB). RESP needs none.
+// A publisher: connects (NATS: CONNECT and a PING, whose PONG says the server took it), waits
+// until every subscriber of every core is in, publishes until the window closes, and waits for
+// its last answers. Every wait for an answer is bounded by reply_timeout.
 task<> run_publisher(core_share& sh, publisher* p_ptr) {
     publisher& p = *p_ptr;
-    co_await sh.connecting.enter();
-    auto conn = co_await tcp_stream::connect(sh.s.target, sh.s.reply_timeout);
-    sh.connecting.leave();
+    auto conn = co_await connect_counted(sh, p.who);
     if (!conn) {
-        sh.fail(&error_counts::connect, p.who, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
         sh.board.publishers_ready.fetch_add(1, std::memory_order_acq_rel);
         sh.board.publishers_done.fetch_add(1, std::memory_order_acq_rel);
         co_return;
     }
-    ++sh.out.connected;
-    sh.live.connected.fetch_add(1, std::memory_order_relaxed);
-    (void)conn->set_nodelay(true);
-    conn->set_idle_timeout(sh.s.reply_timeout);  // every wait for an answer is bounded
     p.stream = &*conn;
     p.seq.assign(sh.ps().channels, 0);
     p.payload.resize(sh.s.size_min);
