@@ -281,6 +281,22 @@ task<std::optional<tcp_stream>> connect_counted(core_share& sh, const std::strin
     co_return std::move(*conn);
 }
 
+// NATS: the server speaks first, with its INFO line; a client answers with CONNECT. The line
+// stays in the reader (the frame parsers skip INFO); false (counted) when something else came.
+task<bool> await_info(core_share& sh, buffered_reader& in, const std::string& who) {
+    const auto line = co_await in.read_until("\r\n", 64 * 1024);
+    if (!line || line->empty()) {
+        if (!line) sh.fail_io(who, line.error(), "recv");
+        else sh.fail(&error_counts::eof, who, "the server closed the connection before its INFO");
+        co_return false;
+    }
+    if (!text_of(*line).starts_with("INFO ")) {
+        sh.fail(&error_counts::verify, who, format("expected INFO, got '{}'", text_of(*line).substr(0, 80)));
+        co_return false;
+    }
+    co_return true;
+}
+
 task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
     subscriber& sub = *sub_ptr;
     auto conn = co_await connect_counted(sh, sub.who);  // its idle timeout bounds the subscription only
@@ -301,10 +317,16 @@ task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
     }
     bool confirmed = false, counted = false, stalled = false;
     unsigned pongs_owed = 0;
-    auto sent = co_await conn->write_all(bytes_of(hello));
-    if (!sent) {
-        sh.fail_io(sub.who, sent.error(), "send");
-        sub.failed = true;
+    if (sh.nats()) {
+        const bool info = co_await await_info(sh, *in, sub.who);  // never co_await in a condition (g++ 12)
+        sub.failed = !info;
+    }
+    if (!sub.failed) {
+        const auto sent = co_await conn->write_all(bytes_of(hello));
+        if (!sent) {
+            sh.fail_io(sub.who, sent.error(), "send");
+            sub.failed = true;
+        }
     }
     while (!sub.failed) {
         const step st = sh.nats() ? parse_nats_subscriber(sh, sub, *in, confirmed, pongs_owed)
@@ -320,8 +342,8 @@ task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
             sh.board.settled.fetch_add(1, std::memory_order_acq_rel);
         }
         for (; pongs_owed > 0; --pongs_owed) {
-            sent = co_await conn->write_all(bytes_of("PONG\r\n"));
-            if (!sent) break;
+            const auto pong = co_await conn->write_all(bytes_of("PONG\r\n"));
+            if (!pong) break;  // the next receive reports what went wrong
         }
         co_await stall_if_slow(sh, sub, stalled);
         const auto n = co_await in->fill();
@@ -525,6 +547,10 @@ task<> run_publisher(core_share& sh, publisher* p_ptr) {
     p.payload.resize(sh.s.size_min);
     auto in = std::make_unique<buffered_reader>(*conn, sh.spill_limit);
     if (sh.nats()) {
+        const bool info = co_await await_info(sh, *in, p.who);  // never co_await in a condition (g++ 12)
+        if (!info) p.fail();
+    }
+    if (sh.nats() && !p.failed) {
         p.pings.push_back(0);
         const auto sent = co_await conn->write_all(bytes_of("CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n"));
         if (!sent) {
