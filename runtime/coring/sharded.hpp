@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 namespace coring {
@@ -21,7 +22,8 @@ public:
     sharded() = default;
     sharded(const sharded&) = delete;
 
-    // Builds one T per core, each on its own core, from make() (called there). Await it from
+    // Builds one T per core, each on its own core, from make() (called there), which returns a
+    // T or, for a T that cannot move, a std::unique_ptr<T>. Await it from
     // any one core; the others may run meanwhile (run()'s setup phase makes "every shard exists"
     // a fact before any core serves). make is copied to every core.
     template <class Make>
@@ -64,7 +66,10 @@ private:
     }
     template <class Make>
     task<> build_on(unsigned k, Make make) {
-        auto build = [slot = &shards_[k], make = std::move(make)]() mutable { *slot = std::make_unique<T>(make()); };
+        auto build = [slot = &shards_[k], make = std::move(make)]() mutable {
+            if constexpr (std::is_same_v<decltype(make()), std::unique_ptr<T>>) *slot = make();  // T need not move
+            else *slot = std::make_unique<T>(make());
+        };
         co_await core::current().submit_to(k, build);
     }
     template <class Fn>

@@ -89,6 +89,11 @@ public:
     // Once closed: the code the connection closed with, and the peer's reason (if it sent one).
     close_code code() const noexcept { return close_code_; }
     std::string_view close_reason() const noexcept { return close_reason_; }
+    // For a sender of frames it builds itself (a pub/sub fan-out sends prebuilt frames): it
+    // writes the stream only while holding write_lock(), as the websocket's own sends do, so
+    // frames never interleave. Server side only (a client must mask each frame).
+    tcp_stream& stream() noexcept { return stream_; }
+    mutex& write_lock() noexcept { return write_lock_; }
     // Pongs received (answers to ping(), or unsolicited ones).
     std::size_t pongs() const noexcept { return pongs_; }
 

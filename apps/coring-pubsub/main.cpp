@@ -1,0 +1,78 @@
+// coring-pubsub: Redis-compatible publish/subscribe on every core (RESP2: redis-cli, hiredis and
+// redis-py work as they do with redis-server), plus WebSocket and a demo page with --http.
+#include "../common/cli.hpp"
+#include "../common/listen.hpp"
+#include "pubsub_app.hpp"
+
+#include <cstdio>
+
+using namespace coring;
+
+namespace {
+constexpr std::string_view usage =
+    "usage: coring-pubsub [--listen ADDR] [--http ADDR] [limits] [runtime flags]\n"
+    "Publish/subscribe server speaking Redis's RESP2 (SUBSCRIBE, PSUBSCRIBE, PUBLISH, PUBSUB, PING,\n"
+    "ECHO, QUIT, RESET, INFO, CLIENT SETNAME/GETNAME/ID, HELLO 2, inline commands).\n"
+    "  --listen ADDR          RESP clients: 127.0.0.1:6380 (default), [::1]:6380\n"
+    "  --http ADDR            also serve the demo page (/) and WebSocket (/ws, JSON) there\n"
+    "  --max-message BYTES    the largest command or WebSocket message (default 8388608)\n"
+    "  --max-output BYTES     a subscriber with more output queued is cut (default 33554432)\n"
+    "  --max-output-soft BYTES,SECS   ... or with more than BYTES queued for SECS (default 8388608,60)\n"
+    "A PUBLISH reply counts every subscriber it reached in this process, on every core.\n"
+    "signals: SIGINT/SIGTERM/SIGHUP stop gracefully, a second one stops at once";
+
+std::pair<std::size_t, double> soft_flag(std::string_view flag, std::string_view value) {
+    const auto comma = value.find(',');
+    if (comma == std::string_view::npos) throw std::invalid_argument(std::string{flag} + ": expected BYTES,SECS");
+    return {apps::count_flag(flag, value.substr(0, comma), 1, 1ul << 40),
+            apps::number_flag(flag, value.substr(comma + 1), 0, 86400)};
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    runtime_options runtime;
+    apps::pubsub_options opts;
+    apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
+        if (flag == "--listen") {
+            opts.listen = apps::address_flag(flag, value);
+        } else if (flag == "--http") {
+            opts.http = apps::address_flag(flag, value);
+        } else if (flag == "--max-message") {
+            opts.max_message = apps::count_flag(flag, value, 16, 512ul << 20);
+        } else if (flag == "--max-output") {
+            opts.limits.hard = apps::count_flag(flag, value, 1, 1ul << 40);
+        } else if (flag == "--max-output-soft") {
+            const auto [bytes, secs] = soft_flag(flag, value);
+            opts.limits.soft = bytes;
+            opts.limits.soft_for = std::chrono::nanoseconds{static_cast<std::int64_t>(secs * 1e9)};
+        } else {
+            return false;
+        }
+        return true;
+    });
+    if (runtime.cores > 64) {
+        std::fprintf(stderr, "coring-pubsub: --cores %u: at most 64\n", runtime.cores);
+        return 2;
+    }
+    for (address* a : {&opts.listen, opts.http ? &*opts.http : nullptr}) {
+        if (!a) continue;
+        if (auto port = apps::prepare_listen_address(*a)) {
+            *a = *port;
+        } else {
+            std::fprintf(stderr, "coring-pubsub: bind %s: %s\n", a->to_string().c_str(), port.error().message().c_str());
+            return 2;
+        }
+    }
+    const unsigned long fd_limit = raise_fd_limit();
+    if (!runtime.quiet && !runtime.print_features) log("fd limit {}", fd_limit);
+    apps::pubsub_server server{opts};
+    const int status = run(
+        runtime, [&server](core& c) { return server.setup(c); }, [&server](core& c) { return server.serve(c); });
+    if (runtime.print_stats) {
+        const pubsub::counters c = server.final_counters();
+        log("pubsub: accepted {}, published {}, delivered {}, frames serialized {}, cross-core batches {}, "
+            "gather sends {}, slow subscribers cut {}, frames dropped with them {}",
+            c.accepted, c.published, c.delivered, c.frames, c.batches_out, c.sends, c.slow_cut, c.dropped);
+    }
+    return status;
+}

@@ -1,0 +1,592 @@
+#include <coring/pubsub/hub.hpp>
+
+#include <coring/log.hpp>
+#include <coring/resp/resp.hpp>
+#include <coring/ws/frame.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdio>
+#include <set>
+#include <sys/uio.h>
+
+namespace coring::pubsub {
+
+// ---- the engine's structures ---------------------------------------------------------------
+
+// A channel or pattern with subscribers on this core: an intrusive list of them.
+struct hub::topic {
+    std::string name;
+    connection::subscription* head = nullptr;
+    std::size_t count = 0;
+    bool announced = false;  // every core knows this core has subscribers of it
+    event announced_event;
+};
+
+// One (connection, topic) pair: a node in the topic's list, and in the connection's sorted vector.
+struct connection::subscription {
+    connection* who;
+    hub::topic* topic;
+    bool pattern;
+    subscription* prev = nullptr;
+    subscription* next = nullptr;
+};
+
+// One turn's publishes for the other cores. It lives on the publishing core; each core with
+// interest gets one mail (a leg) pointing here, reads the messages, writes only its own counts,
+// and sends the leg back. The batch is freed when the last leg is home.
+struct hub::batch {
+    struct message {
+        std::string channel;
+        std::string payload;
+        core_mask cores;
+    };
+    struct leg {
+        detail::mail mail;
+        batch* owner = nullptr;
+        std::vector<std::uint32_t> counts;  // written by the leg's core only, per message
+    };
+    explicit batch(hub& h, unsigned cores) : origin{h}, legs(cores) {}
+
+    hub& origin;
+    std::vector<message> messages;
+    std::vector<frame_ref> replies;    // the origin's: per message, the PUBLISH reply (or none)
+    std::vector<std::uint32_t> local;  // the origin's: receivers on the origin core
+    std::vector<leg> legs;             // per core; only those in `cores` travel
+    core_mask cores = 0;
+    unsigned pending = 0;  // legs not back yet
+};
+
+counters& counters::operator+=(const counters& o) noexcept {
+    connections += o.connections;
+    accepted += o.accepted;
+    subscriptions += o.subscriptions;
+    published += o.published;
+    delivered += o.delivered;
+    frames += o.frames;
+    batches_out += o.batches_out;
+    sends += o.sends;
+    slow_cut += o.slow_cut;
+    dropped += o.dropped;
+    return *this;
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    const bool utf8 = ws::is_valid_utf8(s);
+    static constexpr char hex[] = "0123456789abcdef";
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (c < 0x20 || (c >= 0x80 && !utf8)) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += ch;
+        }
+    }
+}
+
+namespace {
+
+// The outgoing form of one message for subscribers of one format (pattern empty: a channel
+// subscription's "message", else a pattern's "pmessage").
+frame_ref encode(format f, std::string_view pattern, std::string_view channel, std::string_view payload) {
+    frame_ref fr = frame_ref::make();
+    std::string& out = fr->bytes;
+    if (f == format::resp) {
+        out.reserve(16 + resp::bulk_size(pattern.size()) + resp::bulk_size(channel.size()) +
+                    resp::bulk_size(payload.size()));
+        resp::append_array(out, pattern.empty() ? 3 : 4);
+        resp::append_bulk(out, pattern.empty() ? "message" : "pmessage");
+        if (!pattern.empty()) resp::append_bulk(out, pattern);
+        resp::append_bulk(out, channel);
+        resp::append_bulk(out, payload);
+        return fr;
+    }
+    std::string json;
+    json.reserve(32 + pattern.size() + channel.size() + payload.size());
+    json += R"({"channel":")";
+    append_json_string(json, channel);
+    if (!pattern.empty()) {
+        json += R"(","pattern":")";
+        append_json_string(json, pattern);
+    }
+    json += R"(","data":")";
+    append_json_string(json, payload);
+    json += "\"}";
+    std::array<std::byte, ws::max_head_size> head;
+    const std::size_t n = ws::write_head(head, true, ws::opcode::text, json.size());
+    out.reserve(n + json.size());
+    out.append(reinterpret_cast<const char*>(head.data()), n);
+    out += json;
+    return fr;
+}
+
+}  // namespace
+
+// ---- connection ------------------------------------------------------------------------------
+
+connection::connection(hub& h, tcp_stream& stream, format f)
+    : hub_{h}, stream_{stream}, format_{f}, reader_{core::current().current_task()} {
+    ++hub_.stats_.connections;
+    ++hub_.stats_.accepted;
+}
+
+connection::~connection() {
+    for (subscription* s : subs_) {
+        hub::topic& t = *s->topic;
+        (s->prev ? s->prev->next : t.head) = s->next;
+        if (s->next) s->next->prev = s->prev;
+        const bool pattern = s->pattern;
+        delete s;
+        --hub_.stats_.subscriptions;
+        if (--t.count == 0) hub_.drop_topic(t, pattern);
+    }
+    drop_queue();
+    --hub_.stats_.connections;
+}
+
+const limits& connection::hub_limits() const noexcept { return hub_.limits_; }
+
+std::string& connection::reply_tail() {
+    // Replies go on into the last frame when nobody else holds it and no send is reading it
+    // (growing the string could move its bytes): pipelined replies become one frame.
+    if (head_ + in_flight_ < queue_.size()) {
+        const frame_ref& last = queue_.back();
+        if (!last.shared() && last->ready) return last->bytes;
+    }
+    queue_.push_back(frame_ref::make());
+    return queue_.back()->bytes;
+}
+
+void connection::deliver(const frame_ref& f) {
+    if (cut_ || closed_) return;
+    queue_.push_back(f);
+    queued_ += f->bytes.size();
+    work_.set();
+    const limits& lim = hub_.limits_;
+    if (queued_ > lim.hard) {
+        cut("over the hard output limit");
+    } else if (queued_ > lim.soft) {
+        const std::int64_t now = core::now_ns();
+        if (soft_since_ == 0) soft_since_ = now;
+        else if (now - soft_since_ >= lim.soft_for.count()) cut("over the soft output limit for too long");
+    }
+}
+
+void connection::cut(const char* why) {
+    cut_ = true;
+    ++hub_.stats_.slow_cut;
+    hub_.stats_.dropped += queue_.size() - head_;
+    auto peer = stream_.peer_address();
+    log("pubsub: cut slow subscriber {}: {} ({} bytes queued)", peer ? peer->to_string() : std::string{"?"}, why,
+        queued_);
+    // Both tasks end: the writer's send and the reader's receive fail with ECANCELED. The
+    // queue goes when the writer has ended (the kernel may still read the frame it sends).
+    core& here = core::current();
+    if (writer_) here.cancel_task(*writer_);
+    if (reader_) here.cancel_task(*reader_);
+    work_.set();
+    room_.set();
+}
+
+void connection::drop_queue() noexcept {
+    for (std::size_t i = head_; i < queue_.size(); ++i)
+        if (!queue_[i]->ready) queue_[i]->waiter = nullptr;  // its counts will find nobody
+    queue_.clear();
+    head_ = in_flight_ = offset_ = queued_ = 0;
+}
+
+void connection::close_output() noexcept {
+    closed_ = true;
+    work_.set();
+}
+
+void connection::release_reply() noexcept {
+    --unanswered_;
+    work_.set();
+    room_.set();
+}
+
+task<result<void>> connection::room() {
+    while (!cut_ && crowded()) {
+        room_.reset();
+        auto woken = co_await room_.wait();
+        if (!woken) co_return woken;
+    }
+    if (cut_) co_return std::errc::operation_canceled;
+    co_return result<void>{};
+}
+
+bool connection::front_ready() noexcept {
+    while (head_ < queue_.size() && queue_[head_]->ready && queue_[head_]->bytes.size() == offset_) {
+        queue_[head_++] = frame_ref{};  // ready and empty, or sent whole
+        offset_ = 0;
+    }
+    if (head_ == queue_.size()) {
+        if (queue_.capacity() > 64) queue_ = {};  // an idle connection keeps no burst-sized array
+        else queue_.clear();
+        head_ = 0;
+        return false;
+    }
+    return queue_[head_]->ready;
+}
+
+task<> connection::write_loop() {
+    writer_ = core::current().current_task();
+    // This frame stays small: an idle subscriber waits here; the iovecs live in send_ready's.
+    for (;;) {
+        if (!front_ready()) {
+            if (cut_ || (closed_ && head_ == queue_.size())) break;
+            work_.reset();
+            auto woken = co_await work_.wait();
+            if (!woken) break;
+            continue;
+        }
+        const bool sent = co_await send_ready();
+        if (!sent) break;  // the peer went away, or a cut or stop cancelled the send
+    }
+    // However it ended, the connection is done: the reader must not wait for a peer that can no
+    // longer be answered. Nothing is in flight now, so the queue can go.
+    writer_ = nullptr;
+    if (!closed_ && reader_) core::current().cancel_task(*reader_);
+    closed_ = true;
+    drop_queue();
+    room_.set();
+}
+
+task<bool> connection::send_ready() {
+    // Everything ready from the front, up to max_gather frames; a PUBLISH reply still waiting
+    // for counts stops it (what follows must go after it).
+    std::array<iovec, tcp_stream::max_gather> iov;
+    std::size_t n = 0;
+    std::size_t i = head_;
+    for (; i < queue_.size() && n < iov.size() && queue_[i]->ready; ++i) {
+        const std::string& bytes = queue_[i]->bytes;
+        const std::size_t skip = i == head_ ? offset_ : 0;
+        if (bytes.size() > skip) iov[n++] = {const_cast<char*>(bytes.data()) + skip, bytes.size() - skip};
+    }
+    in_flight_ = i - head_;  // reply_tail must not grow these while the kernel reads them
+    mutex::guard shared;
+    if (shared_lock_) {
+        auto locked = co_await shared_lock_->lock();
+        if (!locked) co_return false;
+        shared = std::move(*locked);
+    }
+    auto sent = co_await stream_.send(std::span<const iovec>{iov.data(), n});
+    shared.unlock();
+    in_flight_ = 0;
+    if (!sent) co_return false;
+    ++hub_.stats_.sends;
+    std::size_t left = *sent;
+    queued_ -= left;
+    while (left > 0) {  // drop what went out whole
+        const std::size_t rest = queue_[head_]->bytes.size() - offset_;
+        if (left < rest) {
+            offset_ += left;
+            break;
+        }
+        left -= rest;
+        queue_[head_++] = frame_ref{};
+        offset_ = 0;
+    }
+    if (head_ >= 64 && head_ * 2 >= queue_.size()) {  // the sent front goes; the rest moves up
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
+        head_ = 0;
+    }
+    if (queued_ <= hub_.limits_.soft) soft_since_ = 0;
+    if (queued_ <= hub_.limits_.reply_room) room_.set();
+    co_return true;
+}
+
+task<std::size_t> connection::subscribe(std::string_view name, bool pattern) {
+    hub::topic& t = hub_.topic_of(name, pattern);
+    const auto at = std::lower_bound(subs_.begin(), subs_.end(), &t,
+                                     [](const subscription* s, const hub::topic* key) { return s->topic < key; });
+    if (at != subs_.end() && (*at)->topic == &t) co_return subs_.size();
+    auto* s = new subscription{this, &t, pattern};
+    s->next = t.head;
+    if (t.head) t.head->prev = s;
+    t.head = s;
+    subs_.insert(at, s);
+    ++hub_.stats_.subscriptions;
+    if (++t.count == 1 && !t.announced) {
+        // The first here: every core learns that this one has subscribers of the name before
+        // the reply goes out. Our subscription keeps the topic alive meanwhile.
+        auto announce = [name = t.name, pattern, k = hub_.core_](hub& h) { h.set_interest(name, pattern, k, true); };
+        co_await hub_.all_.invoke_on_all(announce);
+        t.announced = true;
+        t.announced_event.set();
+    } else if (!t.announced) {
+        (void)co_await t.announced_event.wait();  // another connection is announcing it
+    }
+    co_return subs_.size();
+}
+
+std::size_t connection::unsubscribe(std::string_view name, bool pattern) {
+    auto& topics = pattern ? hub_.patterns_ : hub_.channels_;
+    const auto found = topics.find(name);
+    if (found == topics.end()) return subs_.size();
+    hub::topic* t = found->second.get();
+    const auto at = std::lower_bound(subs_.begin(), subs_.end(), t,
+                                     [](const subscription* s, const hub::topic* key) { return s->topic < key; });
+    if (at == subs_.end() || (*at)->topic != t) return subs_.size();
+    subscription* s = *at;
+    subs_.erase(at);
+    (s->prev ? s->prev->next : t->head) = s->next;
+    if (s->next) s->next->prev = s->prev;
+    delete s;
+    --hub_.stats_.subscriptions;
+    if (--t->count == 0) hub_.drop_topic(*t, pattern);  // nobody is announcing it: they would count
+    return subs_.size();
+}
+
+std::vector<std::string> connection::names(bool pattern) const {
+    std::vector<std::string> out;
+    for (const subscription* s : subs_)
+        if (s->pattern == pattern) out.push_back(s->topic->name);
+    return out;
+}
+
+void connection::publish(std::string_view channel, std::string_view payload) {
+    if (format_ != format::resp) {
+        hub_.publish(channel, payload);
+        return;
+    }
+    ++hub_.stats_.published;
+    const std::uint32_t local = hub_.deliver_local(channel, payload);
+    const hub::core_mask others = hub_.interested(channel) & ~(hub::core_mask{1} << hub_.core_);
+    if (others == 0) {
+        reply_with([local](std::string& out) { resp::append_integer(out, local); });
+        return;
+    }
+    // The reply waits in line for the other cores' counts; what is queued after it waits too.
+    frame_ref reply = frame_ref::make();
+    reply->ready = false;
+    reply->waiter = this;
+    queue_.push_back(reply);
+    ++unanswered_;
+    hub_.queue_remote(others, channel, payload, std::move(reply), local);
+}
+
+// ---- hub ---------------------------------------------------------------------------------------
+
+hub::hub(sharded<hub>& all, limits lim) : all_{all}, limits_{lim}, core_{core::current().id()} {
+    if (core::current().core_count() > 64) throw std::invalid_argument("pubsub: at most 64 cores");
+    flush_mail_.deliver = &on_flush;
+    flush_mail_.context = this;
+    flush_mail_.to = core_;
+}
+
+hub::~hub() = default;
+
+counters hub::stats() const noexcept {
+    counters c = stats_;
+    return c;
+}
+
+hub::topic& hub::topic_of(std::string_view name, bool pattern) {
+    auto& topics = pattern ? patterns_ : channels_;
+    auto found = topics.find(name);
+    if (found != topics.end()) return *found->second;
+    auto t = std::make_unique<topic>();
+    t->name = std::string{name};
+    topic& ref = *t;
+    topics.emplace(t->name, std::move(t));
+    return ref;
+}
+
+void hub::drop_topic(topic& t, bool pattern) {
+    // The other cores forget this one's interest; a publish already on its way finds nobody
+    // here and counts 0. Mail is FIFO per pair of cores, so a later re-subscribe's
+    // announcement lands after this.
+    std::string name = std::move(t.name);
+    (pattern ? patterns_ : channels_).erase(name);
+    core& here = core::current();
+    for (unsigned k = 0; k < all_.size(); ++k) {
+        if (k == core_) set_interest(name, pattern, core_, false);
+        else here.post_to(k, [name, pattern, me = core_, all = &all_] { all->local().set_interest(name, pattern, me, false); });
+    }
+}
+
+void hub::set_interest(const std::string& name, bool pattern, unsigned core, bool on) {
+    auto& cores = pattern ? pattern_cores_ : channel_cores_;
+    const core_mask bit = core_mask{1} << core;
+    if (on) {
+        cores[name] |= bit;
+        return;
+    }
+    auto found = cores.find(name);
+    if (found == cores.end()) return;
+    found->second &= ~bit;
+    if (found->second == 0) cores.erase(found);
+}
+
+hub::core_mask hub::interested(std::string_view channel) const {
+    core_mask cores = 0;
+    if (auto found = channel_cores_.find(channel); found != channel_cores_.end()) cores = found->second;
+    for (const auto& [pattern, mask] : pattern_cores_)
+        if ((mask & ~cores) != 0 && resp::glob_match(pattern, channel)) cores |= mask;
+    return cores;
+}
+
+std::uint32_t hub::deliver_local(std::string_view channel, std::string_view payload) {
+    std::uint32_t receivers = 0;
+    // One frame per format, made the first time a subscriber of that format needs it.
+    auto fan_out = [&](const topic& t, std::string_view pattern) {
+        std::array<frame_ref, 2> frames;
+        for (auto* s = t.head; s; s = s->next) {
+            frame_ref& f = frames[static_cast<std::size_t>(s->who->format_)];
+            if (!f) {
+                f = encode(s->who->format_, pattern, channel, payload);
+                ++stats_.frames;
+            }
+            s->who->deliver(f);
+            ++receivers;
+        }
+    };
+    if (auto found = channels_.find(channel); found != channels_.end()) fan_out(*found->second, {});
+    for (const auto& [name, t] : patterns_)
+        if (resp::glob_match(name, channel)) fan_out(*t, name);
+    stats_.delivered += receivers;
+    return receivers;
+}
+
+void hub::publish(std::string_view channel, std::string_view payload) {
+    ++stats_.published;
+    deliver_local(channel, payload);
+    const core_mask others = interested(channel) & ~(core_mask{1} << core_);
+    if (others != 0) queue_remote(others, channel, payload, frame_ref{}, 0);
+}
+
+void hub::queue_remote(core_mask cores, std::string_view channel, std::string_view payload, frame_ref reply,
+                       std::uint32_t local) {
+    if (!filling_) filling_ = std::make_unique<batch>(*this, all_.size());
+    filling_->messages.push_back({std::string{channel}, std::string{payload}, cores});
+    filling_->replies.push_back(std::move(reply));
+    filling_->local.push_back(local);
+    filling_->cores |= cores;
+    if (!flush_posted_) {  // the batch leaves when this turn is over: the mail comes back next turn
+        flush_posted_ = true;
+        core::current().post(flush_mail_);
+    }
+}
+
+void hub::on_flush(detail::mail& m) noexcept {
+    auto* self = static_cast<hub*>(m.context);
+    self->flush_posted_ = false;
+    self->flush_batches();
+}
+
+void hub::flush_batches() noexcept {
+    if (!filling_) return;
+    batch* b = filling_.release();
+    core& here = core::current();
+    for (core_mask left = b->cores; left != 0; left &= left - 1) {
+        const auto k = static_cast<unsigned>(std::countr_zero(left));
+        batch::leg& leg = b->legs[k];
+        leg.owner = b;
+        leg.counts.assign(b->messages.size(), 0);
+        leg.mail.deliver = &on_batch;
+        leg.mail.context = &leg;
+        leg.mail.to = k;
+        ++b->pending;
+    }
+    ++batches_in_flight_;
+    // Count every leg before posting any: a leg may come home while the others are being posted.
+    for (core_mask left = b->cores; left != 0; left &= left - 1) {
+        ++stats_.batches_out;
+        here.post(b->legs[static_cast<unsigned>(std::countr_zero(left))].mail);
+    }
+}
+
+void hub::on_batch(detail::mail& m) noexcept {
+    auto& leg = *static_cast<batch::leg*>(m.context);
+    const batch& b = *leg.owner;
+    hub& here = b.origin.all_.local();
+    const core_mask me = core_mask{1} << here.core_;
+    for (std::size_t i = 0; i < b.messages.size(); ++i) {
+        const auto& msg = b.messages[i];
+        if (msg.cores & me) leg.counts[i] = here.deliver_local(msg.channel, msg.payload);
+    }
+    m.deliver = &on_counts;
+    m.to = b.origin.core_;
+    core::current().post(m);
+}
+
+void hub::on_counts(detail::mail& m) noexcept {
+    auto& leg = *static_cast<batch::leg*>(m.context);
+    batch* b = leg.owner;
+    if (--b->pending > 0) return;
+    std::unique_ptr<batch> done{b};
+    --b->origin.batches_in_flight_;
+    for (std::size_t i = 0; i < b->messages.size(); ++i) {
+        frame_ref& reply = b->replies[i];
+        if (!reply) continue;
+        std::uint64_t receivers = b->local[i];
+        for (const auto& l : b->legs)
+            if (l.owner) receivers += l.counts[i];
+        resp::append_integer(reply->bytes, static_cast<std::int64_t>(receivers));
+        reply->ready = true;
+        if (connection* c = std::exchange(reply->waiter, nullptr)) {
+            c->queued_ += reply->bytes.size();
+            c->release_reply();
+        }
+    }
+}
+
+task<counters> hub::stats_all() {
+    counters sum;
+    for (unsigned k = 0; k < all_.size(); ++k) {
+        auto get = [](hub& h) { return h.stats(); };
+        sum += co_await all_.invoke_on(k, get);
+    }
+    co_return sum;
+}
+
+task<std::vector<std::string>> hub::channels_all(std::string_view pattern) {
+    std::set<std::string> names;
+    const std::string pat{pattern};
+    for (unsigned k = 0; k < all_.size(); ++k) {
+        auto get = [&pat](hub& h) {
+            std::vector<std::string> out;
+            for (const auto& [name, t] : h.channels_)
+                if (pat.empty() || resp::glob_match(pat, name)) out.push_back(name);
+            return out;
+        };
+        for (auto& n : co_await all_.invoke_on(k, get)) names.insert(std::move(n));
+    }
+    co_return std::vector<std::string>(names.begin(), names.end());
+}
+
+task<std::uint64_t> hub::numsub_all(std::string_view channel) {
+    std::uint64_t sum = 0;
+    const std::string name{channel};
+    for (unsigned k = 0; k < all_.size(); ++k) {
+        auto get = [&name](hub& h) -> std::uint64_t {
+            auto found = h.channels_.find(name);
+            return found == h.channels_.end() ? 0 : found->second->count;
+        };
+        sum += co_await all_.invoke_on(k, get);
+    }
+    co_return sum;
+}
+
+task<std::uint64_t> hub::numpat_all() {
+    std::set<std::string> names;
+    for (unsigned k = 0; k < all_.size(); ++k) {
+        auto get = [](hub& h) {
+            std::vector<std::string> out;
+            for (const auto& [name, t] : h.patterns_) out.push_back(name);
+            return out;
+        };
+        for (auto& n : co_await all_.invoke_on(k, get)) names.insert(std::move(n));
+    }
+    co_return names.size();
+}
+
+}  // namespace coring::pubsub
