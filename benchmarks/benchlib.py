@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -19,6 +20,54 @@ def stop(proc, timeout=10):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def port_is_free(port):
+    """True if nothing listens on 127.0.0.1:port: a bind without SO_REUSEADDR/SO_REUSEPORT
+    fails while any listener (reuseport or not) holds the port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class ports:
+    """Ports below the ephemeral range (32768+), where no client's port can be in the way,
+    starting from a place that depends on our pid, skipping any another program holds."""
+
+    def __init__(self):
+        self.next = 20000 + os.getpid() % 10000
+
+    def take(self):
+        for _ in range(1000):
+            self.next = 20000 + (self.next - 20000 + 1) % 12000
+            if port_is_free(self.next):
+                return self.next
+        raise RuntimeError("no free port in 20000..31999")
+
+
+started_procs = []  # every process spawn() started and end() has not yet stopped
+
+
+def spawn(cmd, **kw):
+    """Popen, remembered in started_procs so that a runner can end them all on the way out."""
+    proc = subprocess.Popen(cmd, **kw)
+    started_procs.append(proc)
+    return proc
+
+
+def end(proc):
+    stop(proc)
+    if proc in started_procs:
+        started_procs.remove(proc)
+
+
+def end_all():
+    """Every process spawn() started and end() has not stopped (Ctrl-C or an error mid-run)."""
+    for proc in list(started_procs):
+        end(proc)
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

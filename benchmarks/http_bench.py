@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import cpu_seconds, fmt, line_plot, series_by_conns, stop, summary_row, window_cpu, write_results
+from benchlib import (cpu_seconds, end, end_all, fmt, line_plot, ports, series_by_conns, spawn, summary_row,
+                      window_cpu, write_results)
 
 SERVERS = ["coring-uring", "coring-epoll", "nginx", "raw-uring-http"]
 DRIVERS = ["wrk", "coring-load"]
@@ -38,47 +39,6 @@ NGINX_KEEPALIVE_TIMEOUT = "3600s"         # far longer than any run
 NGINX_NOTE = (f"nginx: one process (master_process off, worker_processes 1), access_log off, "
               f"keepalive_requests {NGINX_KEEPALIVE_REQUESTS:,} and keepalive_timeout {NGINX_KEEPALIVE_TIMEOUT}, "
               f"so it never closes a connection mid-run")
-
-started_procs = []  # every process this script started and has not yet stopped: ended on the way out
-
-
-def spawn(cmd, **kw):
-    proc = subprocess.Popen(cmd, **kw)
-    started_procs.append(proc)
-    return proc
-
-
-def end(proc):
-    stop(proc)
-    if proc in started_procs:
-        started_procs.remove(proc)
-
-
-def port_is_free(port):
-    """True if nothing listens on 127.0.0.1:port: a bind without SO_REUSEADDR/SO_REUSEPORT
-    fails while any listener (reuseport or not) holds the port."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-class ports:
-    """Ports below the ephemeral range (32768+), where no client's port can be in the way,
-    starting from a place that depends on our pid, skipping any another program holds."""
-
-    def __init__(self):
-        self.next = 20000 + os.getpid() % 10000
-
-    def take(self):
-        for _ in range(1000):
-            self.next = 20000 + (self.next - 20000 + 1) % 12000
-            if port_is_free(self.next):
-                return self.next
-        raise RuntimeError("no free port in 20000..31999")
-
 
 def nginx_conf(tmp, port):
     path = os.path.join(tmp, f"nginx-{port}.conf")
@@ -422,8 +382,7 @@ def main():
                     rows.append(summary_row(dict(cell, driver=driver, server=server), samples[server],
                                             ("req_per_sec", "p50_us", "p99_us", "cpu_us_per_req")))
     finally:
-        for proc in list(started_procs):  # Ctrl-C or an error mid-run: nothing of ours outlives us
-            end(proc)
+        end_all()  # Ctrl-C or an error mid-run: nothing of ours outlives us
         shutil.rmtree(tmp, ignore_errors=True)
 
     width = max(14, *(len(s) for s in servers))

@@ -23,7 +23,22 @@ error_counts& error_counts::operator+=(const error_counts& o) noexcept {
     return *this;
 }
 
+pubsub_counts& pubsub_counts::operator+=(const pubsub_counts& o) noexcept {
+    published += o.published;
+    published_window += o.published_window;
+    delivered += o.delivered;
+    subscribed += o.subscribed;
+    lost += o.lost;
+    duplicated += o.duplicated;
+    reordered += o.reordered;
+    slow_received += o.slow_received;
+    slow_lost += o.slow_lost;
+    slow_cut += o.slow_cut;
+    return *this;
+}
+
 void results::merge(const results& o) {
+    pubsub += o.pubsub;
     messages += o.messages;
     bytes += o.bytes;
     latency.merge(o.latency);
@@ -106,59 +121,6 @@ void fill(std::span<std::byte> msg, std::uint64_t conn, std::uint64_t seq) noexc
 }
 
 namespace {
-
-constexpr std::int64_t never = INT64_MAX;
-
-// One task waits here until another task of the same core calls notify(). The two tasks of a
-// connection use a pair of these: neither is ever left waiting when the other ends.
-class wake_slot {
-public:
-    auto wait() noexcept {
-        struct awaiter {
-            wake_slot& slot;
-            bool await_ready() const noexcept { return false; }
-            void await_suspend(std::coroutine_handle<> h) noexcept {
-                slot.handle_ = h;
-                slot.ctx_ = core::current().current_task();
-            }
-            void await_resume() const noexcept {}
-        };
-        return awaiter{*this};
-    }
-    void notify() noexcept {
-        if (handle_) core::current().resume_later(std::exchange(handle_, {}), ctx_);
-    }
-
-private:
-    std::coroutine_handle<> handle_;
-    detail::task_context* ctx_ = nullptr;
-};
-
-// At most `free` connects in flight on this core; the rest wait in order.
-class gate {
-public:
-    explicit gate(unsigned n) : free_{n} {}
-    task<> enter() {
-        if (free_ > 0) {
-            --free_;
-            co_return;
-        }
-        waiting_.emplace_back();
-        co_await waiting_.back().wait();  // leave() passed its place on to us
-    }
-    void leave() {
-        if (waiting_.empty()) {
-            ++free_;
-            return;
-        }
-        waiting_.front().notify();
-        waiting_.pop_front();  // the slot was only needed until notify
-    }
-
-private:
-    unsigned free_;
-    std::deque<wake_slot> waiting_;
-};
 
 // What the connections of one core share.
 struct share {
@@ -459,19 +421,6 @@ task<> one_connection(share& sh, std::uint64_t id) {
     co_await c->stream.close();
 }
 
-// Once a second: this core's share of the progress line.
-task<> report_interval(share& sh) {
-    for (;;) {
-        const auto slept = co_await sleep_for(std::chrono::seconds{1});
-        if (!slept) co_return;  // cancelled: the run is over
-        const std::uint64_t p99 = sh.interval.percentile(0.99);
-        sh.interval.reset();
-        std::uint64_t seen = sh.live.p99_ns.load(std::memory_order_relaxed);
-        while (p99 > seen && !sh.live.p99_ns.compare_exchange_weak(seen, p99, std::memory_order_relaxed)) {
-        }
-    }
-}
-
 // The measured window's edges, as log lines: when they pass, a script reads the server's CPU
 // time, so CPU per message counts exactly the window's messages.
 task<> announce_window(share& sh) {
@@ -489,6 +438,18 @@ task<> announce_window(share& sh) {
 }
 
 }  // namespace
+
+task<> report_p99(histogram& interval, live_counters& live) {
+    for (;;) {
+        const auto slept = co_await sleep_for(std::chrono::seconds{1});
+        if (!slept) co_return;  // cancelled: the run is over
+        const std::uint64_t p99 = interval.percentile(0.99);
+        interval.reset();
+        std::uint64_t seen = live.p99_ns.load(std::memory_order_relaxed);
+        while (p99 > seen && !live.p99_ns.compare_exchange_weak(seen, p99, std::memory_order_relaxed)) {
+        }
+    }
+}
 
 std::uint64_t idle_sampled(const settings& s) noexcept {
     const std::uint64_t stride = std::max<std::uint64_t>(1, s.verify_stride);
@@ -595,7 +556,7 @@ task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, re
     }
     if (count > 0) {
         task_group ticker;
-        ticker.spawn(report_interval(sh));
+        ticker.spawn(report_p99(sh.interval, sh.live));
         if (s.announce_window) ticker.spawn(announce_window(sh));
         task_group conns;
         for (std::uint64_t i = 0; i < count; ++i) conns.spawn(one_connection(sh, first + i));

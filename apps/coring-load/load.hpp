@@ -5,12 +5,15 @@
 // connection id and sequence number), so a reply that is torn, reordered, or meant for another
 // connection is caught. Errors are counted by kind, never dropped.
 #include "histogram.hpp"
+#include "nats.hpp"
 
 #include <coring/coring.hpp>
 #include <coring/reader.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,8 +23,23 @@ namespace coring::load {
 // What a connection speaks. echo: every message comes back as sent. http: each message is a GET
 // of http_path (keep-alive, pipelined up to depth), and each response must be 200 with
 // exactly http_expect as its body. ws: a WebSocket to ws_path (the handshake is part of the
-// connect), each message a binary one that must come back as sent.
-enum class protocol : std::uint8_t { echo, http, ws };
+// connect), each message a binary one that must come back as sent. pubsub and nats: the fan-out
+// workload of pubsub.cpp (subscribers and publishers, every delivery verified), over RESP (Redis,
+// coring-pubsub) or NATS's text protocol.
+enum class protocol : std::uint8_t { echo, http, ws, pubsub, nats };
+
+// The pub/sub workload's own knobs; the rest (target, depth, size_min, duration, warmup, rate,
+// connect_parallel, reply_timeout) come from settings.
+struct pubsub_settings {
+    unsigned subscribers = 100;
+    unsigned channels = 10;    // subscriber i takes channel i % channels
+    bool patterns = false;     // PSUBSCRIBE (NATS: a wildcard SUB) matching exactly that channel
+    unsigned publishers = 1;   // rate and depth are per the whole run and per publisher
+    unsigned slow = 0;         // the last `slow` subscribers stop reading...
+    double slow_after = 0;     // ...this many seconds after publishing starts, until it ends
+    std::chrono::milliseconds drain_quiet{2000};  // after publishing: no delivery for this long ends the run
+    std::chrono::seconds setup_limit{120};        // every subscriber confirmed within this
+};
 
 struct settings {
     address target = address::ipv4_loopback(7000);
@@ -49,6 +67,7 @@ struct settings {
     std::uint64_t idle = 0;
     std::uint64_t verify_stride = 1;
     std::chrono::seconds idle_setup_limit{900};  // give up waiting for the other processes after this
+    pubsub_settings pubsub;
 };
 
 struct error_counts {
@@ -59,6 +78,23 @@ struct error_counts {
     std::uint64_t timeout = 0;  // no reply within reply_timeout
     std::uint64_t total() const noexcept { return connect + io + eof + verify + timeout; }
     error_counts& operator+=(const error_counts& o) noexcept;
+};
+
+// What the pub/sub workload counts besides results' messages (deliveries in the window).
+struct pubsub_counts {
+    std::uint64_t published = 0;         // publishes sent, in all
+    std::uint64_t published_window = 0;  // of those, sent inside the measured window
+    std::uint64_t delivered = 0;         // verified deliveries, in all (every subscriber)
+    std::uint64_t subscribed = 0;        // subscribers whose subscription was confirmed
+    // Among the subscribers that kept reading: all three must be 0.
+    std::uint64_t lost = 0;        // published to its channel, never received (counted at the end)
+    std::uint64_t duplicated = 0;  // a sequence number received twice
+    std::uint64_t reordered = 0;   // a sequence number that came after a later one
+    // The --slow subscribers, apart.
+    std::uint64_t slow_received = 0;
+    std::uint64_t slow_lost = 0;
+    std::uint64_t slow_cut = 0;    // connections the server closed
+    pubsub_counts& operator+=(const pubsub_counts& o) noexcept;
 };
 
 struct results {
@@ -73,6 +109,7 @@ struct results {
     double seconds = 0;          // the measured window's length
     std::string backend;         // what the load ran on
     std::string first_error;     // what went wrong first, for the one-line message
+    pubsub_counts pubsub;
 
     void merge(const results& o);
     std::string serialize() const;  // one line, for --procs
@@ -88,6 +125,7 @@ struct live_counters {
     std::atomic<std::uint64_t> p99_ns{0};  // the last second's p99 on the slowest core
     std::atomic<std::uint64_t> idle_settled{0};   // idle connections up or failed
     std::atomic<std::uint64_t> idle_checked{0};   // sampled idle connections verified or failed
+    std::atomic<std::uint64_t> published{0};      // pub/sub: publishes sent
 };
 
 // How many idle connections are sampled for the second check, in all.
@@ -105,5 +143,104 @@ void fill(std::span<std::byte> msg, std::uint64_t conn, std::uint64_t seq) noexc
 // In idle mode, idle connections [idle_first, idle_first + idle_count) are this core's share.
 task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live,
                  std::uint64_t idle_first = 0, std::uint64_t idle_count = 0);
+
+constexpr std::int64_t never = INT64_MAX;
+
+// Once a second, until cancelled: the last second's p99 from `interval` into live.p99_ns (the
+// slowest core's wins), for the progress line.
+task<> report_p99(histogram& interval, live_counters& live);
+
+// One task waits here until another task of the same core calls notify(). The two tasks of a
+// connection use a pair of these: neither is ever left waiting when the other ends.
+class wake_slot {
+public:
+    auto wait() noexcept {
+        struct awaiter {
+            wake_slot& slot;
+            bool await_ready() const noexcept { return false; }
+            void await_suspend(std::coroutine_handle<> h) noexcept {
+                slot.handle_ = h;
+                slot.ctx_ = core::current().current_task();
+            }
+            void await_resume() const noexcept {}
+        };
+        return awaiter{*this};
+    }
+    void notify() noexcept {
+        if (handle_) core::current().resume_later(std::exchange(handle_, {}), ctx_);
+    }
+
+private:
+    std::coroutine_handle<> handle_;
+    detail::task_context* ctx_ = nullptr;
+};
+
+// At most `free` connects in flight on this core; the rest wait in order.
+class gate {
+public:
+    explicit gate(unsigned n) : free_{n} {}
+    task<> enter() {
+        if (free_ > 0) {
+            --free_;
+            co_return;
+        }
+        waiting_.emplace_back();
+        co_await waiting_.back().wait();  // leave() passed its place on to us
+    }
+    void leave() {
+        if (waiting_.empty()) {
+            ++free_;
+            return;
+        }
+        waiting_.front().notify();
+        waiting_.pop_front();  // the slot was only needed until notify
+    }
+
+private:
+    unsigned free_;
+    std::deque<wake_slot> waiting_;
+};
+
+// ---- The pub/sub workload (pubsub.cpp) ----
+
+// What every core of one process shares while the pub/sub workload runs: when publishing
+// starts and stops, and how many messages each publisher sent to each channel (the subscribers
+// count their losses against it). One process only: --procs does not apply to pub/sub.
+struct pubsub_board {
+    explicit pubsub_board(const settings& s);
+    std::atomic<std::uint64_t> settled{0};           // subscribers confirmed or failed
+    std::atomic<std::uint64_t> publishers_ready{0};  // publishers connected or failed
+    std::atomic<std::uint64_t> publishers_done{0};   // publishers that stopped and saw their last answer
+    std::atomic<std::int64_t> start_ns{never};       // publishing starts (every subscriber is in)
+    std::unique_ptr<std::atomic<std::uint64_t>[]> published;  // [publisher * channels + channel]
+    std::int64_t measure_from() const noexcept;      // start + warmup (never before the start)
+    std::int64_t stop_at() const noexcept;           // measure_from + duration
+    const settings& s;
+};
+
+// The smallest payload: publisher id, channel, sequence number and send time.
+constexpr std::size_t pubsub_header_bytes = 24;
+
+// A channel's name and the pattern that matches exactly it: RESP "ch<N>" and "*h<N>", NATS
+// "ch.<N>" and "*.<N>" (every channel starts with "ch", so the leading wildcard adds nothing
+// but the matching work).
+std::string channel_name(protocol p, unsigned channel);
+std::string channel_pattern(protocol p, unsigned channel);
+
+// The payload of publisher `pub`'s message `seq` to `channel`, sent (or meant to be) at sent_ns;
+// and its check: true when every byte is what that header implies.
+void fill_publish(std::span<std::byte> payload, std::uint32_t pub, std::uint32_t channel, std::uint64_t seq,
+                  std::int64_t sent_ns, unsigned channels) noexcept;
+struct publish_header {
+    std::uint32_t pub = 0, channel = 0;
+    std::uint64_t seq = 0;
+    std::int64_t sent_ns = 0;
+};
+bool check_publish(std::span<const std::byte> payload, unsigned channels, publish_header& out) noexcept;
+
+// Runs subscribers [sub_first, +sub_count) and publishers [pub_first, +pub_count) on the current
+// core: subscribe, publish once every subscriber of every core is in, drain, then count losses.
+task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t sub_first, std::uint64_t sub_count,
+                        std::uint64_t pub_first, std::uint64_t pub_count, results* out, live_counters* live);
 
 }  // namespace coring::load

@@ -30,11 +30,12 @@ constexpr std::string_view usage =
     "usage: coring-load [echo] [flags]\n"
     "Verifying load generator: every reply is checked byte for byte against the message it answers.\n"
     "  --target ADDR          server (default 127.0.0.1:7000)\n"
-    "  --protocol echo|http|ws  echo (default): every message comes back as sent; http: keep-alive GETs\n"
+    "  --protocol echo|http|ws|pubsub|nats  echo (default): every message comes back as sent; http: keep-alive GETs\n"
     "                         of --path (default /plaintext), each answer 200 with exactly --expect as its\n"
     "                         body (default Hello, World!), --depth pipelines, --size does not apply;\n"
     "                         ws: a WebSocket to --path (default /ws/echo), binary messages of --size\n"
-    "                         echoed and checked byte for byte\n"
+    "                         echoed and checked byte for byte; pubsub (RESP: redis-server, coring-pubsub)\n"
+    "                         and nats (nats-server): subscribers and publishers, below\n"
     "  --conns N              connections in all (default 64)\n"
     "  --depth D              messages in flight per connection, closed loop (default 1)\n"
     "  --size S | MIN:MAX     message bytes, fixed or a range per message (default 64)\n"
@@ -50,6 +51,17 @@ constexpr std::string_view usage =
     "                         (every process), verify every K-th again (--verify-every K, default 1),\n"
     "                         print 'holding', then run the active connections while they idle\n"
     "  --quiet                no progress line each second\n"
+    "pubsub and nats (every delivery verified: lost, duplicated and reordered must all be 0):\n"
+    "  --subscribers S        subscribers in all (default 100); subscriber i takes channel i % K\n"
+    "  --channels K           channels \"ch<N>\" (NATS: \"ch.<N>\"), default 10\n"
+    "  --patterns             PSUBSCRIBE \"*h<N>\" (NATS: SUB \"*.<N>\"): a pattern matching exactly that channel\n"
+    "  --publishers P         publishers in all (default 1), round-robin over the channels\n"
+    "  --rate R               open loop: R publishes/s in all; otherwise each publisher keeps --depth\n"
+    "                         publishes unanswered (NATS: a PING after each window, its PONG the answer)\n"
+    "  --size BYTES           payload (default 64, at least 24: publisher, channel, sequence, send time)\n"
+    "  --slow N,SECS          the last N subscribers stop reading SECS s into publishing, until it ends;\n"
+    "                         reported apart, with the ones the server cut\n"
+    "  --drain-quiet MS       after publishing, stop waiting for deliveries after MS ms without one (2000)\n"
     "  --announce-window      log 'measuring' and 'measured' as the window opens and closes\n"
     "Prints a summary and one key=value line; exit 0 when every message was verified, 1 when any\n"
     "error happened (the result is then partial), 2 on a bad flag.\n"
@@ -105,6 +117,18 @@ int run_here(const options& o, runtime_options runtime, std::pair<std::uint64_t,
              std::pair<std::uint64_t, std::uint64_t> idle, results* total, live_counters* live) {
     const unsigned cores = runtime.cores ? runtime.cores : available_cpus();
     std::vector<results> per_core(cores);
+    if (o.s.proto == load::protocol::pubsub || o.s.proto == load::protocol::nats) {
+        pubsub_board board{o.s};
+        const int rc = run(runtime, [&](core& c) -> task<> {
+            const unsigned k = c.id();
+            const auto [sub_from, sub_count] = part(0, o.s.pubsub.subscribers, k, cores);
+            const auto [pub_from, pub_count] = part(0, o.s.pubsub.publishers, k, cores);
+            per_core[k].backend = std::string{to_string(c.kind())};
+            return run_pubsub_share(o.s, board, sub_from, sub_count, pub_from, pub_count, &per_core[k], live);
+        });
+        for (auto& r : per_core) total->merge(r);
+        return rc;
+    }
     const int rc = run(runtime, [&](core& c) -> task<> {
         const unsigned k = c.id();
         const auto [from, count] = part(active.first, active.second, k, cores);
@@ -116,8 +140,10 @@ int run_here(const options& o, runtime_options runtime, std::pair<std::uint64_t,
     return rc;
 }
 
+bool is_pubsub(load::protocol p) { return p == load::protocol::pubsub || p == load::protocol::nats; }
+
 void print_progress(const options& o, live_counters& live, const std::atomic<bool>& done) {
-    std::uint64_t last = 0;
+    std::uint64_t last = 0, last_published = 0;
     const auto start = std::chrono::steady_clock::now();
     bool held = o.s.idle == 0;
     for (int second = 1; !done.load(); ++second) {
@@ -142,6 +168,17 @@ void print_progress(const options& o, live_counters& live, const std::atomic<boo
             continue;
         }
         const std::uint64_t m = live.messages.load(std::memory_order_relaxed);
+        if (is_pubsub(o.s.proto)) {
+            const std::uint64_t p = live.published.load(std::memory_order_relaxed);
+            std::fprintf(stderr, "coring-load: %3ds  deliveries/s %9llu  publishes/s %8llu  p99 %8s us  errors %llu  connected %llu/%u\n",
+                         second, static_cast<unsigned long long>(m - last), static_cast<unsigned long long>(p - last_published),
+                         us(live.p99_ns.exchange(0)).c_str(), static_cast<unsigned long long>(live.errors.load(std::memory_order_relaxed)),
+                         static_cast<unsigned long long>(live.connected.load(std::memory_order_relaxed)),
+                         o.s.pubsub.subscribers + o.s.pubsub.publishers);
+            last = m;
+            last_published = p;
+            continue;
+        }
         std::fprintf(stderr, "coring-load: %3ds  msgs/s %9llu  p99 %8s us  errors %llu  connected %llu/%u\n", second,
                      static_cast<unsigned long long>(m - last), us(live.p99_ns.exchange(0)).c_str(),
                      static_cast<unsigned long long>(live.errors.load(std::memory_order_relaxed)),
@@ -172,7 +209,7 @@ std::uint64_t proc_number(const char* path, const char* key = nullptr) {
 // Checks first, so a big run stops with a clear message instead of failing half way. The
 // target is on this machine (loopback), so both ends of every connection count here.
 bool preflight(const options& o, unsigned long fd_limit) {
-    const std::uint64_t conns = o.s.conns + o.s.idle;
+    const std::uint64_t conns = is_pubsub(o.s.proto) ? o.s.pubsub.subscribers + o.s.pubsub.publishers : o.s.conns + o.s.idle;
     const std::uint64_t fds_needed = 2 * conns + 1000;
     const std::uint64_t file_max = proc_number("/proc/sys/fs/file-max");
     const std::uint64_t files_open = proc_number("/proc/sys/fs/file-nr");
@@ -216,7 +253,14 @@ std::string json_escape(const std::string& s) {
 }
 
 const char* protocol_name(load::protocol p) {
-    return p == load::protocol::http ? "http" : p == load::protocol::ws ? "ws" : "echo";
+    switch (p) {
+    case load::protocol::http: return "http";
+    case load::protocol::ws: return "ws";
+    case load::protocol::pubsub: return "pubsub";
+    case load::protocol::nats: return "nats";
+    case load::protocol::echo: break;
+    }
+    return "echo";
 }
 
 void write_json(const options& o, const runtime_options& runtime, const results& r, const std::string& path) {
@@ -237,6 +281,69 @@ void write_json(const options& o, const runtime_options& runtime, const results&
                 r.errors.connect, r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, o.s.idle, r.idle_up,
                 r.idle_verified, idle_sampled(o.s), num(r.setup_seconds), json_escape(r.first_error));
     if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", path.c_str());
+}
+
+// The pub/sub summary, key=value line and JSON; the exit code (1 when anything was lost,
+// duplicated, reordered or failed among the subscribers that kept reading).
+int report_pubsub(const options& o, const results& r, bool failed) {
+    const auto& ps = o.s.pubsub;
+    const auto& c = r.pubsub;
+    const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
+    const histogram& h = r.latency;
+    const double deliveries = static_cast<double>(r.messages) / secs;
+    const double publishes = static_cast<double>(c.published_window) / secs;
+    const char* proto = protocol_name(o.s.proto);
+    std::printf("coring-load %s %s: %u subscribers, %u channels%s, %u publisher(s), %s, %zu B, %.1f s measured, %s\n", proto,
+                o.s.target.to_string().c_str(), ps.subscribers, ps.channels, ps.patterns ? " (patterns)" : "", ps.publishers,
+                o.s.rate > 0 ? format("open loop at {}/s", o.s.rate).c_str() : format("closed loop, depth {}", o.s.depth).c_str(),
+                o.s.size_min, secs, r.backend.c_str());
+    std::printf("  %.0f publishes/s, %.0f deliveries/s; latency us: p50 %s  p99 %s  p99.9 %s  max %s\n", publishes, deliveries,
+                us(h.percentile(0.5)).c_str(), us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str());
+    std::printf("  subscribed %llu of %u; published %llu, delivered %llu; lost %llu, duplicated %llu, reordered %llu\n",
+                static_cast<unsigned long long>(c.subscribed), ps.subscribers, static_cast<unsigned long long>(c.published),
+                static_cast<unsigned long long>(c.delivered), static_cast<unsigned long long>(c.lost),
+                static_cast<unsigned long long>(c.duplicated), static_cast<unsigned long long>(c.reordered));
+    if (ps.slow > 0)
+        std::printf("  slow subscribers (%u, stalled after %.1f s): received %llu, lost %llu, cut by the server %llu\n", ps.slow,
+                    ps.slow_after, static_cast<unsigned long long>(c.slow_received), static_cast<unsigned long long>(c.slow_lost),
+                    static_cast<unsigned long long>(c.slow_cut));
+    std::printf("  errors %llu (connect %llu, io %llu, eof %llu, verify %llu, timeout %llu)\n",
+                static_cast<unsigned long long>(r.errors.total()), static_cast<unsigned long long>(r.errors.connect),
+                static_cast<unsigned long long>(r.errors.io), static_cast<unsigned long long>(r.errors.eof),
+                static_cast<unsigned long long>(r.errors.verify), static_cast<unsigned long long>(r.errors.timeout));
+    std::printf("publishes_per_sec=%.0f deliveries_per_sec=%.0f p50_us=%s p99_us=%s p999_us=%s max_us=%s lost=%llu duplicated=%llu "
+                "reordered=%llu slow_cut=%llu slow_lost=%llu errors=%llu subscribers=%u size=%zu\n",
+                publishes, deliveries, us(h.percentile(0.5)).c_str(), us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(),
+                us(h.max()).c_str(), static_cast<unsigned long long>(c.lost), static_cast<unsigned long long>(c.duplicated),
+                static_cast<unsigned long long>(c.reordered), static_cast<unsigned long long>(c.slow_cut),
+                static_cast<unsigned long long>(c.slow_lost), static_cast<unsigned long long>(r.errors.total()), ps.subscribers,
+                o.s.size_min);
+    if (!o.json.empty()) {
+        std::ofstream f{o.json};
+        f << format("{\"tool\": \"coring-load\", \"mode\": \"{}\", \"target\": \"{}\", \"subscribers\": {}, \"channels\": {}, "
+                    "\"patterns\": {}, \"publishers\": {}, \"depth\": {}, \"rate\": {}, \"size\": {}, \"duration_s\": {}, "
+                    "\"warmup_s\": {}, \"backend\": \"{}\", \"connected\": {}, \"subscribed\": {}, \"published\": {}, "
+                    "\"delivered\": {}, \"messages\": {}, \"publishes_per_sec\": {}, \"deliveries_per_sec\": {}, "
+                    "\"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, \"lost\": {}, "
+                    "\"duplicated\": {}, \"reordered\": {}, \"slow\": {}, \"slow_received\": {}, \"slow_lost\": {}, "
+                    "\"slow_cut\": {}, \"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, "
+                    "\"timeout\": {}}, \"first_error\": \"{}\"}\n",
+                    proto, o.s.target.to_string(), ps.subscribers, ps.channels, ps.patterns ? "true" : "false", ps.publishers,
+                    o.s.depth, num(o.s.rate), o.s.size_min, num(o.s.duration), num(o.s.warmup), r.backend, r.connected, c.subscribed,
+                    c.published, c.delivered, r.messages, num(publishes), num(deliveries), us(h.percentile(0.5)),
+                    us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), c.lost, c.duplicated,
+                    c.reordered, ps.slow, c.slow_received, c.slow_lost, c.slow_cut, r.errors.total(), r.errors.connect,
+                    r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, json_escape(r.first_error));
+        if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", o.json.c_str());
+    }
+    if (c.lost + c.duplicated + c.reordered > 0)
+        std::fprintf(stderr, "coring-load: delivery failed: %llu lost, %llu duplicated, %llu reordered\n",
+                     static_cast<unsigned long long>(c.lost), static_cast<unsigned long long>(c.duplicated),
+                     static_cast<unsigned long long>(c.reordered));
+    if (r.errors.total() > 0)
+        std::fprintf(stderr, "coring-load: %llu error(s), the result is partial; first: %s\n",
+                     static_cast<unsigned long long>(r.errors.total()), r.first_error.c_str());
+    return failed || r.errors.total() > 0 || c.lost + c.duplicated + c.reordered > 0 ? 1 : 0;
 }
 
 }  // namespace
@@ -267,7 +374,9 @@ int main(int argc, char** argv) {
             if (v == "echo") o.s.proto = load::protocol::echo;
             else if (v == "http") o.s.proto = load::protocol::http;
             else if (v == "ws") o.s.proto = load::protocol::ws;
-            else throw std::invalid_argument(format("--protocol {}: expected echo, http or ws", v));
+            else if (v == "pubsub") o.s.proto = load::protocol::pubsub;
+            else if (v == "nats") o.s.proto = load::protocol::nats;
+            else throw std::invalid_argument(format("--protocol {}: expected echo, http, ws, pubsub or nats", v));
         } else if (flag == "--path") {
             if (v.empty() || v.front() != '/' || v.find_first_of(" \r\n") != std::string_view::npos)
                 throw std::invalid_argument(format("--path {}: expected an absolute path without spaces", v));
@@ -291,11 +400,38 @@ int main(int argc, char** argv) {
         else if (flag == "--json") o.json = std::string{v};
         else if (flag == "--idle") o.s.idle = static_cast<std::uint64_t>(apps::number_flag(flag, v, 0, 10'000'000));
         else if (flag == "--verify-every") o.s.verify_stride = static_cast<std::uint64_t>(apps::number_flag(flag, v, 1, 10'000'000));
+        else if (flag == "--subscribers") o.s.pubsub.subscribers = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
+        else if (flag == "--channels") o.s.pubsub.channels = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
+        else if (flag == "--patterns") o.s.pubsub.patterns = true;
+        else if (flag == "--publishers") o.s.pubsub.publishers = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000));
+        else if (flag == "--drain-quiet") o.s.pubsub.drain_quiet = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 600'000))};
+        else if (flag == "--slow") {
+            const auto comma = v.find(',');
+            if (comma == std::string_view::npos) throw std::invalid_argument(format("--slow {}: expected N,SECS", v));
+            o.s.pubsub.slow = static_cast<unsigned>(apps::number_flag(flag, v.substr(0, comma), 0, 1'000'000));
+            o.s.pubsub.slow_after = apps::number_flag(flag, v.substr(comma + 1), 0, 86400);
+        }
         else if (flag == "--quiet") o.quiet = true;
         else if (flag == "--announce-window") o.s.announce_window = true;
         else return false;
         return true;
-    }, {"--quiet", "--announce-window"});
+    }, {"--quiet", "--announce-window", "--patterns"});
+    if (is_pubsub(o.s.proto)) {
+        if (o.procs != 1) {
+            std::fprintf(stderr, "coring-load: --protocol %s runs in one process (its cores share the publish counts): drop --procs\n",
+                         protocol_name(o.s.proto));
+            return 2;
+        }
+        if (o.s.size_min != o.s.size_max || o.s.size_min < pubsub_header_bytes) {
+            std::fprintf(stderr, "coring-load: --protocol %s takes one --size of at least %zu bytes\n", protocol_name(o.s.proto),
+                         pubsub_header_bytes);
+            return 2;
+        }
+        if (o.s.pubsub.slow > o.s.pubsub.subscribers) {
+            std::fprintf(stderr, "coring-load: --slow %u of %u subscribers\n", o.s.pubsub.slow, o.s.pubsub.subscribers);
+            return 2;
+        }
+    }
     if (o.s.target.family() != AF_INET && o.s.source_count) {
         std::fprintf(stderr, "coring-load: --bind-range needs an IPv4 target\n");
         return 2;
@@ -376,6 +512,7 @@ int main(int argc, char** argv) {
     }
     done = true;
     if (progress.joinable()) progress.join();
+    if (is_pubsub(o.s.proto)) return report_pubsub(o, total, failed);
 
     const double secs = total.seconds > 0 ? total.seconds : o.s.duration;
     const histogram& h = total.latency;

@@ -1,0 +1,243 @@
+// coring-load's pub/sub workload: its NATS parser and payload check alone, then the whole
+// workload against the real servers it is meant to load (redis-server, nats-server), each
+// started here on a free loopback port. Without those binaries the server cases are skipped
+// (./dev test installs them).
+#include "child_process.hpp"
+#include "load.hpp"
+#include "support.hpp"
+
+#include <unistd.h>
+
+using namespace coring;
+using namespace coring::testing;
+
+namespace {
+
+struct nats_case {
+    std::string_view input;
+    load::nats_parsed::status st;
+    load::nats_frame::kind type = load::nats_frame::kind::ok;
+    std::size_t consumed = 0;
+    std::string_view payload = {};
+};
+
+}  // namespace
+
+TEST_CASE("parse_nats reads the server's frames whole, waits for partial ones, rejects garbage", "[load]") {
+    using st = load::nats_parsed::status;
+    using k = load::nats_frame::kind;
+    const nats_case cases[] = {
+        {"PING\r\n", st::complete, k::ping, 6},
+        {"pong\r\n", st::complete, k::pong, 6},  // operations are case-insensitive
+        {"+OK\r\n", st::complete, k::ok, 5},
+        {"-ERR 'Slow Consumer'\r\n", st::complete, k::err, 22},
+        {"INFO {\"server_id\":\"x\"}\r\n", st::complete, k::info, 24},
+        {"MSG ch.1 1 5\r\nhello\r\n", st::complete, k::msg, 21, "hello"},
+        {"MSG ch.1 1 reply.to 2\r\nhi\r\nPING\r\n", st::complete, k::msg, 27, "hi"},
+        {"MSG ch.1 1 0\r\n\r\n", st::complete, k::msg, 16, ""},
+        {"MSG\tch.1\t1  3\r\na\r\n\r\n", st::complete, k::msg, 20, "a\r\n"},  // CRLF inside a payload is data
+        {"PIN", st::incomplete},
+        {"MSG ch.1 1 5\r\nhel", st::incomplete},
+        {"MSG ch.1 1 5\r\nhello\r", st::incomplete},
+        {"", st::incomplete},
+        {"HELLO\r\n", st::error},
+        {"PING now\r\n", st::error},
+        {"MSG ch.1 5\r\nhello\r\n", st::error},           // no sid
+        {"MSG ch.1 1 a b 5\r\nhello\r\n", st::error},     // too many words
+        {"MSG ch.1 1 -5\r\nhello\r\n", st::error},
+        {"MSG ch.1 1 99999999999\r\n", st::error},        // over max_payload
+        {"MSG ch.1 1 5\r\nhelloXY", st::error},           // no CRLF after the payload
+    };
+    for (const auto& c : cases) {
+        INFO("input: " << c.input);
+        load::nats_frame f;
+        const auto got = load::parse_nats(c.input, f, 1024, 64);
+        REQUIRE(got.st == c.st);
+        if (c.st != st::complete) continue;
+        CHECK(f.type == c.type);
+        CHECK(got.consumed == c.consumed);
+        if (c.type == k::msg) {
+            CHECK(f.payload == c.payload);
+            CHECK(f.subject == "ch.1");
+            CHECK(f.sid == "1");
+        }
+    }
+    load::nats_frame f;
+    CHECK(load::parse_nats(std::string(100, 'x'), f, 1024, 64).st == st::error);  // a line past max_line, no CRLF yet
+}
+
+TEST_CASE("a publish payload checks only with the header it was made for", "[load]") {
+    std::vector<std::byte> p(100);
+    load::fill_publish(p, 3, 7, 12345, 987654321, 10);
+    load::publish_header h;
+    REQUIRE(load::check_publish(p, 10, h));
+    CHECK(h.pub == 3);
+    CHECK(h.channel == 7);
+    CHECK(h.seq == 12345);
+    CHECK(h.sent_ns == 987654321);
+    for (std::size_t i : {0u, 4u, 8u, 16u, 24u, 99u}) {  // any byte, header or padding
+        auto bad = p;
+        bad[i] ^= std::byte{1};
+        CHECK_FALSE(load::check_publish(bad, 10, h));
+    }
+    CHECK_FALSE(load::check_publish(std::span(p).first(load::pubsub_header_bytes - 1), 10, h));
+    CHECK(load::channel_name(load::protocol::pubsub, 4) == "ch4");
+    CHECK(load::channel_pattern(load::protocol::nats, 4) == "*.4");
+}
+
+namespace {
+
+// A port that was free a moment ago (bound, then closed) for a server that takes a port number.
+std::uint16_t free_port() {
+    test_core c{backend_kind::epoll};
+    auto l = tcp_listener::bind("127.0.0.1:0");
+    REQUIRE(l);
+    const auto port = l->local_address()->port();
+    c.run_for(2s, l->close());
+    return port;
+}
+
+// A server binary at one of its usual paths; empty, said with a WARN, when it is not installed
+// (the test is then skipped).
+std::string server_binary(const char* name) {
+    for (const char* dir : {"/usr/bin/", "/usr/sbin/", "/usr/local/bin/"})
+        if (const std::string p = std::string{dir} + name; ::access(p.c_str(), X_OK) == 0) return p;
+    WARN(name << " not installed (apt-get install " << name << "): skipped");
+    return {};
+}
+
+// A third-party server on its own port, up (its ready line seen) or the test fails; killed by
+// child_process's destructor at the end.
+struct server {
+    std::uint16_t port;
+    std::unique_ptr<child_process> proc;
+};
+
+server start_redis(const std::string& binary, std::vector<std::string> extra = {}) {
+    const auto port = free_port();
+    std::vector<std::string> args{"--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    server s{port, std::make_unique<child_process>(binary, args)};
+    const bool up = s.proc->read_until(child_process::clock::now() + 10s, [](const child_process& p) {
+        return p.out().find("Ready to accept connections") != std::string::npos;
+    });
+    INFO("redis-server said: " << s.proc->out() << s.proc->err());
+    REQUIRE(up);
+    return s;
+}
+
+server start_nats(const std::string& binary) {
+    const auto port = free_port();
+    server s{port, std::make_unique<child_process>(binary, std::vector<std::string>{"-a", "127.0.0.1", "-p", std::to_string(port)})};
+    const bool up = s.proc->read_until(child_process::clock::now() + 10s, [](const child_process& p) {
+        return p.err().find("Server is ready") != std::string::npos;
+    });
+    INFO("nats-server said: " << s.proc->out() << s.proc->err());
+    REQUIRE(up);
+    return s;
+}
+
+load::settings small_workload(load::protocol proto, std::uint16_t port) {
+    load::settings s;
+    s.proto = proto;
+    s.target = address::ipv4_loopback(port);
+    s.pubsub.subscribers = 20;
+    s.pubsub.channels = 4;
+    s.pubsub.publishers = 2;
+    s.depth = 8;
+    s.size_min = s.size_max = 64;
+    s.duration = 0.5;
+    s.warmup = 0;
+    s.reply_timeout = 5000ms;
+    return s;
+}
+
+load::results run_workload(backend_kind kind, const load::settings& s) {
+    test_core c{kind};
+    load::results out;
+    load::live_counters live;
+    load::pubsub_board board{s};
+    c.run_for(60s, load::run_pubsub_share(s, board, 0, s.pubsub.subscribers, 0, s.pubsub.publishers, &out, &live));
+    return out;
+}
+
+// Every subscriber that kept reading got every message of its channel, once and in order.
+void check_verified(const load::settings& s, const load::results& r) {
+    INFO("first error: " << r.first_error);
+    CHECK(r.errors.total() == 0);
+    CHECK(r.pubsub.subscribed == s.pubsub.subscribers);
+    CHECK(r.pubsub.published > 0);
+    CHECK(r.pubsub.lost == 0);
+    CHECK(r.pubsub.duplicated == 0);
+    CHECK(r.pubsub.reordered == 0);
+}
+
+}  // namespace
+
+TEST_CASE("coring-load pubsub against redis-server: every delivery verified, channels and patterns", "[load]") {
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    const bool patterns = GENERATE(false, true);
+    INFO("backend: " << to_string(kind) << (patterns ? ", patterns" : ", channels"));
+    if (skip_without(kind)) return;
+    auto srv = start_redis(redis);
+    auto s = small_workload(load::protocol::pubsub, srv.port);
+    s.pubsub.patterns = patterns;
+    const auto r = run_workload(kind, s);
+    check_verified(s, r);
+    // Every publish reached the 5 subscribers of its channel (20 over 4 channels).
+    CHECK(r.pubsub.delivered == r.pubsub.published * 5);
+}
+
+TEST_CASE("coring-load pubsub: a stalled subscriber is cut by redis-server and reported apart", "[load]") {
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    // Cut a subscriber once 64 KiB wait for it, or 32 KiB for a second.
+    auto srv = start_redis(redis, {"--client-output-buffer-limit", "pubsub 64kb 32kb 1"});
+    auto s = small_workload(load::protocol::pubsub, srv.port);
+    s.pubsub.slow = 1;
+    s.pubsub.slow_after = 0;  // stalls at its first look after publishing starts
+    // 4 KiB messages: the stalled one's socket buffers (a few MiB on loopback) fill within the
+    // run, then redis-server's output buffer passes its limit.
+    s.size_min = s.size_max = 4096;
+    s.duration = 1.5;
+    s.pubsub.drain_quiet = 1000ms;
+    const auto r = run_workload(kind, s);
+    check_verified(s, r);
+    CHECK(r.pubsub.slow_cut == 1);
+    CHECK(r.pubsub.slow_lost > 0);
+}
+
+TEST_CASE("coring-load nats against nats-server: every delivery verified, subjects and wildcards", "[load]") {
+    const auto nats = server_binary("nats-server");
+    if (nats.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    const bool patterns = GENERATE(false, true);
+    INFO("backend: " << to_string(kind) << (patterns ? ", wildcards" : ", subjects"));
+    if (skip_without(kind)) return;
+    auto srv = start_nats(nats);
+    auto s = small_workload(load::protocol::nats, srv.port);
+    s.pubsub.patterns = patterns;
+    const auto r = run_workload(kind, s);
+    check_verified(s, r);
+    CHECK(r.pubsub.delivered == r.pubsub.published * 5);
+}
+
+TEST_CASE("coring-load pubsub in an open loop sends at the rate asked", "[load]") {
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    auto srv = start_redis(redis);
+    auto s = small_workload(load::protocol::pubsub, srv.port);
+    s.rate = 400;  // 0.5 s: 200 publishes, 100 per publisher
+    const auto r = run_workload(kind, s);
+    check_verified(s, r);
+    CHECK(r.pubsub.published > 0);  // a busy machine may send fewer by the end, never more
+    CHECK(r.pubsub.published <= 202);
+}
