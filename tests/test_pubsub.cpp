@@ -40,7 +40,7 @@ TEST_CASE("pubsub: a command split at every byte position is answered once, whol
     pubsub_process server{kind, 1};
     resp_client c{server.port};
     // An array command, then an inline one: each sent in two writes split at byte i.
-    for (const std::string command : {encode({"ECHO", "hello\r\nworld"}), std::string{"ECHO \"split here\"\r\n"}}) {
+    for (const std::string& command : {encode({"ECHO", "hello\r\nworld"}), std::string{"ECHO \"split here\"\r\n"}}) {
         for (std::size_t i = 1; i < command.size(); ++i) {
             INFO("split at byte " << i << " of " << command.size());
             REQUIRE(c.send_raw(std::string_view{command}.substr(0, i)));
@@ -159,7 +159,7 @@ TEST_CASE("pubsub: HELLO, CLIENT SETNAME / GETNAME / ID", "[pubsub]") {
     INFO(to_string(kind));
     pubsub_process server{kind, 1};
     resp_client c{server.port};
-    for (const std::vector<std::string> hello : {std::vector<std::string>{"HELLO"}, {"HELLO", "2"}}) {
+    for (const std::vector<std::string>& hello : {std::vector<std::string>{"HELLO"}, {"HELLO", "2"}}) {
         REQUIRE(c.send(hello));
         const auto r = c.read();
         REQUIRE(r);
