@@ -175,7 +175,8 @@ struct pubsub_process {
 
     // Reads what the server logged meanwhile, so its pipe never fills and stalls it.
     const std::string& log() {
-        process.read_until(std::chrono::steady_clock::now() + 1ms, [](const child_process&) { return false; });
+        // 2 ms: read_until counts whole milliseconds, and 1 ms less a little is none.
+        process.read_until(std::chrono::steady_clock::now() + 2ms, [](const child_process&) { return false; });
         return process.err();
     }
 
