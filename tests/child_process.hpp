@@ -1,6 +1,6 @@
 #pragma once
 // A child process for tests that run a binary as users run it, and the small helpers those tests
-// share (test_echo_app.cpp, test_cores.cpp).
+// share (test_echo_app.cpp, test_cores.cpp, the coring-pubsub tests).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -9,8 +9,11 @@
 #include <climits>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <limits>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -137,6 +140,30 @@ inline std::string blocking_round_trip(int fd, const std::string& message) {
         got.append(buf, static_cast<std::size_t>(n));
     }
     return got;
+}
+
+// The process's anonymous resident memory (heap, stacks, anonymous maps) in bytes: what user
+// space holds. Socket buffers and io_uring's own requests are kernel memory, never in RSS.
+inline std::int64_t anon_rss_bytes(pid_t pid) {
+    std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+    std::string key;
+    std::int64_t kib = -1;
+    while (status >> key) {
+        if (key == "RssAnon:") {
+            status >> kib;
+            break;
+        }
+        status.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+    }
+    return kib * 1024;
+}
+
+// Whether Python's websockets module (python3-websockets) is missing: the tests that drive a
+// server with it skip then, and say so (WARN).
+inline bool skip_without_python_websockets() {
+    if (::system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0) return false;
+    WARN("python3-websockets is not installed: skipped");
+    return true;
 }
 
 // In a forked child about to exec a server: the signals it stops on or ignores by itself get

@@ -211,22 +211,6 @@ TEST_CASE("coring-echo on a unix socket: several cores, a stale file replaced, r
 
 namespace {
 
-// The process's anonymous resident memory (heap, stacks, anonymous maps) in bytes: what user
-// space holds. Socket buffers and io_uring's own requests are kernel memory, never in RSS.
-std::int64_t anon_rss_bytes(pid_t pid) {
-    std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
-    std::string key;
-    std::int64_t kib = -1;
-    while (status >> key) {
-        if (key == "RssAnon:") {
-            status >> kib;
-            break;
-        }
-        status.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
-    }
-    return kib * 1024;
-}
-
 // Opens n connections to port, each proven accepted and served by one round trip, then idle.
 std::vector<fd_guard> open_idle(std::uint16_t port, int n) {
     std::vector<fd_guard> conns;

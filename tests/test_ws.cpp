@@ -270,10 +270,7 @@ TEST_CASE("websocket: Python's websockets client talks to a server-role websocke
     const auto kind = GENERATE(BOTH_BACKENDS);
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
-    if (::system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") != 0) {
-        WARN("python3-websockets is not installed: skipped");
-        return;
-    }
+    if (skip_without_python_websockets()) return;
     test_core c{kind};
     auto listener = tcp_listener::bind("127.0.0.1:0");
     REQUIRE(listener);

@@ -15,7 +15,13 @@ task<> pubsub_server::serve(core& c) {
     if (!listener) throw std::system_error(listener.error(), "bind " + opts_.listen.to_string());
     pubsub::hub& hub = hubs_.local();
     task_group web;
-    if (opts_.http) web.spawn(pubsub_detail::web_server(*opts_.http, hub, opts_));
+    if (opts_.http) {
+        // Bound here, before the line below announces the port: bound by web_server itself, at
+        // the spawned task's first turn, a client that read the line could be refused.
+        auto http_listener = tcp_listener::bind(*opts_.http, {.reuse_port = true});
+        if (!http_listener) throw std::system_error(http_listener.error(), "bind --http " + opts_.http->to_string());
+        web.spawn(pubsub_detail::web_server(std::move(*http_listener), hub, opts_));
+    }
     if (c.id() == 0 && opts_.announce) {
         auto where = listener->local_address();
         log("pubsub server listening on {} (RESP){}", where ? where->to_string() : opts_.listen.to_string(),

@@ -43,8 +43,8 @@ private:
 namespace pubsub_detail {
 // One RESP client, until it quits or goes away (resp_session.cpp).
 task<> resp_session(tcp_stream stream, pubsub::hub& hub, const pubsub_options& opts, std::uint64_t id);
-// The demo page and the WebSocket endpoint on `where` (ws_session.cpp).
-task<> web_server(address where, pubsub::hub& hub, const pubsub_options& opts);
+// The demo page and the WebSocket endpoint on `listener` (ws_session.cpp).
+task<> web_server(tcp_listener listener, pubsub::hub& hub, const pubsub_options& opts);
 }  // namespace pubsub_detail
 
 }  // namespace coring::apps

@@ -114,9 +114,7 @@ task<> ws_session(ws::websocket& socket, pubsub::hub& hub) {
 
 }  // namespace
 
-task<> web_server(address where, pubsub::hub& hub, const pubsub_options& opts) {
-    auto listener = tcp_listener::bind(where, {.reuse_port = true});
-    if (!listener) throw std::system_error(listener.error(), "bind --http " + where.to_string());
+task<> web_server(tcp_listener listener, pubsub::hub& hub, const pubsub_options& opts) {
     http::routes routes;
     routes.get("/", [](http::request&) -> task<http::response> {
         http::response page;
@@ -127,7 +125,7 @@ task<> web_server(address where, pubsub::hub& hub, const pubsub_options& opts) {
     routes.websocket(
         "/ws", [&hub](http::request&, ws::websocket& socket) { return ws_session(socket, hub); }, opts.max_message);
     const http::server_options server;
-    co_await http::serve(std::move(*listener), routes, server);
+    co_await http::serve(std::move(listener), routes, server);
 }
 
 }  // namespace coring::apps::pubsub_detail

@@ -72,24 +72,6 @@ counters& counters::operator+=(const counters& o) noexcept {
     return *this;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-    const bool utf8 = ws::is_valid_utf8(s);
-    static constexpr char hex[] = "0123456789abcdef";
-    for (const char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += ch;
-        } else if (c < 0x20 || (c >= 0x80 && !utf8)) {
-            out += "\\u00";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        } else {
-            out += ch;
-        }
-    }
-}
-
 namespace {
 
 // The outgoing form of one message for subscribers of one format (pattern empty: a channel
@@ -222,66 +204,33 @@ task<result<void>> connection::room() {
     co_return result<void>{};
 }
 
+bool connection::front_ready() noexcept {
+    while (head_ < queue_.size() && queue_[head_]->ready && queue_[head_]->bytes.size() == offset_) {
+        queue_[head_++] = frame_ref{};  // ready and empty, or sent whole
+        offset_ = 0;
+    }
+    if (head_ == queue_.size()) {
+        if (queue_.capacity() > 64) queue_ = {};  // an idle connection keeps no burst-sized array
+        else queue_.clear();
+        head_ = 0;
+        return false;
+    }
+    return queue_[head_]->ready;
+}
+
 task<> connection::write_loop() {
     writer_ = core::current().current_task();
-    std::array<iovec, tcp_stream::max_gather> iov;
+    // This frame stays small: an idle subscriber waits here; the iovecs live in send_ready's.
     for (;;) {
-        // Everything ready from the front, up to max_gather frames; a PUBLISH reply still
-        // waiting for counts stops it (what follows must go after it).
-        std::size_t n = 0;
-        std::size_t i = head_;
-        for (; i < queue_.size() && n < iov.size(); ++i) {
-            frame* f = queue_[i].get();
-            if (!f->ready) break;
-            const std::size_t skip = i == head_ ? offset_ : 0;
-            if (f->bytes.size() > skip) iov[n++] = {f->bytes.data() + skip, f->bytes.size() - skip};
-        }
-        if (n == 0) {
-            while (head_ < i) queue_[head_++] = frame_ref{};  // ready but empty
-            if (head_ == queue_.size()) {
-                queue_.clear();
-                head_ = 0;
-                if (closed_) break;
-            }
-            if (cut_) break;
+        if (!front_ready()) {
+            if (cut_ || (closed_ && head_ == queue_.size())) break;
             work_.reset();
             auto woken = co_await work_.wait();
             if (!woken) break;
             continue;
         }
-        in_flight_ = i - head_;
-        mutex::guard shared;
-        if (shared_lock_) {
-            auto locked = co_await shared_lock_->lock();
-            if (!locked) break;
-            shared = std::move(*locked);
-        }
-        auto sent = co_await stream_.send(std::span<const iovec>{iov.data(), n});
-        shared.unlock();
-        in_flight_ = 0;
+        const bool sent = co_await send_ready();
         if (!sent) break;  // the peer went away, or a cut or stop cancelled the send
-        ++hub_.stats_.sends;
-        std::size_t left = *sent;
-        queued_ -= left;
-        while (head_ < queue_.size() && queue_[head_]->ready) {  // drop what went out whole
-            const std::size_t rest = queue_[head_]->bytes.size() - offset_;
-            if (left < rest) {
-                offset_ += left;
-                break;
-            }
-            left -= rest;
-            queue_[head_++] = frame_ref{};
-            offset_ = 0;
-        }
-        if (head_ == queue_.size()) {
-            queue_.clear();
-            head_ = 0;
-        } else if (head_ >= 64 && head_ * 2 >= queue_.size()) {
-            queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
-            head_ = 0;
-        }
-        if (queued_ <= hub_.limits_.soft) soft_since_ = 0;
-        if (queued_ <= hub_.limits_.reply_room) room_.set();
     }
     // However it ended, the connection is done: the reader must not wait for a peer that can no
     // longer be answered. Nothing is in flight now, so the queue can go.
@@ -290,6 +239,50 @@ task<> connection::write_loop() {
     closed_ = true;
     drop_queue();
     room_.set();
+}
+
+task<bool> connection::send_ready() {
+    // Everything ready from the front, up to max_gather frames; a PUBLISH reply still waiting
+    // for counts stops it (what follows must go after it).
+    std::array<iovec, tcp_stream::max_gather> iov;
+    std::size_t n = 0;
+    std::size_t i = head_;
+    for (; i < queue_.size() && n < iov.size() && queue_[i]->ready; ++i) {
+        const std::string& bytes = queue_[i]->bytes;
+        const std::size_t skip = i == head_ ? offset_ : 0;
+        if (bytes.size() > skip) iov[n++] = {const_cast<char*>(bytes.data()) + skip, bytes.size() - skip};
+    }
+    in_flight_ = i - head_;  // reply_tail must not grow these while the kernel reads them
+    mutex::guard shared;
+    if (shared_lock_) {
+        auto locked = co_await shared_lock_->lock();
+        if (!locked) co_return false;
+        shared = std::move(*locked);
+    }
+    auto sent = co_await stream_.send(std::span<const iovec>{iov.data(), n});
+    shared.unlock();
+    in_flight_ = 0;
+    if (!sent) co_return false;
+    ++hub_.stats_.sends;
+    std::size_t left = *sent;
+    queued_ -= left;
+    while (left > 0) {  // drop what went out whole
+        const std::size_t rest = queue_[head_]->bytes.size() - offset_;
+        if (left < rest) {
+            offset_ += left;
+            break;
+        }
+        left -= rest;
+        queue_[head_++] = frame_ref{};
+        offset_ = 0;
+    }
+    if (head_ >= 64 && head_ * 2 >= queue_.size()) {  // the sent front goes; the rest moves up
+        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
+        head_ = 0;
+    }
+    if (queued_ <= hub_.limits_.soft) soft_since_ = 0;
+    if (queued_ <= hub_.limits_.reply_room) room_.set();
+    co_return true;
 }
 
 task<std::size_t> connection::subscribe(std::string_view name, bool pattern) {

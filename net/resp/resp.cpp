@@ -1,8 +1,11 @@
 #include <coring/resp/resp.hpp>
 
 #include <charconv>
+#include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <utility>
 
 // Redis 7 is the reference for what a server accepts and the words of its errors
 // (networking.c processMultibulkBuffer and processInlineBuffer, sds.c sdssplitargs, util.c
@@ -78,10 +81,15 @@ bool parse_length(std::string_view s, std::int64_t& out) noexcept {
     return ec == std::errc{} && end == s.data() + s.size();
 }
 
-// Where the line starting at `from` ends: the index of its '\r'. npos while no '\r' has come.
-std::size_t find_cr(std::string_view input, std::size_t from) noexcept {
-    const void* cr = std::memchr(input.data() + from, '\r', input.size() - from);
-    return cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - input.data()) : std::string_view::npos;
+// Where the line starting at `from` ends: the index of `byte`, looked for in the first
+// max_line + 1 bytes only, or npos. A line longer than max_line is refused whether or not its end
+// has come, so the verdict never depends on how TCP cut the bytes (Redis takes a longer line if
+// it arrives in one read), and no byte is scanned twice past the limit.
+std::size_t find_line_end(std::string_view input, std::size_t from, char byte, std::size_t max_line) noexcept {
+    std::size_t window = input.size() - from;
+    if (window > max_line) window = max_line + 1;
+    const void* end = std::memchr(input.data() + from, byte, window);
+    return end ? static_cast<std::size_t>(static_cast<const char*>(end) - input.data()) : std::string_view::npos;
 }
 
 // ---- commands: the RESP array form ----
@@ -91,7 +99,7 @@ std::size_t find_cr(std::string_view input, std::size_t from) noexcept {
 // callers here require it to be '\n'.
 enum class line_state { whole, incomplete, too_big };
 line_state find_line(std::string_view input, std::size_t at, std::size_t max_line, std::size_t& cr) noexcept {
-    cr = find_cr(input, at);
+    cr = find_line_end(input, at, '\r', max_line);
     if (cr == std::string_view::npos) return input.size() - at > max_line ? line_state::too_big : line_state::incomplete;
     return cr + 1 == input.size() ? line_state::incomplete : line_state::whole;
 }
@@ -216,10 +224,17 @@ bool split_inline(std::string_view line, std::vector<std::string_view>& args, st
 
 parsed parse_inline(std::string_view input, std::vector<std::string_view>& args, std::string& scratch,
                     const limits& lim) {
-    const std::size_t lf = input.find('\n');
-    if (lf == std::string_view::npos) return input.size() > lim.max_inline ? error(err_inline_too_big) : incomplete();
+    // The limit counts the line without its "\r\n" or "\n": one byte more is looked at, for a '\r'.
+    const std::size_t max_line = lim.max_inline == SIZE_MAX ? SIZE_MAX : lim.max_inline + 1;
+    const std::size_t lf = find_line_end(input, 0, '\n', max_line);
+    if (lf == std::string_view::npos) {
+        std::size_t so_far = input.size();
+        if (so_far > 0 && input.back() == '\r') --so_far;  // perhaps the first byte of "\r\n"
+        return so_far > lim.max_inline ? error(err_inline_too_big) : incomplete();
+    }
     std::size_t end = lf;
     if (end > 0 && input[end - 1] == '\r') --end;
+    if (end > lim.max_inline) return error(err_inline_too_big);
     if (!split_inline(input.substr(0, end), args, scratch)) {
         args.clear();
         return error(err_unbalanced_quotes);

@@ -188,6 +188,8 @@ private:
     friend class hub;
     struct subscription;
     const limits& hub_limits() const noexcept;
+    bool front_ready() noexcept;  // drops sent and empty frames; is the first one sendable?
+    [[nodiscard]] task<bool> send_ready();
     std::string& reply_tail();  // the last queued frame when replies may go on into it
     void cut(const char* why);
     void drop_queue() noexcept;
