@@ -2,8 +2,7 @@
 // What the coring-pubsub tests share: the binary started as users start it (a port of its own,
 // a backend, a core count), and a plain blocking RESP client over a loopback socket whose replies
 // come back as trees, printed the way the tests compare them.
-#include "child_process.hpp"
-#include "support.hpp"
+#include "pubsub_ws_support.hpp"  // resp_command, child_process
 
 #include <coring/resp/resp.hpp>
 
@@ -39,14 +38,6 @@ inline std::string show(const resp_reply& r) {
     return out + "]";
 }
 
-// A command as clients send it: an array of bulk strings.
-inline std::string encode(const std::vector<std::string>& args) {
-    std::string out;
-    resp::append_array(out, args.size());
-    for (const auto& a : args) resp::append_bulk(out, a);
-    return out;
-}
-
 // A blocking client: every receive waits at most 5 s (connect_blocking's timeouts), so a silent
 // server fails the test instead of hanging it.
 class resp_client {
@@ -75,7 +66,7 @@ public:
         }
         return true;
     }
-    bool send(const std::vector<std::string>& args) { return send_raw(encode(args)); }
+    bool send(std::initializer_list<std::string_view> args) { return send_raw(resp_command(args)); }
 
     // The next reply, or nothing when the connection ended, stayed silent for 5 s or sent bytes
     // that are no reply. Uses no Catch macro, so a helper thread may read too.
@@ -102,7 +93,7 @@ public:
         return r ? show(*r) : bad_ ? "<bad reply>" : "<closed>";
     }
     // Sends a command and returns its reply as next() does.
-    std::string call(const std::vector<std::string>& args) {
+    std::string call(std::initializer_list<std::string_view> args) {
         REQUIRE(send(args));
         return next();
     }

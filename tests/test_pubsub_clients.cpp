@@ -17,12 +17,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-bool installed(const char* path, const char* package) {
-    if (::access(path, X_OK) == 0) return true;
-    WARN(path << " not installed (Debian package " << package << "): skipped");
-    return false;
-}
-
 // INFO's value for `name`, as a number.
 std::uint64_t info_value(resp_client& c, std::string_view name) {
     REQUIRE(c.send({"INFO"}));
@@ -52,7 +46,7 @@ std::vector<std::string> publish_batch(resp_client& publisher, const std::string
     for (std::size_t i = 0; i < count; ++i) {
         std::string payload = std::to_string(first + i);
         if (payload.size() < size) payload += std::string(size - payload.size(), '.');
-        commands += encode({"PUBLISH", channel, payload});
+        commands += resp_command({"PUBLISH", channel, payload});
     }
     REQUIRE(publisher.send_raw(commands));
     std::vector<std::string> replies;
@@ -192,7 +186,7 @@ TEST_CASE("pubsub: 1,000 subscribers over 10 channels get every message once, in
         threads.emplace_back([&, p] {
             std::string commands;
             for (std::size_t s = 0; s < per_publisher; ++s)
-                commands += encode({"PUBLISH", "fan." + std::to_string(s % channels), std::to_string(p) + ":" + std::to_string(s)});
+                commands += resp_command({"PUBLISH", "fan." + std::to_string(s % channels), std::to_string(p) + ":" + std::to_string(s)});
             if (!publishers[p].send_raw(commands)) return;
             for (std::size_t s = 0; s < per_publisher; ++s) replies[p].push_back(publishers[p].next());
         });
@@ -296,7 +290,7 @@ TEST_CASE("pubsub: UNSUBSCRIBE during a flood: the reply, and after it no messag
     std::thread flood{[&] {
         while (!stop && published < max_messages) {
             std::string commands;
-            for (int i = 0; i < 100; ++i) commands += encode({"PUBLISH", "flood", std::to_string(published + std::uint64_t(i))});
+            for (int i = 0; i < 100; ++i) commands += resp_command({"PUBLISH", "flood", std::to_string(published + std::uint64_t(i))});
             if (!publisher.send_raw(commands)) return failed.store(true);
             for (int i = 0; i < 100; ++i) {
                 const std::string r = publisher.next();
@@ -383,7 +377,7 @@ TEST_CASE("pubsub: a publisher that never reads its replies is stopped, not buff
     const int flags = ::fcntl(greedy.fd(), F_GETFL);
     REQUIRE(::fcntl(greedy.fd(), F_SETFL, flags | O_NONBLOCK) == 0);
     std::string chunk;
-    while (chunk.size() < 64 * 1024) chunk += encode({"PUBLISH", "nobody", "x"});
+    while (chunk.size() < 64 * 1024) chunk += resp_command({"PUBLISH", "nobody", "x"});
     // Write until the writes block for half a second; at most 512 MiB. A short send goes on
     // from where it stopped, so every command arrives whole.
     std::uint64_t written = 0;
