@@ -178,7 +178,8 @@ inline void reset_signals_for_exec() noexcept {
 }
 
 // The port in the server's "listening on 127.0.0.1:PORT" line (which may go on after the
-// port: coring-http adds ", files from DIR"), 0 until that line is complete.
+// port: coring-http adds ", files from DIR", coring-pubsub " (RESP)"), 0 until that line is
+// complete.
 inline std::uint16_t listening_port(const std::string& err) {
     static constexpr std::string_view marker = "listening on 127.0.0.1:";
     const auto at = err.find(marker);
@@ -192,7 +193,7 @@ inline std::uint16_t listening_port(const std::string& err) {
         port = port * 10 + static_cast<unsigned>(err[i] - '0');
         if (port > 65535) return 0;
     }
-    if (i == start || (i < end && err[i] != ',')) return 0;
+    if (i == start || (i < end && err[i] != ',' && err[i] != ' ')) return 0;
     return static_cast<std::uint16_t>(port);
 }
 

@@ -19,6 +19,13 @@
 
 namespace coring::testing {
 
+// Whether a client binary a test runs is here; says which Debian package brings it when not.
+inline bool installed(const char* path, const char* package) {
+    if (::access(path, X_OK) == 0) return true;
+    WARN(path << " not installed (Debian package " << package << "): skipped");
+    return false;
+}
+
 inline http::routes test_routes() {
     http::routes r;
     r.get("/plaintext", [](http::request&) -> task<http::response> { co_return http::response::text("Hello, World!"); });

@@ -19,12 +19,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-bool installed(const char* path, const char* package) {
-    if (::access(path, X_OK) == 0) return true;
-    WARN(path << " not installed (Debian package " << package << "): skipped");
-    return false;
-}
-
 // Keep-alive requests on one HTTPConnection (the same local port throughout proves it), a POST
 // with a body, a chunked POST, a chunked response and a HEAD; one line per answer.
 constexpr const char* python_http_client = R"(
