@@ -40,8 +40,7 @@ void append_subscription_reply(std::string& out, std::string_view kind, const st
 
 class session {
 public:
-    session(pubsub::connection& conn, pubsub::hub& hub, const pubsub_options& opts, std::uint64_t id)
-        : conn_{conn}, hub_{hub}, opts_{opts}, id_{id} {}
+    session(pubsub::connection& conn, pubsub::hub& hub, std::uint64_t id) : conn_{conn}, hub_{hub}, id_{id} {}
 
     // Runs one command; false when the connection should end after its replies (QUIT).
     task<bool> execute(const args_view& args);
@@ -62,7 +61,6 @@ private:
 
     pubsub::connection& conn_;
     pubsub::hub& hub_;
-    const pubsub_options& opts_;
     std::uint64_t id_;
     std::string name_;  // CLIENT SETNAME
 };
@@ -310,7 +308,7 @@ task<> resp_session(tcp_stream stream, pubsub::hub& hub, const pubsub_options& o
     {
         // A command must fit whole: the largest message plus its framing.
         buffered_reader in{stream, opts.max_message + 64 * 1024};
-        session s{conn, hub, opts, id};
+        session s{conn, hub, id};
         co_await read_commands(in, s, conn, opts);
     }
     conn.close_output();  // what is queued still goes out (QUIT's +OK, a protocol error)
