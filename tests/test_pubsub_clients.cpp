@@ -2,6 +2,7 @@
 // hurt: a thousand subscribers, a subscriber that never reads, one that leaves mid-flood or
 // resets with a queue waiting, a publisher that never reads its replies; and a graceful stop.
 // Each on both backends, on two cores where messages cross cores.
+#include <coring/frame_allocator.hpp>
 #include "pubsub_support.hpp"
 
 #include <atomic>
@@ -401,7 +402,8 @@ TEST_CASE("pubsub: a publisher that never reads its replies is stopped, not buff
     REQUIRE(blocked);
     // What the server holds for it: its replies (reply_room, 256 KiB), one command buffer
     // (--max-message + 64 KiB) and the kernel's socket buffers, which are not the server's RSS.
-    CHECK(rss_after < rss_before + 48 * 1024);
+    // Not under ASan: its quarantine keeps freed blocks (up to 256 MiB), so RSS is ASan's there.
+    if (detail::frame_cache_enabled()) CHECK(rss_after < rss_before + 48 * 1024);
 
     // Meanwhile everyone else is served, on both cores.
     std::vector<resp_client> spare;

@@ -94,7 +94,10 @@ TEST_CASE("a million synchronous awaits run in constant stack", "[task][symmetri
     std::uint64_t sum = 0;
     const std::uintptr_t growth = c.run_for(30s, many_sync_awaits(1'000'000, &sum));
     CHECK(sum == 1'000'000ull * 1'000'001ull / 2);
-    CHECK(growth == 0);  // every probe ran at the depth of the first: the stack did not grow
+    // The stack did not grow with the awaits: a resume nested per await would be a million frames
+    // deep (tens of MiB). Under ASan a probe may sit a few KiB off the first one (ASan's own
+    // frames around the loop), once, however many awaits run; so the bound, not 0.
+    CHECK(growth < 64 * 1024);
 }
 
 TEST_CASE("a chain of 100,000 nested tasks completes without stack overflow", "[task][symmetric]") {

@@ -42,10 +42,16 @@ class session {
 public:
     session(pubsub::connection& conn, pubsub::hub& hub, std::uint64_t id) : conn_{conn}, hub_{hub}, id_{id} {}
 
-    // Runs one command; false when the connection should end after its replies (QUIT).
+    // Commands that may wait for the other cores: SUBSCRIBE, PSUBSCRIBE, PUBSUB, INFO.
+    static bool waits(std::string_view cmd) noexcept;
+    // Runs one of those.
     task<bool> execute(const args_view& args);
+    // Runs any other command without a coroutine (a flood of PUBLISHes must not nest awaits);
+    // false when the connection should end after its replies (QUIT).
+    bool run(const args_view& args);
 
 private:
+    bool refused(std::string_view cmd);  // not allowed in subscribed mode: answered with the error
     void error(std::string_view text) {
         conn_.reply_with([text](std::string& out) { resp::append_error(out, text); });
     }
@@ -65,22 +71,41 @@ private:
     std::string name_;  // CLIENT SETNAME
 };
 
+bool session::refused(std::string_view cmd) {
+    // In subscribed mode (RESP2) a client may only change subscriptions, ping, quit or reset.
+    if (conn_.subscription_count() == 0 || is(cmd, "subscribe") || is(cmd, "psubscribe") || is(cmd, "unsubscribe") ||
+        is(cmd, "punsubscribe") || is(cmd, "ping") || is(cmd, "quit") || is(cmd, "reset"))
+        return false;
+    error("ERR Can't execute '" + lowered(cmd) +
+          "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+    return true;
+}
+
+bool session::waits(std::string_view cmd) noexcept {
+    return is(cmd, "subscribe") || is(cmd, "psubscribe") || is(cmd, "pubsub") || is(cmd, "info");
+}
+
 task<bool> session::execute(const args_view& args) {
     const std::string_view cmd = args[0];
-    const bool subscribed = conn_.subscription_count() > 0;
-    // In subscribed mode (RESP2) a client may only change subscriptions, ping, quit or reset.
-    if (subscribed && !is(cmd, "subscribe") && !is(cmd, "psubscribe") && !is(cmd, "unsubscribe") &&
-        !is(cmd, "punsubscribe") && !is(cmd, "ping") && !is(cmd, "quit") && !is(cmd, "reset")) {
-        error("ERR Can't execute '" + lowered(cmd) +
-              "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
-        co_return true;
+    if (refused(cmd)) co_return true;
+    if (is(cmd, "subscribe") || is(cmd, "psubscribe")) {
+        if (args.size() < 2) wrong_arity(cmd);
+        else co_await subscribe(args, is(cmd, "psubscribe"));
+    } else if (is(cmd, "pubsub")) {
+        co_await pubsub_command(args);
+    } else if (is(cmd, "info")) {
+        co_await info();
     }
+    co_return true;
+}
+
+bool session::run(const args_view& args) {
+    const std::string_view cmd = args[0];
+    const bool subscribed = conn_.subscription_count() > 0;
+    if (refused(cmd)) return true;
     if (is(cmd, "publish")) {
         if (args.size() != 3) wrong_arity(cmd);
         else conn_.publish(args[1], args[2]);
-    } else if (is(cmd, "subscribe") || is(cmd, "psubscribe")) {
-        if (args.size() < 2) wrong_arity(cmd);
-        else co_await subscribe(args, is(cmd, "psubscribe"));
     } else if (is(cmd, "unsubscribe") || is(cmd, "punsubscribe")) {
         unsubscribe(args, is(cmd, "punsubscribe"));
     } else if (is(cmd, "ping")) {
@@ -102,16 +127,12 @@ task<bool> session::execute(const args_view& args) {
         else conn_.reply_with([&](std::string& out) { resp::append_bulk(out, args[1]); });
     } else if (is(cmd, "quit")) {
         conn_.reply("+OK\r\n");
-        co_return false;
+        return false;
     } else if (is(cmd, "reset")) {
         for (const bool pattern : {false, true})
             for (const auto& name : conn_.names(pattern)) (void)conn_.unsubscribe(name, pattern);
         name_.clear();
         conn_.reply("+RESET\r\n");
-    } else if (is(cmd, "pubsub")) {
-        co_await pubsub_command(args);
-    } else if (is(cmd, "info")) {
-        co_await info();
     } else if (is(cmd, "hello")) {
         hello(args);
     } else if (is(cmd, "client")) {
@@ -126,7 +147,7 @@ task<bool> session::execute(const args_view& args) {
             if (c == '\r' || c == '\n') c = ' ';  // an error line must stay one line
         error(text);
     }
-    co_return true;
+    return true;
 }
 
 task<> session::subscribe(const args_view& args, bool pattern) {
@@ -279,7 +300,9 @@ task<> read_commands(buffered_reader& in, session& s, pubsub::connection& conn, 
             if (p.status == resp::parse_status::complete) {
                 needed = 0;
                 bool go_on = true;
-                if (!args.empty()) go_on = co_await s.execute(args);
+                if (args.empty()) go_on = true;
+                else if (session::waits(args[0])) go_on = co_await s.execute(args);
+                else go_on = s.run(args);
                 in.consume(p.consumed);
                 if (!go_on) co_return;
                 if (conn.crowded()) {  // a client that does not read its replies waits here
