@@ -187,7 +187,10 @@ task<> session::pubsub_command(const args_view& args) {
     }
     const std::string_view sub = args[1];
     if (is(sub, "channels") && args.size() <= 3) {
-        const auto names = co_await hub_.channels_all(args.size() == 3 ? args[2] : std::string_view{});
+        // Named first: g++ 12 miscompiles a ?: inside a co_await's operands (ASan saw it read
+        // past args) — see ARCHITECTURE.md's compiler notes.
+        const std::string_view pattern = args.size() == 3 ? args[2] : std::string_view{};
+        const auto names = co_await hub_.channels_all(pattern);
         conn_.reply_with([&](std::string& out) {
             resp::append_array(out, names.size());
             for (const auto& n : names) resp::append_bulk(out, n);
