@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cstdio>
 #include <set>
 #include <sys/uio.h>
 
@@ -366,11 +365,6 @@ hub::hub(sharded<hub>& all, limits lim) : all_{all}, limits_{lim}, core_{core::c
 
 hub::~hub() = default;
 
-counters hub::stats() const noexcept {
-    counters c = stats_;
-    return c;
-}
-
 hub::topic& hub::topic_of(std::string_view name, bool pattern) {
     auto& topics = pattern ? patterns_ : channels_;
     auto found = topics.find(name);
@@ -478,7 +472,6 @@ void hub::flush_batches() noexcept {
         leg.mail.to = k;
         ++b->pending;
     }
-    ++batches_in_flight_;
     // Count every leg before posting any: a leg may come home while the others are being posted.
     for (core_mask left = b->cores; left != 0; left &= left - 1) {
         ++stats_.batches_out;
@@ -505,7 +498,6 @@ void hub::on_counts(detail::mail& m) noexcept {
     batch* b = leg.owner;
     if (--b->pending > 0) return;
     std::unique_ptr<batch> done{b};
-    --b->origin.batches_in_flight_;
     for (std::size_t i = 0; i < b->messages.size(); ++i) {
         frame_ref& reply = b->replies[i];
         if (!reply) continue;
@@ -530,13 +522,13 @@ task<counters> hub::stats_all() {
     co_return sum;
 }
 
-task<std::vector<std::string>> hub::channels_all(std::string_view pattern) {
-    std::set<std::string> names;
-    const std::string pat{pattern};
+task<std::vector<std::string>> hub::names_all(bool patterns, std::string_view glob) {
+    std::set<std::string> names;  // a name with subscribers on several cores counts once
+    const std::string pat{glob};
     for (unsigned k = 0; k < all_.size(); ++k) {
-        auto get = [&pat](hub& h) {
+        auto get = [&pat, patterns](hub& h) {
             std::vector<std::string> out;
-            for (const auto& [name, t] : h.channels_)
+            for (const auto& [name, t] : patterns ? h.patterns_ : h.channels_)
                 if (pat.empty() || resp::glob_match(pat, name)) out.push_back(name);
             return out;
         };
@@ -544,6 +536,8 @@ task<std::vector<std::string>> hub::channels_all(std::string_view pattern) {
     }
     co_return std::vector<std::string>(names.begin(), names.end());
 }
+
+task<std::vector<std::string>> hub::channels_all(std::string_view pattern) { return names_all(false, pattern); }
 
 task<std::uint64_t> hub::numsub_all(std::string_view channel) {
     std::uint64_t sum = 0;
@@ -559,15 +553,7 @@ task<std::uint64_t> hub::numsub_all(std::string_view channel) {
 }
 
 task<std::uint64_t> hub::numpat_all() {
-    std::set<std::string> names;
-    for (unsigned k = 0; k < all_.size(); ++k) {
-        auto get = [](hub& h) {
-            std::vector<std::string> out;
-            for (const auto& [name, t] : h.patterns_) out.push_back(name);
-            return out;
-        };
-        for (auto& n : co_await all_.invoke_on(k, get)) names.insert(std::move(n));
-    }
+    const auto names = co_await names_all(true, {});
     co_return names.size();
 }
 

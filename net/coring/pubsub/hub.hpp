@@ -224,7 +224,7 @@ public:
     ~hub();
 
     const limits& output_limits() const noexcept { return limits_; }
-    counters stats() const noexcept;  // this core's
+    counters stats() const noexcept { return stats_; }  // this core's
     // Summed over every core (awaits each).
     [[nodiscard]] task<counters> stats_all();
     // PUBSUB CHANNELS / NUMSUB / NUMPAT over every core.
@@ -242,6 +242,9 @@ private:
     struct batch;
     using core_mask = std::uint64_t;  // coring-pubsub runs on at most 64 cores
 
+    // The channel (or pattern) names with subscribers on any core, each once; those matching
+    // `glob` when it is not empty.
+    task<std::vector<std::string>> names_all(bool patterns, std::string_view glob);
     topic& topic_of(std::string_view name, bool pattern);
     void drop_topic(topic& t, bool pattern);
     // Delivers to this core's subscribers; returns how many got it.
@@ -266,7 +269,6 @@ private:
     unsigned core_;                      // this hub's
     detail::mail flush_mail_;                      // to this core itself: "the turn is over"
     bool flush_posted_ = false;
-    std::size_t batches_in_flight_ = 0;
 };
 
 }  // namespace coring::pubsub
