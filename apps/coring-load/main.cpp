@@ -64,7 +64,7 @@ constexpr std::string_view usage =
     "  --slow N,SECS          the last N subscribers stop reading SECS s into publishing, until it ends;\n"
     "                         reported apart, with the ones the server cut\n"
     "  --steps N              with --rate: N measured windows of --duration, step k at rate x F^k\n"
-    "                         (--step-factor F, default 2), each after a pause of --step-limit MS\n"
+    "                         (--step-factor F, default 2), each followed by a pause of --step-limit MS\n"
     "                         (default 1000); the run stops after the first step where under 99% of\n"
     "                         its deliveries came within MS of their send time (its p99 is above MS)\n"
     "  --setup-limit SECS     every subscriber confirmed within SECS, or the run fails (default 120)\n"
@@ -331,7 +331,10 @@ void write_json(const options& o, const runtime_options& runtime, const results&
 int report_pubsub(const options& o, const results& r, bool failed, const pubsub_board* board) {
     const auto& ps = o.s.pubsub;
     const auto& c = r.pubsub;
-    const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
+    // With steps, the window is the steps that ran (their pauses publish nothing).
+    unsigned steps_run = 1;
+    while (board && steps_run < ps.steps && board->steps[steps_run - 1].verdict.load() == 1) ++steps_run;
+    const double secs = (r.seconds > 0 ? r.seconds : o.s.duration) * steps_run;
     const histogram& h = r.latency;
     const double deliveries = static_cast<double>(r.messages) / secs;
     const double publishes = static_cast<double>(c.published_window) / secs;
@@ -372,8 +375,8 @@ int report_pubsub(const options& o, const results& r, bool failed, const pubsub_
         if (k > 0) steps += ", ";
         steps += format("{\"rate\": {}, \"publishes_per_sec\": {}, \"deliveries_per_sec\": {}, \"expected\": {}, "
                         "\"on_time\": {}, \"p50_us\": {}, \"p99_us\": {}, \"verdict\": \"{}\"}",
-                        num(o.s.rate * std::pow(ps.step_factor, k)), num(static_cast<double>(st.published.load()) / secs),
-                        num(static_cast<double>(sh.count()) / secs), st.expected.load(), st.on_time.load(),
+                        num(o.s.rate * std::pow(ps.step_factor, k)), num(static_cast<double>(st.published.load()) / o.s.duration),
+                        num(static_cast<double>(sh.count()) / o.s.duration), st.expected.load(), st.on_time.load(),
                         us(sh.percentile(0.5)), us(sh.percentile(0.99)),
                         verdict == 1 ? "within" : verdict == 2 ? "over" : ps.steps == 1 ? "-" : "not run");
     }
