@@ -245,6 +245,8 @@ def plot(out, rows, backends):
                           ("redis_cpu_pct", "redis-server CPU (% of one CPU)")):
         series = [(b, [(r["subscribers"], r[metric]) for r in rows if r["backend"] == b and r.get(metric) is not None])
                   for b in backends]
+        if not any(points for _, points in series):  # e.g. no redis-server CPU without a bus
+            continue
         png = os.path.join(out, f"pubsub-ladder-{metric}.png")
         if line_plot(os.path.join(out, f"pubsub-ladder-{metric}.dat"), png, f"{label} vs subscribers", "subscribers",
                      label, series):
@@ -276,8 +278,8 @@ def main():
     ap.add_argument("--rungs", default="10000,100000,500000", help="comma-separated subscriber counts")
     ap.add_argument("--backends", default="uring", help="comma-separated: uring, epoll (default uring only, for time)")
     ap.add_argument("--rate-start", type=float, default=100_000, help="deliveries/s of the first step")
-    ap.add_argument("--step", type=float, default=2.0, help="each step's rate is the last one's times this")
-    ap.add_argument("--steps", type=int, default=6, help="at most this many steps per rung (the time cap)")
+    ap.add_argument("--step", type=float, default=1.5, help="each step's rate is the last one's times this")
+    ap.add_argument("--steps", type=int, default=8, help="at most this many steps per rung (the time cap)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds each step is measured")
     ap.add_argument("--rung-limit", type=float, default=600, help="seconds a rung may take before it is ended")
     ap.add_argument("--server-cpu", type=int, default=0)
