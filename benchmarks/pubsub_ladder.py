@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -81,7 +82,7 @@ def plan(subscribers, fd_limit, bus):
     return workers, procs, publishers
 
 
-def preflight(subscribers, workers, fd_limit, bus):
+def preflight(subscribers, fd_limit, bus):
     """A reason this machine cannot run the rung, or None."""
     if not bus and subscribers > int(fd_limit * 0.75):
         return (f"{subscribers:,} subscribers need more than one coring-pubsub process, and this coring-pubsub "
@@ -167,7 +168,7 @@ def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
                 "--rate", f"{rate:.3f}", "--steps", str(args.steps), "--step-factor", str(args.step),
                 "--step-limit", str(STEP_LIMIT_MS), "--duration", str(args.duration), "--warmup", f"{warmup:.1f}",
                 "--procs", str(procs), "--bind-range", "127.1.0.1-127.1.255.254", "--connect-parallel", "256",
-                "--reply-timeout", "60000", "--backend", backend, "--quiet", "--announce-window", "--json", json_path]
+                "--reply-timeout", "60000", "--setup-limit", "300", "--backend", backend, "--quiet", "--announce-window", "--json", json_path]
     load = spawn(load_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     after = None
     redis_cpu = []  # (wall s, redis CPU s) at the window's opening and at each step's verdict
@@ -294,7 +295,6 @@ def main():
     if bus and not shutil.which("redis-server"):
         sys.exit("pubsub-ladder: redis-server not installed (apt-get install redis-server)")
     fd_limit = fd_hard_limit()
-    import resource
     resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))  # children inherit it
     os.makedirs(args.out, exist_ok=True)
     port_pool = ports()
@@ -307,8 +307,7 @@ def main():
     try:
         for backend in backends:
             for n in rungs:
-                workers, _, _ = plan(n, fd_limit, bus)
-                why = preflight(n, workers, fd_limit, bus)
+                why = preflight(n, fd_limit, bus)
                 if why:
                     print(f"pubsub-ladder: {backend} {n:,}: not run: {why}", file=sys.stderr)
                     rows.append({"backend": backend, "subscribers": n, "note": "pre-flight: " + why})

@@ -154,13 +154,18 @@ load::settings small_workload(load::protocol proto, std::uint16_t port) {
     return s;
 }
 
-load::results run_workload(backend_kind kind, const load::settings& s) {
+// The whole workload on one core; `board` is left for the caller to read (the steps' verdicts).
+load::results run_workload(backend_kind kind, const load::settings& s, load::pubsub_board& board) {
     test_core c{kind};
     load::results out;
     load::live_counters live;
-    load::pubsub_board board{s};
     c.run_for(60s, load::run_pubsub_share(s, board, 0, s.pubsub.subscribers, 0, s.pubsub.publishers, &out, &live));
     return out;
+}
+
+load::results run_workload(backend_kind kind, const load::settings& s) {
+    load::pubsub_board board{s};
+    return run_workload(kind, s, board);
 }
 
 // Every subscriber that kept reading got every message of its channel, once and in order.
@@ -289,11 +294,8 @@ TEST_CASE("coring-load pubsub in steps: each step at its rate, all judged within
     s.duration = 0.4;
     s.pubsub.steps = 3;
     s.pubsub.step_limit = 5000ms;  // loopback to redis-server: far within, even on a busy machine
-    test_core c{kind};
-    load::results out;
-    load::live_counters live;
     load::pubsub_board board{s};
-    c.run_for(60s, load::run_pubsub_share(s, board, 0, s.pubsub.subscribers, 0, s.pubsub.publishers, &out, &live));
+    const auto out = run_workload(kind, s, board);
     check_verified(s, out);
     CHECK(out.pubsub.reached == s.pubsub.subscribers);
     REQUIRE(out.steps.size() == 3);
