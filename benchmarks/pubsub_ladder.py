@@ -104,6 +104,18 @@ def preflight(subscribers, fd_limit, bus):
     return None
 
 
+def end_load(load):
+    """Ends coring-load and its --procs children, by PID: its parent only waits for them (it
+    runs no runtime and does not pass a SIGTERM on), while each child stops on one."""
+    if load.poll() is None:
+        for pid in children(load.pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    end(load)
+
+
 def snapshot(pids):
     return {"rss": sum(rss_anon_kib(p) for p in pids), "maps": {p: mappings(p) for p in pids}, "slab": meminfo_kib("Slab")}
 
@@ -128,6 +140,16 @@ def knee(steps):
     """The fastest step whose p99 was within the limit (its verdict "within"), or None."""
     ok = [s for s in steps if s["verdict"] == "within"]
     return max(ok, key=lambda s: s["rate"]) if ok else None
+
+
+loads = []  # coring-load runs not yet over: their children are ended with them
+
+
+def end_everything():
+    for load in list(loads):
+        end_load(load)
+        loads.remove(load)
+    end_all()
 
 
 def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
@@ -174,7 +196,9 @@ def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
     redis_cpu = []  # (wall s, redis CPU s) at the window's opening and at each step's verdict
     tail = []
     # stderr ends when coring-load exits; a watchdog ends it (by PID) past the rung's time limit.
-    watchdog = threading.Timer(args.rung_limit, lambda: load.poll() is None and load.send_signal(signal.SIGTERM))
+    loads.append(load)
+    watchdog = threading.Timer(args.rung_limit, end_load, [load])
+    watchdog.daemon = True
     watchdog.start()
     try:
         for line in load.stderr:  # read as it comes: memory and CPU are sampled at these moments
@@ -194,6 +218,7 @@ def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
     finally:
         watchdog.cancel()
     rc = load.wait()
+    loads.remove(load)
     alive = server.poll() is None
     end(server)
     if redis:
@@ -222,6 +247,8 @@ def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
         notes.append(r.get("first_error") or (tail[-1] if tail else f"coring-load exit {rc}"))
     if not alive:
         notes.append("coring-pubsub died during the rung")
+    if r["steps"] and not k:
+        notes.append(f"even the first step's p99 was over {STEP_LIMIT_MS} ms (--rate-start lower to find the knee)")
     if r["steps"] and r["steps"][-1]["verdict"] == "within":
         notes.append(f"the last step ({args.steps}) was still within 1 s: the knee is higher")
     for s in r["steps"]:  # an open-loop generator that falls behind sends less than asked
@@ -319,13 +346,13 @@ def main():
                 except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
                     row = {"backend": backend, "subscribers": n, "note": str(e)}
                 finally:
-                    end_all()  # whatever of the rung still runs
+                    end_everything()  # whatever of the rung still runs
                 print(f"pubsub-ladder: {backend} {n:,}: done in {time.monotonic() - started:.0f} s"
                       + (f": {row['note']}" if row.get("note") else ""), file=sys.stderr)
                 rows.append(row)
                 time.sleep(2)  # closed sockets leave the kernel's lists
     finally:
-        end_all()  # Ctrl-C or an error mid-run: nothing of ours outlives us
+        end_everything()  # Ctrl-C or an error mid-run: nothing of ours outlives us
     print_table(rows)
     print(f"(coring-pubsub workers and redis-server on CPU {args.server_cpu}, coring-load on CPU {args.load_cpu}; "
           "kernel memory covers both ends of each connection, all on this machine; knee = fastest step with p99 <= 1 s)")
