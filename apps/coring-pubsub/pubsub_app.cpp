@@ -24,6 +24,12 @@ task<> pubsub_server::setup(core& c) {
 }
 
 task<> pubsub_server::serve(core& c) {
+    if (opts_.bus) {  // first the bus, so that the first PUBLISH is not refused for want of it
+        const bool up = co_await buses_.local().wait_up(opts_.bus->connect_timeout);
+        if (!up)
+            log("pubsub: core {}: bus redis://{}:{} not reachable yet: serving; PUBLISH answers an error until it is",
+                c.id(), opts_.bus->host, opts_.bus->port);
+    }
     auto listener = tcp_listener::bind(opts_.listen, {.reuse_port = true});
     if (!listener) throw std::system_error(listener.error(), "bind " + opts_.listen.to_string());
     pubsub::hub& hub = hubs_.local();

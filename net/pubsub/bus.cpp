@@ -1,6 +1,7 @@
 #include <coring/pubsub/bus.hpp>
 
 #include <coring/log.hpp>
+#include <coring/timer.hpp>
 
 namespace coring::pubsub {
 
@@ -57,6 +58,19 @@ void bus::unsubscribe(const std::string& name, bool pattern) {
     if (!in_) return;
     if (pattern) in_->punsubscribe(name);
     else in_->unsubscribe(name);
+}
+
+task<bool> bus::wait_up(std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    auto out = co_await out_.wait_connected(limit);
+    if (!out) co_return false;
+    // The subscriber says "up" once its set is confirmed; there is no event to wait on for
+    // that at start-up alone, so it is polled, once per 10 ms.
+    while (in_ && !in_->connected()) {
+        if (std::chrono::steady_clock::now() >= until) co_return false;
+        co_await sleep_for(std::chrono::milliseconds{10});
+    }
+    co_return true;
 }
 
 task<> bus::run() {

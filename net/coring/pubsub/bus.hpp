@@ -22,6 +22,7 @@
 #include <coring/pubsub/hub.hpp>
 #include <coring/redis/redis.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,6 +46,9 @@ public:
     // the link is down: it is subscribed when the link comes back), or leaves it.
     [[nodiscard]] task<> subscribe(std::string name, bool pattern);
     void unsubscribe(const std::string& name, bool pattern);
+    // Until this core's connections are up (core 0: its subscriber too), at most `limit`: a
+    // node that serves before then would answer PUBLISH with errors. False when it gave up.
+    [[nodiscard]] task<bool> wait_up(std::chrono::milliseconds limit);
     // Core 0: hands what the bus sends to the hub until close().
     [[nodiscard]] task<> run();
     [[nodiscard]] task<> close();
