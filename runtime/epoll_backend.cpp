@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,14 +22,15 @@ namespace {
 
 enum direction : int { reading = 0, writing = 1, neither = 2 };
 
-direction direction_of(op_kind k) noexcept {
-    switch (k) {
+direction direction_of(const op& o) noexcept {
+    switch (o.kind) {
     case op_kind::accept:
     case op_kind::recv:
     case op_kind::read: return reading;
     case op_kind::connect:
     case op_kind::send:
     case op_kind::send_msg: return writing;
+    case op_kind::poll: return (o.flags & POLLIN) ? reading : writing;
     default: return neither;
     }
 }
@@ -96,6 +98,7 @@ epoll_backend::fd_state& epoll_backend::state_of(int fd) {
 
 void epoll_backend::register_fd(int fd) noexcept {
     state_of(fd) = fd_state{};
+    fds_[fd].registered = true;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.fd = fd;
@@ -104,9 +107,16 @@ void epoll_backend::register_fd(int fd) noexcept {
 }
 
 void epoll_backend::forget_fd(int fd) noexcept {
+    if (fd < 0) return;
+    if (static_cast<std::size_t>(fd) < fds_.size()) {
+        if (fds_[fd].waiter[reading] || fds_[fd].waiter[writing]) {  // its frame would wait forever
+            log("epoll: fd {} forgotten while an op waits on it (cancel the wait first)", fd);
+            std::abort();
+        }
+        fds_[fd] = fd_state{};
+    }
     // Explicit DEL: a dup of fd elsewhere would keep the registration (and its errors) alive.
     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
-    if (static_cast<std::size_t>(fd) < fds_.size()) fds_[fd] = fd_state{};
 }
 
 int epoll_backend::open_socket(int domain, int type, int protocol) noexcept {
@@ -156,6 +166,15 @@ int epoll_backend::perform(op& o) noexcept {
     case op_kind::send: return errno_or(::send(o.fd, o.buf, o.len, o.flags | MSG_NOSIGNAL));
     case op_kind::send_msg: return errno_or(::sendmsg(o.fd, static_cast<const msghdr*>(o.buf), o.flags | MSG_NOSIGNAL));
     case op_kind::read: return errno_or(::read(o.fd, o.buf, o.len));
+    case op_kind::poll: {
+        // A check, not a wait: the fd is registered edge-triggered, so "not ready" parks the op
+        // and the next edge retries it. The owner reads and writes the fd itself.
+        pollfd p{o.fd, static_cast<short>(o.flags), 0};
+        const int n = ::poll(&p, 1, 0);
+        if (n < 0) return -errno;
+        if (p.revents & POLLNVAL) return -EBADF;
+        return n == 0 ? -EAGAIN : static_cast<int>(p.revents);
+    }
     case op_kind::shutdown: return errno_or(::shutdown(o.fd, o.flags));
     case op_kind::close:
         forget_fd(o.fd);
@@ -197,8 +216,9 @@ void epoll_backend::start(op& o) noexcept {
     if (o.kind == op_kind::send_msg) ++stats_.gather_sends;
     ++o.pending;
     if (is_file_op(o.kind)) return start_file_op(o);
-    const direction d = direction_of(o.kind);
+    const direction d = direction_of(o);
     if (d == neither) return finish(o, perform(o));
+    if (o.kind == op_kind::poll && !state_of(o.fd).registered) register_fd(o.fd);  // a foreign fd's first wait
     if (state_of(o.fd).waiter[d]) {  // one op per direction per fd: a second would be a bug
         log("epoll: two {} ops at once on fd {}", d == reading ? "read" : "write", o.fd);
         std::abort();
@@ -207,7 +227,7 @@ void epoll_backend::start(op& o) noexcept {
 }
 
 void epoll_backend::attempt(op& o) noexcept {
-    const direction d = direction_of(o.kind);
+    const direction d = direction_of(o);
     if (fds_[o.fd].ready[d]) {
         const int r = perform(o);
         if (r != -EAGAIN) return finish(o, r);
@@ -263,7 +283,7 @@ void epoll_backend::pool_done() noexcept {
 void epoll_backend::cancel(op& o) noexcept {
     switch (o.parked) {
     case park_reason::ready:
-        fds_[o.fd].waiter[direction_of(o.kind)] = nullptr;
+        fds_[o.fd].waiter[direction_of(o)] = nullptr;
         --parked_;
         break;
     case park_reason::pool_room: pool_waiting_.remove(o); break;

@@ -339,6 +339,14 @@ void uring_backend::submit(op& o) noexcept {
     case op_kind::open_at:
     case op_kind::stat:
     case op_kind::read_at: prep_file_op(sqe, o); break;
+    case op_kind::poll:
+        // Single-shot: one wait, one CQE, like every other op here, so cancel and deadlines
+        // need nothing new. Multishot (IORING_POLL_ADD_MULTI, 5.13) would save re-arming a
+        // reader that waits again and again (hiredis's), but it posts a CQE per wake-up whether
+        // anyone waits or not, which would need a feed and a queue; one SQE per wait goes out
+        // in the turn's single io_uring_enter anyway.
+        io_uring_prep_poll_add(sqe, o.fd, static_cast<unsigned>(o.flags));
+        break;
     case op_kind::timer:
     case op_kind::deadline:
     case op_kind::join:

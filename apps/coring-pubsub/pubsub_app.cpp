@@ -1,13 +1,26 @@
 #include "pubsub_app.hpp"
 
+#include <cstdio>
+#include <random>
 #include <system_error>
 
 namespace coring::apps {
+
+pubsub_server::pubsub_server(pubsub_options opts) : opts_{std::move(opts)} {
+    std::random_device seed;
+    node_ = std::uint64_t{seed()} << 32 | seed();
+}
 
 task<> pubsub_server::setup(core& c) {
     if (c.id() != 0) co_return;
     auto make = [this] { return std::make_unique<pubsub::hub>(hubs_, opts_.limits); };
     co_await hubs_.start(make);
+    if (!opts_.bus) co_return;
+    auto make_bus = [this] {
+        const bool listens = core::current().id() == 0;  // core 0 holds the node's subscriptions
+        return std::make_unique<pubsub::bus>(hubs_.local(), *opts_.bus, node_, listens);
+    };
+    co_await buses_.start(make_bus);
 }
 
 task<> pubsub_server::serve(core& c) {
@@ -27,6 +40,13 @@ task<> pubsub_server::serve(core& c) {
         log("pubsub server listening on {} (RESP){}", where ? where->to_string() : opts_.listen.to_string(),
             opts_.http ? ", " + opts_.http->to_string() + " (HTTP: / demo, /ws WebSocket)" : std::string{});
     }
+    task_group bus_reader;
+    if (opts_.bus && c.id() == 0) {
+        char name[17];
+        std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(node_));
+        log("pubsub: node {} joins the others through redis://{}:{}", name, opts_.bus->host, opts_.bus->port);
+        bus_reader.spawn(buses_.local().run());
+    }
     task_group sessions;
     for (std::uint64_t n = 1;; ++n) {
         auto conn = co_await listener->accept();
@@ -38,6 +58,8 @@ task<> pubsub_server::serve(core& c) {
     // is dropped with them).
     co_await sessions.cancel_and_join();
     co_await web.cancel_and_join();
+    if (opts_.bus) co_await buses_.local().close();  // its reader ends with it
+    co_await bus_reader.join();
     std::lock_guard lock{final_lock_};
     final_ += hub.stats();
 }

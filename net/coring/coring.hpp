@@ -7,6 +7,7 @@
 #include <coring/result.hpp>
 #include <coring/run.hpp>
 #include <coring/reader.hpp>
+#include <coring/readiness.hpp>
 #include <coring/sharded.hpp>
 #include <coring/sync.hpp>
 #include <coring/task.hpp>

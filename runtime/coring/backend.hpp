@@ -107,6 +107,9 @@ public:
     // Closes fd without a waiter (the destructor path); no op may be in flight on it. A direct
     // descriptor is closed through the ring, after every SQE already queued.
     virtual void close_detached(int fd) noexcept = 0;
+    // Drops what the backend keeps about fd, which its owner is about to close (epoll: the
+    // registration and readiness; io_uring: per-fd send flags). No op may wait on fd.
+    virtual void forget_fd(int fd) noexcept = 0;
 
     // ---- direct descriptors (io_uring only; see is_direct_fd) --------------------------------
     // A real fd for the socket fd names: fd itself when it is one; for a direct descriptor a new

@@ -35,6 +35,8 @@ public:
     void start(op& o) noexcept override;
     void cancel(op& o) noexcept override;
     void close_detached(int fd) noexcept override;
+    // EPOLL_CTL_DEL and a fresh state: the next fd with this number starts unregistered.
+    void forget_fd(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
     std::size_t in_flight() const noexcept override {
         return parked_ + buffer_waiters_.size() + in_pool_ + pool_waiting_.size();
@@ -50,10 +52,12 @@ private:
     struct fd_state {
         op* waiter[2] = {nullptr, nullptr};  // [0] reader, [1] writer
         bool ready[2] = {true, true};        // unknown counts as ready: try the syscall first
+        // In the epoll set. The backend's own fds are from birth; a foreign fd (op_kind::poll)
+        // from its first wait until forget_fd.
+        bool registered = false;
     };
     fd_state& state_of(int fd);
     void register_fd(int fd) noexcept;
-    void forget_fd(int fd) noexcept;
     void on_ready(int fd, int dir) noexcept;  // an edge: retry the parked op, if any
     void setup_buffers() override;
     void attempt(op& o) noexcept;  // perform, then finish or park

@@ -37,6 +37,8 @@ enum class op_kind : std::uint8_t {
     open_at,   // openat2 relative to fd (a directory, or AT_FDCWD); res = the new fd
     stat,      // statx of fd itself (AT_EMPTY_PATH)
     read_at,   // pread of fd at the request's offset (-1: at the file position); res = bytes read
+    // Readiness of an fd the runtime did not make (a C library's socket: readiness.hpp).
+    poll,      // flags = POLLIN or POLLOUT; res = the revents seen (POLLERR/POLLHUP come unasked)
 };
 
 constexpr bool is_file_op(op_kind k) noexcept {

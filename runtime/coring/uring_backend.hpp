@@ -47,6 +47,7 @@ public:
     void start(op& o) noexcept override;
     void cancel(op& o) noexcept override;
     void close_detached(int fd) noexcept override;
+    void forget_fd(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
     std::size_t in_flight() const noexcept override {
         return in_flight_ + parked_.size() + buffer_waiters_.size();
@@ -74,7 +75,6 @@ private:
     void prep_file_op(io_uring_sqe* sqe, op& o) noexcept;
     int registered_slot(const op& o) noexcept;  // the registered pool buffer o sends from, or -1
     void reset_connection(op& o) noexcept;
-    void forget_fd(int fd) noexcept;
     void before_trim(std::uint16_t id) noexcept override;
     void setup_file_table(const backend_config& cfg);
     void prep_accept(io_uring_sqe* sqe, op& o) noexcept;
