@@ -97,6 +97,18 @@ bool publish_until_taken(resp_client& publisher, const std::string& channel, con
     return false;
 }
 
+// One redis-server and two nodes, A and B, joined through it, their links to it up.
+struct two_nodes {
+    server bus;
+    pubsub_process a, b;
+
+    two_nodes(backend_kind kind, const std::string& redis_binary)
+        : bus{start_redis(redis_binary)}, a{kind, 2, bus_args(bus)}, b{kind, 2, bus_args(bus)} {
+        wait_for_bus(a);
+        wait_for_bus(b);
+    }
+};
+
 // A program (a path) run to its end within 10 s: its exit status and stdout.
 std::pair<int, std::string> run(const std::string& binary, std::vector<std::string> args) {
     child_process p{binary, std::move(args)};
@@ -121,13 +133,9 @@ TEST_CASE("bus: publishes on two nodes reach every subscriber on both, each publ
     INFO(to_string(kind));
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
-
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
     resp_client pa{a.port}, pb{b.port};
-    wait_for_bus(a);
-    wait_for_bus(b);
     const auto published_a = counter(pa, "bus_published"), published_b = counter(pb, "bus_published");
 
     // Four subscribers per node, two on each core.
@@ -189,13 +197,9 @@ TEST_CASE("bus: pattern subscriptions cross nodes; channel and pattern together 
     INFO(to_string(kind));
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
-
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
     resp_client pa{a.port}, pb{b.port};
-    wait_for_bus(a);
-    wait_for_bus(b);
     std::vector<resp_client> spare;
     auto pattern = a.client_on(1, spare);  // a pattern alone, on A's other core
     auto both = a.client_on(0, spare);     // the channel and a matching pattern
@@ -236,12 +240,8 @@ TEST_CASE("bus: a message published straight into Redis reaches both nodes byte 
     INFO(to_string(kind));
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
-
-    wait_for_bus(a);
-    wait_for_bus(b);
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
     resp_client ask_a{a.port}, ask_b{b.port};  // INFO is no command for a subscribed connection
     std::vector<resp_client> spare, subscribers;
     for (auto* node : {&a, &b})
@@ -281,13 +281,9 @@ TEST_CASE("bus: a SUBSCRIBE's reply means the bus has it: a publish on the other
     INFO(to_string(kind));
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
-
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
     resp_client pa{a.port}, pb{b.port};
-    wait_for_bus(a);
-    wait_for_bus(b);
     std::vector<resp_client> spare;
     resp_client on_core[2] = {a.client_on(0, spare), a.client_on(1, spare)};
     for (int i = 0; i < 20; ++i) {
@@ -306,16 +302,12 @@ TEST_CASE("bus: a node holds one bus subscription per channel while it has subsc
     INFO(to_string(kind));
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
     resp_client redis{bus.port};
     const auto numsub_is = [&](int n) {
         return eventually([&] { return redis.call({"PUBSUB", "NUMSUB", "interest"}) == "[interest, :" + std::to_string(n) + "]"; });
     };
-
-    wait_for_bus(a);
-    wait_for_bus(b);
     std::vector<resp_client> spare;
     auto a0 = a.client_on(0, spare), a1 = a.client_on(1, spare), b1 = b.client_on(1, spare);
     REQUIRE(a0.call({"SUBSCRIBE", "interest"}) == "[subscribe, interest, :1]");
@@ -346,13 +338,9 @@ TEST_CASE("bus: killed and restarted under the nodes: local delivery goes on, PU
     INFO(to_string(kind));
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
-
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
     resp_client pa{a.port}, pb{b.port};
-    wait_for_bus(a);
-    wait_for_bus(b);
     std::vector<resp_client> spare;
     resp_client on_a[2] = {a.client_on(0, spare), a.client_on(1, spare)};
     auto on_b = b.client_on(1, spare);
@@ -482,11 +470,8 @@ TEST_CASE("bus: redis-py subscribed on one node gets what redis-cli published on
         WARN("python3-redis is not installed: skipped");
         return;
     }
-    auto bus = start_redis(binary);
-    pubsub_process a{kind, 2, bus_args(bus)};
-    pubsub_process b{kind, 2, bus_args(bus)};
-    wait_for_bus(a);
-    wait_for_bus(b);
+    two_nodes nodes{kind, binary};
+    auto& [bus, a, b] = nodes;
 
     // Says "subscribed" once the SUBSCRIBE was answered, then prints the one message it waits
     // for (10 s at most).
