@@ -90,6 +90,7 @@ task<> hang_up(pair_fds* p) {
 // and one completed on each, forget_fd, close. A stale registration or parked op would show
 // as a wait that never ends or a wrong answer.
 task<> many_rounds(std::size_t* same_number, core* c) {
+    const std::size_t before = c->io().in_flight();  // the core's own (its doorbell's read)
     int first = -1;
     for (int round = 0; round < 200; ++round) {
         pair_fds p;
@@ -110,7 +111,7 @@ task<> many_rounds(std::size_t* same_number, core* c) {
         forget_fd(p.a);
         forget_fd(p.b);
     }
-    CHECK(c->io().in_flight() == 0);
+    CHECK(c->io().in_flight() == before);
 }
 
 }  // namespace

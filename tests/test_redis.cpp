@@ -169,7 +169,8 @@ task<> restart(server* srv, const std::string* binary) {
     REQUIRE(m);
     CHECK(m->payload == "before");
 
-    srv->proc->kill_and_reap();
+    REQUIRE(::kill(srv->proc->pid(), SIGKILL) == 0);  // the redis-server this test started
+    REQUIRE(srv->proc->wait_exit(child_process::clock::now() + 5s));
     CO_CHECK(co_await eventually([&] { return !db.connected() && !sub.connected(); }));
     auto down = co_await db.command("PING");
     CHECK(down.error() == std::errc::not_connected);

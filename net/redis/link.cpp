@@ -9,28 +9,6 @@
 
 namespace coring::redis::detail {
 
-reply copy_of(const redisReply& r) {
-    reply out;
-    switch (r.type) {
-    case REDIS_REPLY_STRING: out.kind = reply::type::string; break;
-    case REDIS_REPLY_STATUS: out.kind = reply::type::status; break;
-    case REDIS_REPLY_ERROR: out.kind = reply::type::error; break;
-    case REDIS_REPLY_INTEGER:
-        out.kind = reply::type::integer;
-        out.integer = r.integer;
-        return out;
-    case REDIS_REPLY_ARRAY:
-        out.kind = reply::type::array;
-        out.elements.reserve(r.elements);
-        // hiredis's reader nests at most 7 levels deep, so this recursion is shallow.
-        for (std::size_t i = 0; i < r.elements; ++i) out.elements.push_back(copy_of(*r.element[i]));
-        return out;
-    default: return out;  // REDIS_REPLY_NIL
-    }
-    out.str.assign(r.str, r.len);  // binary-safe: NUL bytes included
-    return out;
-}
-
 void pending::answer(result<reply> r) noexcept {
     if (answer_) return;
     answer_.emplace(std::move(r));

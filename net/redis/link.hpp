@@ -11,6 +11,8 @@
 // freed inside HandleRead/HandleWrite, so a pump compares the link's context with its own after
 // every call and ends when they differ. hiredis 0.14 has no timer hook: the connect timeout is
 // with_timeout in the connector, command timeouts are the awaiting op's deadline.
+#include "reply.hpp"
+
 #include <coring/redis/redis.hpp>
 #include <coring/sync.hpp>
 #include <coring/task_group.hpp>
@@ -22,9 +24,6 @@
 #include <utility>
 
 namespace coring::redis::detail {
-
-// A deep copy of what hiredis parsed (its reply is freed when the callback returns).
-reply copy_of(const redisReply& r);
 
 // One awaited answer (a command's reply, a subscription's confirmation). Two owners, each
 // holding a reference: the side that answers (hiredis's privdata until its callback runs,

@@ -106,9 +106,12 @@ task<result<reply>> client::command(std::span<const std::string_view> args) {
 void client::send(std::span<const std::string_view> args, std::function<void(result<reply>)> done) {
     std::error_code failed;
     detail::pending* p = link_->begin(args, failed);
-    // A task of the client's group: `done` runs from it, so never inside this call, and
-    // close() waits for it.
-    link_->spawn(detail::deliver(detail::pending_ref{p}, failed, link_->deadline(), std::move(done)));
+    // `done` runs from a task, so never inside this call. One waiting for a reply belongs to
+    // the client's group (close() waits for it); one that failed at once needs nothing of the
+    // client and goes on the core, so a client may be destroyed right after a failed send.
+    auto t = detail::deliver(detail::pending_ref{p}, failed, link_->deadline(), std::move(done));
+    if (p) link_->spawn(std::move(t));
+    else core::current().spawn(std::move(t));
 }
 
 // ---- redis://HOST:PORT --------------------------------------------------------------------
