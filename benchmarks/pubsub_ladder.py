@@ -152,10 +152,10 @@ def end_everything():
     end_all()
 
 
-def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
+def run_rung(args, backend, subscribers, bus, port_pool, fd_limit, rate_start):
     workers, procs, publishers = plan(subscribers, fd_limit, bus)
     per_channel = subscribers / CHANNELS
-    rate = args.rate_start / per_channel  # publishes/s at the first step
+    rate = rate_start / per_channel  # publishes/s at the first step
     # The warmup publishes at the first step's rate to every channel at least once (publishers
     # go round-robin from spread starting channels), so every subscriber gets a first delivery.
     warmup = max(1.0, 1.5 * CHANNELS / rate)
@@ -248,7 +248,7 @@ def run_rung(args, backend, subscribers, bus, port_pool, fd_limit):
     if not alive:
         notes.append("coring-pubsub died during the rung")
     if r["steps"] and not k:
-        notes.append(f"even the first step's p99 was over {STEP_LIMIT_MS} ms (--rate-start lower to find the knee)")
+        notes.append(f"even the first step's p99 (at {rate_start:,.0f} deliveries/s) was over {STEP_LIMIT_MS} ms")
     if r["steps"] and r["steps"][-1]["verdict"] == "within":
         notes.append(f"the last step ({args.steps}) was still within 1 s: the knee is higher")
     for s in r["steps"]:  # an open-loop generator that falls behind sends less than asked
@@ -341,12 +341,26 @@ def main():
                     continue
                 print(f"pubsub-ladder: {backend} {n:,} subscribers ...", file=sys.stderr)
                 started = time.monotonic()
-                try:
-                    row = run_rung(args, backend, n, bus, port_pool, fd_limit)
-                except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
-                    row = {"backend": backend, "subscribers": n, "note": str(e)}
-                finally:
-                    end_everything()  # whatever of the rung still runs
+                rate_start, tries = args.rate_start, []
+                while True:
+                    try:
+                        row = run_rung(args, backend, n, bus, port_pool, fd_limit, rate_start)
+                    except (RuntimeError, OSError, subprocess.SubprocessError, KeyError, ValueError) as e:
+                        row = {"backend": backend, "subscribers": n, "note": str(e)}
+                    finally:
+                        end_everything()  # whatever of the rung still runs
+                    # Over 1 s from the very first step: the knee is lower. The rung runs again
+                    # from half the rate (at most twice), so that it is found, not just bounded.
+                    if row.get("knee_deliveries_per_sec") is not None or not row.get("steps") or len(tries) == 2:
+                        break
+                    tries.append(rate_start)
+                    rate_start /= 2
+                    print(f"pubsub-ladder: {backend} {n:,}: over 1 s from the first step; again from "
+                          f"{rate_start:,.0f} deliveries/s", file=sys.stderr)
+                    time.sleep(2)
+                if tries:
+                    row["note"] = "; ".join(x for x in [f"over 1 s from {', '.join(f'{t:,.0f}' for t in tries)} "
+                                                        f"deliveries/s: stepped from {rate_start:,.0f}", row.get("note")] if x)
                 print(f"pubsub-ladder: {backend} {n:,}: done in {time.monotonic() - started:.0f} s"
                       + (f": {row['note']}" if row.get("note") else ""), file=sys.stderr)
                 rows.append(row)
