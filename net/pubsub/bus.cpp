@@ -68,7 +68,7 @@ task<bool> bus::wait_up(std::chrono::milliseconds limit) {
     // that at start-up alone, so it is polled, once per 10 ms.
     while (in_ && !in_->connected()) {
         if (std::chrono::steady_clock::now() >= until) co_return false;
-        co_await sleep_for(std::chrono::milliseconds{10});
+        (void)co_await sleep_for(std::chrono::milliseconds{10});
     }
     co_return true;
 }
