@@ -43,9 +43,7 @@ public:
     void release() noexcept {
         if (--refs_ == 0) delete this;
     }
-
-    std::string name;      // a subscription's channel or pattern
-    bool pattern = false;
+    void discard() noexcept { delete this; }  // neither side ever took it (hiredis refused the command)
 
 private:
     void park(op& o) noexcept override { waiter_ = &o; }

@@ -37,8 +37,7 @@ public:
                 ++stats_.commands;
                 return p;
             }
-            p->release();  // both references: nobody will answer or await it
-            p->release();
+            p->discard();
             failed = std::make_error_code(std::errc::not_connected);  // hiredis is disconnecting
         } else {
             failed = std::make_error_code(std::errc::not_connected);
