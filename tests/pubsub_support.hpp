@@ -6,6 +6,7 @@
 
 #include <coring/resp/resp.hpp>
 
+#include <map>
 #include <netinet/tcp.h>
 #include <optional>
 #include <string>
@@ -149,6 +150,24 @@ private:
     bool bad_ = false;  // the server sent bytes that are no reply: nothing more is read
     std::vector<resp::reply_item> items_;
 };
+
+// INFO's "name:value" lines.
+inline std::map<std::string, std::string> info_fields(resp_client& c) {
+    REQUIRE(c.send({"INFO"}));
+    const auto r = c.read();
+    REQUIRE(r);
+    REQUIRE(r->type == '$');
+    std::map<std::string, std::string> fields;
+    std::size_t at = 0;
+    while (at < r->text.size()) {
+        const auto end = std::min(r->text.find("\r\n", at), r->text.size());
+        const std::string line = r->text.substr(at, end - at);
+        const auto colon = line.find(':');
+        if (colon != std::string::npos && !line.starts_with('#')) fields[line.substr(0, colon)] = line.substr(colon + 1);
+        at = end + 2;
+    }
+    return fields;
+}
 
 // coring-pubsub running as a child on a port of its own, with its log read while it starts.
 struct pubsub_process {

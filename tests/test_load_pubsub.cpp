@@ -7,6 +7,8 @@
 #include "redis_support.hpp"
 #include "support.hpp"
 
+#include <fstream>
+#include <iterator>
 #include <unistd.h>
 
 using namespace coring;
@@ -114,13 +116,18 @@ load::settings small_workload(load::protocol proto, std::uint16_t port) {
     return s;
 }
 
-load::results run_workload(backend_kind kind, const load::settings& s) {
+// The whole workload on one core; `board` is left for the caller to read (the steps' verdicts).
+load::results run_workload(backend_kind kind, const load::settings& s, load::pubsub_board& board) {
     test_core c{kind};
     load::results out;
     load::live_counters live;
-    load::pubsub_board board{s};
     c.run_for(60s, load::run_pubsub_share(s, board, 0, s.pubsub.subscribers, 0, s.pubsub.publishers, &out, &live));
     return out;
+}
+
+load::results run_workload(backend_kind kind, const load::settings& s) {
+    load::pubsub_board board{s};
+    return run_workload(kind, s, board);
 }
 
 // Every subscriber that kept reading got every message of its channel, once and in order.
@@ -202,4 +209,99 @@ TEST_CASE("coring-load pubsub in an open loop sends at the rate asked", "[load]"
     check_verified(s, r);
     CHECK(r.pubsub.published > 0);  // a busy machine may send fewer by the end, never more
     CHECK(r.pubsub.published <= 202);
+}
+
+TEST_CASE("pubsub_board: each step's window, and a step judged once, by whoever asks first", "[load]") {
+    load::settings s;
+    s.pubsub.subscribers = 10;
+    s.pubsub.channels = 4;
+    s.pubsub.steps = 3;
+    s.duration = 2;
+    s.warmup = 1;
+    s.pubsub.step_limit = 500ms;
+    load::pubsub_board board{s};
+    CHECK(board.step_of(0) == -1);  // nothing has started
+    board.start_ns = 10'000'000'000;
+    // Windows of 2 s, each followed by a 0.5 s pause, from start + warmup = 11 s.
+    const std::pair<std::int64_t, int> at[] = {{10'999'999'999, -1}, {11'000'000'000, 0}, {12'999'999'999, 0},
+                                               {13'000'000'000, -1}, {13'500'000'000, 1}, {16'000'000'000, 2},
+                                               {17'999'999'999, 2}, {18'000'000'000, -1}, {30'000'000'000, -1}};
+    for (const auto& [ns, step] : at) {
+        INFO("sent at " << ns);
+        CHECK(board.step_of(ns) == step);
+    }
+    CHECK(board.stop_at() == 18'000'000'000);
+    // 10 subscribers over 4 channels: 3, 3, 2, 2.
+    CHECK(board.subscribers_of(0) == 3);
+    CHECK(board.subscribers_of(3) == 2);
+    board.steps[0].expected = 100;
+    board.steps[0].on_time = 99;  // 99% within the limit: its p99 is too
+    CHECK(board.go_on_after(0));
+    board.steps[1].expected = 100;
+    board.steps[1].on_time = 98;
+    CHECK_FALSE(board.go_on_after(1));
+    board.steps[1].on_time = 100;  // came late: the verdict stands, so every publisher agrees
+    CHECK_FALSE(board.go_on_after(1));
+}
+
+TEST_CASE("coring-load pubsub in steps: each step at its rate, all judged within the limit", "[load]") {
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    auto srv = start_redis(redis);
+    auto s = small_workload(load::protocol::pubsub, srv.port);
+    s.rate = 200;  // then 400, 800: 0.4 s each, so 80, 160, 320 publishes
+    s.duration = 0.4;
+    s.pubsub.steps = 3;
+    s.pubsub.step_limit = 5000ms;  // loopback to redis-server: far within, even on a busy machine
+    load::pubsub_board board{s};
+    const auto out = run_workload(kind, s, board);
+    check_verified(s, out);
+    CHECK(out.pubsub.reached == s.pubsub.subscribers);
+    REQUIRE(out.steps.size() == 3);
+    std::uint64_t in_steps = 0;
+    for (unsigned k = 0; k < 3; ++k) {
+        INFO("step " << k);
+        const auto& st = board.steps[k];
+        CHECK(st.verdict == 1);
+        CHECK(st.published > 0);  // a busy machine may send fewer by the end, never more
+        CHECK(st.published <= (80u << k) + 2);
+        CHECK(st.expected == st.published * 5);  // 20 subscribers over 4 channels
+        CHECK(st.on_time == st.expected);
+        CHECK(out.steps[k].count() == st.expected);
+        in_steps += out.steps[k].count();
+    }
+    CHECK(out.latency.count() == in_steps);  // the window is the steps, the pauses publish nothing
+}
+
+TEST_CASE("coring-load pubsub over --procs: one board, every subscriber of every process verified", "[load]") {
+    const auto redis = server_binary("redis-server");
+    if (redis.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    auto srv = start_redis(redis);
+    const std::string json = "/tmp/coring-load-procs-" + std::to_string(::getpid()) + ".json";
+    child_process p{CORING_LOAD_BINARY,
+                    {"--protocol", "pubsub", "--target", "127.0.0.1:" + std::to_string(srv.port), "--subscribers", "60",
+                     "--channels", "7", "--publishers", "3", "--procs", "3", "--rate", "300", "--steps", "2",
+                     "--duration", "0.3", "--warmup", "0.2", "--step-limit", "5000", "--backend", std::string{to_string(kind)},
+                     "--quiet", "--json", json}};
+    const auto status = p.wait_exit_or_kill(60s);
+    INFO("stdout:\n" << p.out() << "stderr:\n" << p.err());
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    // Every process's subscribers counted, and the milestones a script waits for said once.
+    CHECK_THAT(p.out(), Catch::Contains("subscribed 60 of 60") && Catch::Contains("60 reached by a message") &&
+                            Catch::Contains("lost 0, duplicated 0, reordered 0"));
+    CHECK_THAT(p.err(), Catch::Contains("coring-load: subscribed 60 subscribers") &&
+                            Catch::Contains("coring-load: step 1 at 600 publishes/s"));
+    std::ifstream f{json};
+    const std::string text{std::istreambuf_iterator<char>{f}, {}};
+    ::unlink(json.c_str());
+    CHECK_THAT(text, Catch::Contains("\"procs\": 3") && Catch::Contains("\"reached\": 60") &&
+                         Catch::Contains("\"verdict\": \"within\""));
 }

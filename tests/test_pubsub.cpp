@@ -11,28 +11,6 @@
 using namespace coring;
 using namespace coring::testing;
 
-namespace {
-
-// INFO's "name:value" lines.
-std::map<std::string, std::string> info_fields(resp_client& c) {
-    REQUIRE(c.send({"INFO"}));
-    const auto r = c.read();
-    REQUIRE(r);
-    REQUIRE(r->type == '$');
-    std::map<std::string, std::string> fields;
-    std::size_t at = 0;
-    while (at < r->text.size()) {
-        const auto end = std::min(r->text.find("\r\n", at), r->text.size());
-        const std::string line = r->text.substr(at, end - at);
-        const auto colon = line.find(':');
-        if (colon != std::string::npos && !line.starts_with('#')) fields[line.substr(0, colon)] = line.substr(colon + 1);
-        at = end + 2;
-    }
-    return fields;
-}
-
-}  // namespace
-
 TEST_CASE("pubsub: a command split at every byte position is answered once, whole", "[pubsub]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
     if (skip_without(kind)) return;

@@ -39,6 +39,14 @@ struct pubsub_settings {
     double slow_after = 0;     // ...this many seconds after publishing starts, until it ends
     std::chrono::milliseconds drain_quiet{2000};  // after publishing: no delivery for this long ends the run
     std::chrono::seconds setup_limit{120};        // every subscriber confirmed within this
+    // Steps (open loop only): the measured window is `steps` windows of `duration` each, step k
+    // publishing at rate * step_factor^k, with a pause of step_limit between them, so each step
+    // starts with no backlog. After each pause the step is judged: if fewer than 99% of the
+    // deliveries it owed came within step_limit of their send time (its p99 is above the
+    // limit), the run stops there. The warmup publishes at step 0's rate.
+    unsigned steps = 1;
+    double step_factor = 2;
+    std::chrono::milliseconds step_limit{1000};
 };
 
 struct settings {
@@ -86,6 +94,7 @@ struct pubsub_counts {
     std::uint64_t published_window = 0;  // of those, sent inside the measured window
     std::uint64_t delivered = 0;         // verified deliveries, in all (every subscriber)
     std::uint64_t subscribed = 0;        // subscribers whose subscription was confirmed
+    std::uint64_t reached = 0;           // of those that kept reading, the ones that got a message
     // Among the subscribers that kept reading: all three must be 0.
     std::uint64_t lost = 0;        // published to its channel, never received (counted at the end)
     std::uint64_t duplicated = 0;  // a sequence number received twice
@@ -105,14 +114,16 @@ struct results {
     std::uint64_t connected = 0;
     std::uint64_t idle_up = 0;        // idle connections that connected and echoed once
     std::uint64_t idle_verified = 0;  // of those, verified again once every one was up
-    double setup_seconds = 0;         // until every idle connection (all processes) was up
+    double setup_seconds = 0;         // until every idle connection (all processes) was up, or
+                                      // (pub/sub) every subscriber was confirmed
     double seconds = 0;          // the measured window's length
     std::string backend;         // what the load ran on
     std::string first_error;     // what went wrong first, for the one-line message
     pubsub_counts pubsub;
+    std::vector<histogram> steps;  // pub/sub: each step's latencies (its share of `latency`)
 
     void merge(const results& o);
-    std::string serialize() const;  // one line, for --procs
+    std::string serialize() const;  // for --procs: one line, then one per step histogram
     bool deserialize(const std::string& line);
 };
 
@@ -203,19 +214,52 @@ private:
 
 // ---- The pub/sub workload (pubsub.cpp) ----
 
-// What every core of one process shares while the pub/sub workload runs: when publishing
-// starts and stops, and how many messages each publisher sent to each channel (the subscribers
-// count their losses against it). One process only: --procs does not apply to pub/sub.
-struct pubsub_board {
-    explicit pubsub_board(const settings& s);
-    std::atomic<std::uint64_t> settled{0};           // subscribers confirmed or failed
-    std::atomic<std::uint64_t> publishers_ready{0};  // publishers connected or failed
-    std::atomic<std::uint64_t> publishers_done{0};   // publishers that stopped and saw their last answer
-    std::atomic<std::int64_t> start_ns{never};       // publishing starts (every subscriber is in)
-    std::unique_ptr<std::atomic<std::uint64_t>[]> published;  // [publisher * channels + channel]
-    std::int64_t measure_from() const noexcept;      // start + warmup (never before the start)
-    std::int64_t stop_at() const noexcept;           // measure_from + duration
+// What every core of every process shares while the pub/sub workload runs: when publishing
+// starts and stops, how many messages each publisher sent to each channel (the subscribers count
+// their losses against it) and how each step went. Its counters live in one MAP_SHARED anonymous
+// mapping, made before --procs forks, so the processes see one board.
+struct pubsub_step {
+    std::atomic<std::uint64_t> published{0};  // publishes sent (scheduled) inside the step's window
+    std::atomic<std::uint64_t> expected{0};   // the deliveries they owe: each times its channel's subscribers
+    std::atomic<std::uint64_t> on_time{0};    // of those, delivered within step_limit of the send time
+    std::atomic<int> verdict{0};              // 0 not judged, 1 the next step runs, 2 the run stopped here
+};
+
+class pubsub_board {
+    struct shared_head {
+        std::atomic<std::uint64_t> settled{0};
+        std::atomic<std::uint64_t> publishers_ready{0};
+        std::atomic<std::uint64_t> publishers_done{0};
+        std::atomic<std::int64_t> start_ns;
+    };
+    std::size_t map_bytes_;
+    void* map_;
+    shared_head* head_;
+
+public:
+    explicit pubsub_board(const settings& s);  // throws std::system_error when mmap fails
+    ~pubsub_board();
+    pubsub_board(const pubsub_board&) = delete;
+    pubsub_board& operator=(const pubsub_board&) = delete;
+
     const settings& s;
+    const std::int64_t created_ns;                   // setup time counts from here
+    std::atomic<std::uint64_t>& settled;             // subscribers confirmed or failed
+    std::atomic<std::uint64_t>& publishers_ready;    // publishers connected or failed
+    std::atomic<std::uint64_t>& publishers_done;     // publishers that stopped and saw their last answer
+    std::atomic<std::int64_t>& start_ns;             // publishing starts (every subscriber is in)
+    pubsub_step* const steps;                        // [s.pubsub.steps]
+    std::atomic<std::uint64_t>* const published;     // [publisher * channels + channel]
+
+    std::int64_t measure_from() const noexcept;      // start + warmup (never before the start)
+    std::int64_t step_from(unsigned k) const noexcept;  // step k's window: [step_from, step_to)
+    std::int64_t step_to(unsigned k) const noexcept;
+    std::int64_t stop_at() const noexcept;           // the last step's end
+    int step_of(std::int64_t sent_ns) const noexcept;  // the step whose window holds sent_ns, or -1
+    std::uint64_t subscribers_of(unsigned channel) const noexcept;  // that take `channel`, in all
+    // Once step k's pause is over: whether the next step runs. The first caller (of any process)
+    // judges it; everyone after reads that verdict, so all publishers agree.
+    bool go_on_after(unsigned k) noexcept;
 };
 
 // The smallest payload: publisher id, channel, sequence number and send time.

@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -42,7 +43,8 @@ constexpr std::string_view usage =
     "  --duration SECONDS     measured time (default 10)\n"
     "  --warmup SECONDS       unmeasured time once every connection is up (default 1)\n"
     "  --rate R               open loop: R requests/s in all, latency from the intended send time\n"
-    "  --procs P              P processes, each a full runtime with its share of the connections (default 1)\n"
+    "  --procs P              P processes, each a full runtime with its share of the connections (default 1;\n"
+    "                         pub/sub: of the subscribers and publishers, sharing one board in shared memory)\n"
     "  --bind-range A-B|CIDR  spread source addresses over IPv4 A..B (or a CIDR such as 127.0.0.0/8)\n"
     "  --connect-parallel N   connects in flight per core (default 256)\n"
     "  --reply-timeout MS     a reply slower than this is an error (default 10000)\n"
@@ -61,8 +63,14 @@ constexpr std::string_view usage =
     "  --size BYTES           payload (default 64, at least 24: publisher, channel, sequence, send time)\n"
     "  --slow N,SECS          the last N subscribers stop reading SECS s into publishing, until it ends;\n"
     "                         reported apart, with the ones the server cut\n"
+    "  --steps N              with --rate: N measured windows of --duration, step k at rate x F^k\n"
+    "                         (--step-factor F, default 2), each followed by a pause of --step-limit MS\n"
+    "                         (default 1000); the run stops after the first step where under 99% of\n"
+    "                         its deliveries came within MS of their send time (its p99 is above MS)\n"
+    "  --setup-limit SECS     every subscriber confirmed within SECS, or the run fails (default 120)\n"
     "  --drain-quiet MS       after publishing, stop waiting for deliveries after MS ms without one (2000)\n"
     "  --announce-window      log 'measuring' and 'measured' as the window opens and closes\n"
+    "  (always logged: 'subscribed S subscribers (T s)' once every one is confirmed, and each step's verdict)\n"
     "Prints a summary and one key=value line; exit 0 when every message was verified, 1 when any\n"
     "error happened (the result is then partial), 2 on a bad flag.\n"
     "coring-load runs on one core unless --cores says otherwise (the runtime's default of 0 does not apply).";
@@ -112,21 +120,27 @@ std::pair<std::uint64_t, std::uint64_t> part(std::uint64_t first, std::uint64_t 
     return {first + k * base + std::min(k, extra), base + (k < extra ? 1 : 0)};
 }
 
-// Runs this process's share (active connections, then idle ones), split over the runtime's cores.
+// Runs this process's share (active connections, then idle ones; pub/sub: its subscribers and
+// publishers, `pubsub_part` of them), split over the runtime's cores.
 int run_here(const options& o, runtime_options runtime, std::pair<std::uint64_t, std::uint64_t> active,
-             std::pair<std::uint64_t, std::uint64_t> idle, results* total, live_counters* live) {
+             std::pair<std::uint64_t, std::uint64_t> idle, results* total, live_counters* live, pubsub_board* board,
+             std::pair<unsigned, unsigned> pubsub_part) {
     const unsigned cores = runtime.cores ? runtime.cores : available_cpus();
     std::vector<results> per_core(cores);
-    if (o.s.proto == load::protocol::pubsub || o.s.proto == load::protocol::nats) {
-        pubsub_board board{o.s};
+    if (board) {
+        const auto [proc, procs] = pubsub_part;
+        const auto subs = part(0, o.s.pubsub.subscribers, proc, procs);
+        const auto pubs = part(0, o.s.pubsub.publishers, proc, procs);
         const int rc = run(runtime, [&](core& c) -> task<> {
             const unsigned k = c.id();
-            const auto [sub_from, sub_count] = part(0, o.s.pubsub.subscribers, k, cores);
-            const auto [pub_from, pub_count] = part(0, o.s.pubsub.publishers, k, cores);
+            const auto [sub_from, sub_count] = part(subs.first, subs.second, k, cores);
+            const auto [pub_from, pub_count] = part(pubs.first, pubs.second, k, cores);
             per_core[k].backend = std::string{to_string(c.kind())};
-            return run_pubsub_share(o.s, board, sub_from, sub_count, pub_from, pub_count, &per_core[k], live);
+            return run_pubsub_share(o.s, *board, sub_from, sub_count, pub_from, pub_count, &per_core[k], live);
         });
         for (auto& r : per_core) total->merge(r);
+        const std::int64_t start = board->start_ns.load(std::memory_order_acquire);
+        if (start != never) total->setup_seconds = static_cast<double>(start - board->created_ns) / 1e9;
         return rc;
     }
     const int rc = run(runtime, [&](core& c) -> task<> {
@@ -142,10 +156,38 @@ int run_here(const options& o, runtime_options runtime, std::pair<std::uint64_t,
 
 bool is_pubsub(load::protocol p) { return p == load::protocol::pubsub || p == load::protocol::nats; }
 
-void print_progress(const options& o, live_counters& live, const std::atomic<bool>& done) {
+// Pub/sub: "subscribed" once every subscriber of every process is in (a script reads the
+// server's memory then), and each step's verdict as it is judged.
+void print_pubsub_milestones(const options& o, pubsub_board& board, bool& subscribed, unsigned& judged) {
+    const std::int64_t start = board.start_ns.load(std::memory_order_acquire);
+    if (!subscribed && start != never) {
+        subscribed = true;
+        std::fprintf(stderr, "coring-load: subscribed %u subscribers (%.1f s)\n", o.s.pubsub.subscribers,
+                     static_cast<double>(start - board.created_ns) / 1e9);
+    }
+    for (; judged < o.s.pubsub.steps; ++judged) {
+        pubsub_step& st = board.steps[judged];
+        const int verdict = st.verdict.load(std::memory_order_acquire);
+        if (verdict == 0) break;
+        const std::uint64_t expected = st.expected.load(), on_time = st.on_time.load();
+        std::fprintf(stderr, "coring-load: step %u at %.0f publishes/s: %llu published, %.2f%% of %llu deliveries within %lld ms%s\n",
+                     judged, o.s.rate * std::pow(o.s.pubsub.step_factor, judged), static_cast<unsigned long long>(st.published.load()),
+                     expected ? 100.0 * static_cast<double>(on_time) / static_cast<double>(expected) : 0.0,
+                     static_cast<unsigned long long>(expected), static_cast<long long>(o.s.pubsub.step_limit.count()),
+                     verdict == 2 ? "; the run stops here" : "");
+        if (verdict == 2) {
+            judged = o.s.pubsub.steps;
+            break;
+        }
+    }
+}
+
+void print_progress(const options& o, live_counters& live, const std::atomic<bool>& done, pubsub_board* board) {
     std::uint64_t last = 0, last_published = 0;
     const auto start = std::chrono::steady_clock::now();
     bool held = o.s.idle == 0;
+    bool subscribed = false;
+    unsigned judged = 0;
     for (int second = 1; !done.load(); ++second) {
         const auto due = start + std::chrono::seconds{second};
         while (!done.load() && std::chrono::steady_clock::now() < due) {
@@ -156,6 +198,7 @@ void print_progress(const options& o, live_counters& live, const std::atomic<boo
                              static_cast<unsigned long long>(o.s.idle),
                              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
             }
+            if (board) print_pubsub_milestones(o, *board, subscribed, judged);
         }
         if (done.load()) break;
         if (o.quiet) continue;
@@ -285,10 +328,13 @@ void write_json(const options& o, const runtime_options& runtime, const results&
 
 // The pub/sub summary, key=value line and JSON; the exit code (1 when anything was lost,
 // duplicated, reordered or failed among the subscribers that kept reading).
-int report_pubsub(const options& o, const results& r, bool failed) {
+int report_pubsub(const options& o, const results& r, bool failed, const pubsub_board* board) {
     const auto& ps = o.s.pubsub;
     const auto& c = r.pubsub;
-    const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
+    // With steps, the window is the steps that ran (their pauses publish nothing).
+    unsigned steps_run = 1;
+    while (board && steps_run < ps.steps && board->steps[steps_run - 1].verdict.load() == 1) ++steps_run;
+    const double secs = (r.seconds > 0 ? r.seconds : o.s.duration) * steps_run;
     const histogram& h = r.latency;
     const double deliveries = static_cast<double>(r.messages) / secs;
     const double publishes = static_cast<double>(c.published_window) / secs;
@@ -299,8 +345,10 @@ int report_pubsub(const options& o, const results& r, bool failed) {
                 o.s.size_min, secs, r.backend.c_str());
     std::printf("  %.0f publishes/s, %.0f deliveries/s; latency us: p50 %s  p99 %s  p99.9 %s  max %s\n", publishes, deliveries,
                 us(h.percentile(0.5)).c_str(), us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str());
-    std::printf("  subscribed %llu of %u; published %llu, delivered %llu; lost %llu, duplicated %llu, reordered %llu\n",
-                static_cast<unsigned long long>(c.subscribed), ps.subscribers, static_cast<unsigned long long>(c.published),
+    std::printf("  subscribed %llu of %u in %.1f s, %llu reached by a message; published %llu, delivered %llu; lost %llu, "
+                "duplicated %llu, reordered %llu\n",
+                static_cast<unsigned long long>(c.subscribed), ps.subscribers, r.setup_seconds,
+                static_cast<unsigned long long>(c.reached), static_cast<unsigned long long>(c.published),
                 static_cast<unsigned long long>(c.delivered), static_cast<unsigned long long>(c.lost),
                 static_cast<unsigned long long>(c.duplicated), static_cast<unsigned long long>(c.reordered));
     if (ps.slow > 0)
@@ -318,6 +366,21 @@ int report_pubsub(const options& o, const results& r, bool failed) {
                 static_cast<unsigned long long>(c.reordered), static_cast<unsigned long long>(c.slow_cut),
                 static_cast<unsigned long long>(c.slow_lost), static_cast<unsigned long long>(r.errors.total()), ps.subscribers,
                 o.s.size_min);
+    // Each step: the rate asked, what was sent and delivered in its window, and its verdict.
+    std::string steps = "[";
+    for (unsigned k = 0; k < ps.steps && board; ++k) {
+        const pubsub_step& st = board->steps[k];
+        const histogram sh = k < r.steps.size() ? r.steps[k] : histogram{};
+        const int verdict = st.verdict.load();
+        if (k > 0) steps += ", ";
+        steps += format("{\"rate\": {}, \"publishes_per_sec\": {}, \"deliveries_per_sec\": {}, \"expected\": {}, "
+                        "\"on_time\": {}, \"p50_us\": {}, \"p99_us\": {}, \"verdict\": \"{}\"}",
+                        num(o.s.rate * std::pow(ps.step_factor, k)), num(static_cast<double>(st.published.load()) / o.s.duration),
+                        num(static_cast<double>(sh.count()) / o.s.duration), st.expected.load(), st.on_time.load(),
+                        us(sh.percentile(0.5)), us(sh.percentile(0.99)),
+                        verdict == 1 ? "within" : verdict == 2 ? "over" : ps.steps == 1 ? "-" : "not run");
+    }
+    steps += "]";
     if (!o.json.empty()) {
         std::ofstream f{o.json};
         f << format("{\"tool\": \"coring-load\", \"mode\": \"{}\", \"target\": \"{}\", \"subscribers\": {}, \"channels\": {}, "
@@ -327,13 +390,15 @@ int report_pubsub(const options& o, const results& r, bool failed) {
                     "\"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, \"lost\": {}, "
                     "\"duplicated\": {}, \"reordered\": {}, \"slow\": {}, \"slow_received\": {}, \"slow_lost\": {}, "
                     "\"slow_cut\": {}, \"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, "
-                    "\"timeout\": {}}, \"first_error\": \"{}\"}\n",
+                    "\"timeout\": {}}, \"procs\": {}, \"setup_s\": {}, \"reached\": {}, \"step_limit_ms\": {}, \"steps\": {}, "
+                    "\"first_error\": \"{}\"}\n",
                     proto, o.s.target.to_string(), ps.subscribers, ps.channels, ps.patterns ? "true" : "false", ps.publishers,
                     o.s.depth, num(o.s.rate), o.s.size_min, num(o.s.duration), num(o.s.warmup), r.backend, r.connected, c.subscribed,
                     c.published, c.delivered, r.messages, num(publishes), num(deliveries), us(h.percentile(0.5)),
                     us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), c.lost, c.duplicated,
                     c.reordered, ps.slow, c.slow_received, c.slow_lost, c.slow_cut, r.errors.total(), r.errors.connect,
-                    r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, json_escape(r.first_error));
+                    r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, o.procs, num(r.setup_seconds), c.reached,
+                    ps.step_limit.count(), steps, json_escape(r.first_error));
         if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", o.json.c_str());
     }
     if (c.lost + c.duplicated + c.reordered > 0)
@@ -404,6 +469,10 @@ int main(int argc, char** argv) {
         else if (flag == "--channels") o.s.pubsub.channels = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
         else if (flag == "--patterns") o.s.pubsub.patterns = true;
         else if (flag == "--publishers") o.s.pubsub.publishers = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000));
+        else if (flag == "--setup-limit") o.s.pubsub.setup_limit = std::chrono::seconds{static_cast<long>(apps::number_flag(flag, v, 1, 86400))};
+        else if (flag == "--steps") o.s.pubsub.steps = static_cast<unsigned>(apps::number_flag(flag, v, 1, 64));
+        else if (flag == "--step-factor") o.s.pubsub.step_factor = apps::number_flag(flag, v, 1.01, 100);
+        else if (flag == "--step-limit") o.s.pubsub.step_limit = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 600'000))};
         else if (flag == "--drain-quiet") o.s.pubsub.drain_quiet = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 600'000))};
         else if (flag == "--slow") {
             const auto comma = v.find(',');
@@ -417,9 +486,8 @@ int main(int argc, char** argv) {
         return true;
     }, {"--quiet", "--announce-window", "--patterns"});
     if (is_pubsub(o.s.proto)) {
-        if (o.procs != 1) {
-            std::fprintf(stderr, "coring-load: --protocol %s runs in one process (its cores share the publish counts): drop --procs\n",
-                         protocol_name(o.s.proto));
+        if (o.s.pubsub.steps > 1 && (o.s.rate <= 0 || o.s.pubsub.slow > 0)) {
+            std::fprintf(stderr, "coring-load: --steps needs an open loop (--rate) and no --slow subscribers\n");
             return 2;
         }
         if (o.s.size_min != o.s.size_max || o.s.size_min < pubsub_header_bytes) {
@@ -447,12 +515,15 @@ int main(int argc, char** argv) {
     auto* live = new (shared) live_counters{};
     std::atomic<bool> done{false};
     std::thread progress;
-    if (!o.quiet || o.s.idle > 0) progress = std::thread{[&] { print_progress(o, *live, done); }};
+    // Pub/sub: one board for every process (its counters are in shared memory).
+    std::unique_ptr<pubsub_board> board;
+    if (is_pubsub(o.s.proto)) board = std::make_unique<pubsub_board>(o.s);
+    if (!o.quiet || o.s.idle > 0 || board) progress = std::thread{[&] { print_progress(o, *live, done, board.get()); }};
 
     results total;
     bool failed = false;
     if (o.procs == 1) {
-        failed = run_here(o, runtime, {0, o.s.conns}, {o.s.conns, o.s.idle}, &total, live) != 0;
+        failed = run_here(o, runtime, {0, o.s.conns}, {o.s.conns, o.s.idle}, &total, live, board.get(), {0, 1}) != 0;
     } else {
         // Each child runs its share and writes its results as one line into its pipe.
         struct child {
@@ -471,8 +542,10 @@ int main(int argc, char** argv) {
             if (pid == 0) {
                 ::close(fds[0]);
                 results mine;
-                const int rc = run_here(o, runtime, part(0, o.s.conns, p, o.procs), part(o.s.conns, o.s.idle, p, o.procs),
-                                        &mine, live);
+                options here = o;  // one process says when the window opens and closes
+                here.s.announce_window = o.s.announce_window && p == 0;
+                const int rc = run_here(here, runtime, part(0, o.s.conns, p, o.procs), part(o.s.conns, o.s.idle, p, o.procs),
+                                        &mine, live, board.get(), {p, o.procs});
                 const std::string line = mine.serialize() + "\n";
                 [[maybe_unused]] ssize_t w = ::write(fds[1], line.data(), line.size());
                 ::_exit(rc == 0 ? 0 : 1);
@@ -499,7 +572,7 @@ int main(int argc, char** argv) {
             while (::waitpid(children[p].pid, &status, 0) < 0 && errno == EINTR) {
             }
             results r;
-            if (!r.deserialize(line.substr(0, line.find('\n')))) {
+            if (!r.deserialize(line)) {
                 std::fprintf(stderr, "coring-load: process %zu (pid %d) ended without a result (%s)\n", p,
                              static_cast<int>(children[p].pid),
                              WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : format("exit {}", WEXITSTATUS(status)).c_str());
@@ -512,7 +585,7 @@ int main(int argc, char** argv) {
     }
     done = true;
     if (progress.joinable()) progress.join();
-    if (is_pubsub(o.s.proto)) return report_pubsub(o, total, failed);
+    if (is_pubsub(o.s.proto)) return report_pubsub(o, total, failed, board.get());
 
     const double secs = total.seconds > 0 ? total.seconds : o.s.duration;
     const histogram& h = total.latency;

@@ -6,31 +6,111 @@
 // subscriber can tell a torn or misrouted message (an error), a sequence number it has seen
 // (a duplicate), one that comes after a later one (reordered), and, at the end, how many of the
 // messages published to its channel never came (lost). Publishing starts only once every
-// subscriber of every core has its subscription confirmed, so "published to my channel" is
-// exactly what a subscriber must receive.
+// subscriber of every core (and, with --procs, every process) has its subscription confirmed, so
+// "published to my channel" is exactly what a subscriber must receive.
 #include "load.hpp"
 
 #include <coring/log.hpp>
 #include <coring/resp/resp.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <optional>
+#include <sys/mman.h>
+#include <system_error>
 
 namespace coring::load {
 
+namespace {
+
+// The board's mapping: its head, then the steps, then the publish counts.
+std::size_t board_bytes(const settings& s) noexcept {
+    return 64 + sizeof(pubsub_step) * s.pubsub.steps + sizeof(std::atomic<std::uint64_t>) * s.pubsub.publishers * s.pubsub.channels;
+}
+
+void* map_shared(std::size_t bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::system_error(errno, std::system_category(), "mmap of the pub/sub board");
+    return p;
+}
+
+template <class T>
+T* construct_array(void* at, std::size_t n) {
+    T* first = static_cast<T*>(at);
+    for (std::size_t i = 0; i < n; ++i) new (first + i) T{};
+    return first;
+}
+
+}  // namespace
+
+// The mapping starts zeroed; placement new makes each atomic an object there, start_ns `never`.
 pubsub_board::pubsub_board(const settings& st)
-    : published{std::make_unique<std::atomic<std::uint64_t>[]>(std::size_t{st.pubsub.publishers} * st.pubsub.channels)},
-      s{st} {}
+    : map_bytes_{board_bytes(st)},
+      map_{map_shared(map_bytes_)},
+      head_{new (map_) shared_head{.start_ns = never}},
+      s{st},
+      created_ns{core::now_ns()},
+      settled{head_->settled},
+      publishers_ready{head_->publishers_ready},
+      publishers_done{head_->publishers_done},
+      start_ns{head_->start_ns},
+      steps{construct_array<pubsub_step>(static_cast<char*>(map_) + 64, st.pubsub.steps)},
+      published{construct_array<std::atomic<std::uint64_t>>(steps + st.pubsub.steps,
+                                                            std::size_t{st.pubsub.publishers} * st.pubsub.channels)} {
+    static_assert(sizeof(shared_head) <= 64 && alignof(pubsub_step) <= 64);
+}
+
+pubsub_board::~pubsub_board() { ::munmap(map_, map_bytes_); }
 
 std::int64_t pubsub_board::measure_from() const noexcept {
     const std::int64_t start = start_ns.load(std::memory_order_acquire);
     return start == never ? never : start + static_cast<std::int64_t>(s.warmup * 1e9);
 }
 
-std::int64_t pubsub_board::stop_at() const noexcept {
+// Between two steps, a pause of step_limit: what was late drains, and the step can be judged.
+std::int64_t pubsub_board::step_from(unsigned k) const noexcept {
     const std::int64_t from = measure_from();
+    if (from == never) return never;
+    const auto window = static_cast<std::int64_t>(s.duration * 1e9);
+    const std::int64_t pause = std::chrono::duration_cast<std::chrono::nanoseconds>(s.pubsub.step_limit).count();
+    return from + k * (window + pause);
+}
+
+std::int64_t pubsub_board::step_to(unsigned k) const noexcept {
+    const std::int64_t from = step_from(k);
     return from == never ? never : from + static_cast<std::int64_t>(s.duration * 1e9);
+}
+
+std::int64_t pubsub_board::stop_at() const noexcept { return step_to(s.pubsub.steps - 1); }
+
+int pubsub_board::step_of(std::int64_t sent_ns) const noexcept {
+    const std::int64_t from = measure_from();
+    if (from == never || sent_ns < from) return -1;
+    const auto window = static_cast<std::int64_t>(s.duration * 1e9);
+    const std::int64_t pause = std::chrono::duration_cast<std::chrono::nanoseconds>(s.pubsub.step_limit).count();
+    const std::int64_t k = (sent_ns - from) / (window + pause);
+    if (k >= s.pubsub.steps || sent_ns - from - k * (window + pause) >= window) return -1;
+    return static_cast<int>(k);
+}
+
+std::uint64_t pubsub_board::subscribers_of(unsigned channel) const noexcept {
+    const auto& ps = s.pubsub;
+    return ps.subscribers / ps.channels + (channel < ps.subscribers % ps.channels ? 1 : 0);
+}
+
+bool pubsub_board::go_on_after(unsigned k) noexcept {
+    pubsub_step& st = steps[k];
+    int verdict = st.verdict.load(std::memory_order_acquire);
+    if (verdict == 0) {
+        // p99 within the limit: at least 99% of the deliveries owed came within it. Every
+        // delivery not in by now (the step's end plus the limit) is late already.
+        const bool ok = st.on_time.load(std::memory_order_acquire) * 100 >= st.expected.load(std::memory_order_acquire) * 99;
+        const int mine = ok ? 1 : 2;
+        if (st.verdict.compare_exchange_strong(verdict, mine, std::memory_order_acq_rel)) verdict = mine;
+    }
+    return verdict == 1;
 }
 
 std::string channel_name(protocol p, unsigned channel) {
@@ -174,6 +254,11 @@ bool on_delivery(core_share& sh, subscriber& sub, std::string_view channel, std:
         const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - h.sent_ns));
         sh.out.latency.record(ns);
         sh.interval.record(ns);
+        if (const int k = sh.board.step_of(h.sent_ns); k >= 0) {
+            sh.out.steps[static_cast<std::size_t>(k)].record(ns);
+            if (ns <= static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(sh.ps().step_limit).count()))
+                sh.board.steps[k].on_time.fetch_add(1, std::memory_order_relaxed);
+        }
         ++sh.out.messages;
         sh.out.bytes += payload.size();
         sh.live.messages.fetch_add(1, std::memory_order_relaxed);
@@ -411,23 +496,26 @@ void add_publish(core_share& sh, publisher& p, std::int64_t at) {
     sh.board.published[std::size_t{p.id} * channels + channel].fetch_add(1, std::memory_order_relaxed);
     ++sh.out.pubsub.published;
     if (at >= sh.board.measure_from() && at < sh.board.stop_at()) ++sh.out.pubsub.published_window;
+    if (const int k = sh.board.step_of(at); k >= 0) {
+        sh.board.steps[k].published.fetch_add(1, std::memory_order_relaxed);
+        sh.board.steps[k].expected.fetch_add(sh.board.subscribers_of(channel), std::memory_order_relaxed);
+    }
     sh.live.published.fetch_add(1, std::memory_order_relaxed);
 }
 
-task<> publish_loop(core_share& sh, publisher& p) {
+// One step's publishing, until its window closes (the warmup belongs to step 0).
+task<> publish_step(core_share& sh, publisher& p, double rate, std::int64_t& next_send, std::int64_t until) {
     const settings& s = sh.s;
-    const std::int64_t interval = s.rate > 0 ? static_cast<std::int64_t>(1e9 * sh.ps().publishers / s.rate) : 0;
-    std::int64_t next_send = sh.board.start_ns.load(std::memory_order_acquire);
-    const std::int64_t stop_at = sh.board.stop_at();
-    while (!p.failed && core::now_ns() < stop_at) {
+    const std::int64_t interval = rate > 0 ? static_cast<std::int64_t>(1e9 * sh.ps().publishers / rate) : 0;
+    while (!p.failed && core::now_ns() < until) {
         std::uint64_t count = 1;
         std::int64_t at = core::now_ns();
-        if (s.rate > 0) {  // open loop: the schedule decides, and latency counts from it
+        if (rate > 0) {  // open loop: the schedule decides, and latency counts from it
             at = next_send;
             next_send += interval;
             if (at > core::now_ns()) {
                 const auto slept = co_await sleep_until(std::chrono::steady_clock::time_point{std::chrono::nanoseconds{at}});
-                if (!slept || core::now_ns() >= stop_at) break;
+                if (!slept || core::now_ns() >= until) break;
             }
         } else {
             if (p.sent - p.answered >= s.depth) {  // the window is full: wait for an answer
@@ -438,7 +526,7 @@ task<> publish_loop(core_share& sh, publisher& p) {
         }
         p.out.clear();
         for (std::uint64_t k = 0; k < count; ++k) add_publish(sh, p, at);
-        if (sh.nats() && s.rate <= 0) {  // PUB has no answer: a PING after the window stands for one
+        if (sh.nats() && rate <= 0) {  // PUB has no answer: a PING after the window stands for one
             p.out += "PING\r\n";
             p.pings.push_back(count);
         }
@@ -450,6 +538,19 @@ task<> publish_loop(core_share& sh, publisher& p) {
         }
         p.sent += count;
         p.receiver_wait.notify();
+    }
+}
+
+task<> publish_loop(core_share& sh, publisher& p) {
+    const settings& s = sh.s;
+    std::int64_t next_send = sh.board.start_ns.load(std::memory_order_acquire);
+    auto until = [](std::int64_t ns) { return std::chrono::steady_clock::time_point{std::chrono::nanoseconds{ns}}; };
+    for (unsigned k = 0; k < sh.ps().steps && !p.failed; ++k) {
+        if (k > 0) next_send = sh.board.step_from(k);  // a new schedule: what the last step still owed is not sent
+        co_await publish_step(sh, p, s.rate * std::pow(sh.ps().step_factor, k), next_send, sh.board.step_to(k));
+        if (sh.ps().steps == 1 || p.failed) break;  // steps: the last one is judged too, for the report
+        const auto paused = co_await sleep_until(until(sh.board.step_to(k) + std::chrono::duration_cast<std::chrono::nanoseconds>(sh.ps().step_limit).count()));
+        if (!paused || !sh.board.go_on_after(k)) break;
     }
     // NATS in an open loop: one PING at the end, whose PONG says every PUB before it was taken.
     if (!p.failed && sh.nats() && s.rate > 0) {
@@ -636,6 +737,7 @@ task<> drain(core_share& sh, std::vector<std::unique_ptr<subscriber>>& subs, tas
             sh.out.pubsub.slow_cut += sub->cut ? 1 : 0;
         } else if (!sub->failed) {
             sh.out.pubsub.lost += missing;
+            sh.out.pubsub.reached += sub->unique > 0 ? 1 : 0;
         }
     }
 }
@@ -668,6 +770,7 @@ task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t su
     sh.spill_limit = std::max(buffered_reader::default_spill_limit, sh.max_frame + core::current().io().buffer_size());
     sh.lim.max_bulk = sh.max_frame;
     const auto& ps = s.pubsub;
+    out->steps.resize(ps.steps);
     for (unsigned k = 0; k < ps.channels; ++k) sh.names.push_back(channel_name(s.proto, k));
     std::vector<std::unique_ptr<subscriber>> subs;
     for (std::uint64_t i = sub_first; i < sub_first + sub_count; ++i) {
@@ -686,6 +789,7 @@ task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t su
         auto p = std::make_unique<publisher>();
         p->id = static_cast<std::uint32_t>(i);
         p->who = format("publisher {}", i);
+        p->next_channel = i * ps.channels / ps.publishers;  // publishers start spread over the channels
         pubs.push_back(std::move(p));
     }
     task_group ticker;

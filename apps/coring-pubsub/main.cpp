@@ -2,6 +2,7 @@
 // redis-py work as they do with redis-server), plus WebSocket and a demo page with --http.
 #include "../common/cli.hpp"
 #include "../common/listen.hpp"
+#include "../common/workers.hpp"
 #include "pubsub_app.hpp"
 
 #include <cstdio>
@@ -18,7 +19,12 @@ constexpr std::string_view usage =
     "  --max-message BYTES    the largest command or WebSocket message (default 8388608)\n"
     "  --max-output BYTES     a subscriber with more output queued is cut (default 33554432)\n"
     "  --max-output-soft BYTES,SECS   ... or with more than BYTES queued for SECS (default 8388608,60)\n"
-    "A PUBLISH reply counts every subscriber it reached in this process, on every core.\n"
+    "  --bus redis://HOST:PORT        join the other nodes (processes, machines) through this Redis:\n"
+    "                         a publish to any node reaches the subscribers of every node, once\n"
+    "  --workers W            W processes sharing the port (SO_REUSEPORT), each its own node on the\n"
+    "                         bus (needs --bus), for more subscribers than one process may hold (default 1)\n"
+    "A PUBLISH reply counts every subscriber it reached in this process, on every core (other nodes'\n"
+    "are not known); with --bus it is an error when the bus did not take the message.\n"
     "signals: SIGINT/SIGTERM/SIGHUP stop gracefully, a second one stops at once";
 
 std::pair<std::size_t, double> soft_flag(std::string_view flag, std::string_view value) {
@@ -32,6 +38,7 @@ std::pair<std::size_t, double> soft_flag(std::string_view flag, std::string_view
 int main(int argc, char** argv) {
     runtime_options runtime;
     apps::pubsub_options opts;
+    unsigned workers = 1;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
         if (flag == "--listen") {
             opts.listen = apps::address_flag(flag, value);
@@ -45,11 +52,23 @@ int main(int argc, char** argv) {
             const auto [bytes, secs] = soft_flag(flag, value);
             opts.limits.soft = bytes;
             opts.limits.soft_for = std::chrono::nanoseconds{static_cast<std::int64_t>(secs * 1e9)};
+        } else if (flag == "--bus") {
+            auto bus = redis::parse_url(value);
+            if (!bus) throw std::invalid_argument("--bus: " + redis::url_error(value) + " (expected redis://HOST:PORT)");
+            opts.bus = *bus;
+            opts.bus->command_timeout = std::chrono::seconds{2};  // then PUBLISH answers "bus unavailable"
+        } else if (flag == "--workers") {
+            workers = static_cast<unsigned>(apps::count_flag(flag, value, 1, 1024));
         } else {
             return false;
         }
         return true;
     });
+    if (workers > 1 && !opts.bus) {
+        std::fprintf(stderr, "coring-pubsub: --workers needs --bus (without it, each worker's subscribers would "
+                             "miss what the others' publishers send)\n");
+        return 2;
+    }
     if (runtime.cores > 64) {
         std::fprintf(stderr, "coring-pubsub: --cores %u: at most 64\n", runtime.cores);
         return 2;
@@ -65,14 +84,27 @@ int main(int argc, char** argv) {
     }
     const unsigned long fd_limit = raise_fd_limit();
     if (!runtime.quiet && !runtime.print_features) log("fd limit {}", fd_limit);
-    apps::pubsub_server server{opts};
-    const int status = run(
-        runtime, [&server](core& c) { return server.setup(c); }, [&server](core& c) { return server.serve(c); });
-    if (runtime.print_stats) {
-        const pubsub::counters c = server.final_counters();
-        log("pubsub: accepted {}, published {}, delivered {}, frames serialized {}, cross-core batches {}, "
-            "gather sends {}, slow subscribers cut {}, frames dropped with them {}",
-            c.accepted, c.published, c.delivered, c.frames, c.batches_out, c.sends, c.slow_cut, c.dropped);
-    }
-    return status;
+    auto serve = [&runtime](const apps::pubsub_options& o) {
+        apps::pubsub_server server{o};
+        const int status = run(
+            runtime, [&server](core& c) { return server.setup(c); }, [&server](core& c) { return server.serve(c); });
+        if (runtime.print_stats) {
+            const pubsub::counters c = server.final_counters();
+            log("pubsub: accepted {}, published {}, delivered {}, frames serialized {}, cross-core batches {}, "
+                "gather sends {}, slow subscribers cut {}, frames dropped with them {}",
+                c.accepted, c.published, c.delivered, c.frames, c.batches_out, c.sends, c.slow_cut, c.dropped);
+            if (o.bus)
+                log("pubsub: bus: published {}, not taken {}, received {}, own dropped {}, link down {}, up {}",
+                    c.bus_published, c.bus_failed, c.bus_received, c.bus_own, c.bus_down, c.bus_up);
+        }
+        return status;
+    };
+    if (workers == 1 || runtime.print_features) return serve(opts);
+    log("{} workers, each with fd limit {}", workers, fd_limit);
+    return apps::run_workers(workers, [&](unsigned k) {
+        apps::pubsub_options mine = opts;
+        mine.announce = k == 0;  // one "listening on" line for the whole server
+        if (k != 0) runtime.quiet = true;
+        return serve(mine);
+    });
 }

@@ -1,16 +1,35 @@
 #include "pubsub_app.hpp"
 
+#include <cstdio>
+#include <random>
 #include <system_error>
 
 namespace coring::apps {
+
+pubsub_server::pubsub_server(pubsub_options opts) : opts_{std::move(opts)} {
+    std::random_device seed;
+    node_ = std::uint64_t{seed()} << 32 | seed();
+}
 
 task<> pubsub_server::setup(core& c) {
     if (c.id() != 0) co_return;
     auto make = [this] { return std::make_unique<pubsub::hub>(hubs_, opts_.limits); };
     co_await hubs_.start(make);
+    if (!opts_.bus) co_return;
+    auto make_bus = [this] {
+        const bool listens = core::current().id() == 0;  // core 0 holds the node's subscriptions
+        return std::make_unique<pubsub::bus>(hubs_.local(), *opts_.bus, node_, listens);
+    };
+    co_await buses_.start(make_bus);
 }
 
 task<> pubsub_server::serve(core& c) {
+    if (opts_.bus) {  // first the bus, so that the first PUBLISH is not refused for want of it
+        const bool up = co_await buses_.local().wait_up(opts_.bus->connect_timeout);
+        if (!up)
+            log("pubsub: core {}: bus redis://{}:{} not reachable yet: serving; PUBLISH answers an error until it is",
+                c.id(), opts_.bus->host, opts_.bus->port);
+    }
     auto listener = tcp_listener::bind(opts_.listen, {.reuse_port = true});
     if (!listener) throw std::system_error(listener.error(), "bind " + opts_.listen.to_string());
     pubsub::hub& hub = hubs_.local();
@@ -27,6 +46,13 @@ task<> pubsub_server::serve(core& c) {
         log("pubsub server listening on {} (RESP){}", where ? where->to_string() : opts_.listen.to_string(),
             opts_.http ? ", " + opts_.http->to_string() + " (HTTP: / demo, /ws WebSocket)" : std::string{});
     }
+    task_group bus_reader;
+    if (opts_.bus && c.id() == 0) {
+        char name[17];
+        std::snprintf(name, sizeof name, "%016llx", static_cast<unsigned long long>(node_));
+        log("pubsub: node {} joins the others through redis://{}:{}", name, opts_.bus->host, opts_.bus->port);
+        bus_reader.spawn(buses_.local().run());
+    }
     task_group sessions;
     for (std::uint64_t n = 1;; ++n) {
         auto conn = co_await listener->accept();
@@ -38,6 +64,8 @@ task<> pubsub_server::serve(core& c) {
     // is dropped with them).
     co_await sessions.cancel_and_join();
     co_await web.cancel_and_join();
+    if (opts_.bus) co_await buses_.local().close();  // its reader ends with it
+    co_await bus_reader.join();
     std::lock_guard lock{final_lock_};
     final_ += hub.stats();
 }

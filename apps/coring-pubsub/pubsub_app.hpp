@@ -3,6 +3,7 @@
 // RESP2 (redis-cli, hiredis, redis-py) on --listen; with --http, a WebSocket endpoint (/ws) and a
 // demo page (/) on a second port. The fan-out engine is net's pubsub::hub, one per core.
 #include <coring/coring.hpp>
+#include <coring/pubsub/bus.hpp>
 #include <coring/pubsub/hub.hpp>
 #include <coring/sharded.hpp>
 
@@ -20,11 +21,13 @@ struct pubsub_options {
     std::size_t max_message = 8 << 20;        // the largest command (RESP) or WebSocket message
     pubsub::limits limits;                    // per-connection output: see hub.hpp
     bool announce = true;                     // core 0 logs where it listens
+    std::optional<redis::options> bus;        // --bus: nodes joined through this Redis (bus.hpp)
 };
 
 class pubsub_server {
 public:
-    explicit pubsub_server(pubsub_options opts) : opts_{std::move(opts)} {}
+    // Built in the process that serves (after any fork): the node's name on the bus is random.
+    explicit pubsub_server(pubsub_options opts);
     // run()'s setup phase: builds the hubs (every core's exists before any serves).
     task<> setup(core& c);
     // run()'s main: one core's share. Binds (SO_REUSEPORT) and serves until the core stops.
@@ -35,7 +38,9 @@ public:
 
 private:
     pubsub_options opts_;
+    std::uint64_t node_;
     sharded<pubsub::hub> hubs_;
+    sharded<pubsub::bus> buses_;  // with --bus; declared after the hubs, so it goes first
     mutable std::mutex final_lock_;
     pubsub::counters final_;
 };

@@ -226,6 +226,11 @@ task<> session::info() {
         "gather_sends:{}\r\nslow_subscribers_cut:{}\r\nframes_dropped:{}\r\n",
         ::getpid(), core::current().core_count(), c.connections, c.accepted, channels.size(), patterns,
         c.subscriptions, c.published, c.delivered, c.frames, c.batches_out, c.sends, c.slow_cut, c.dropped);
+    if (hub_.has_bus())
+        text += format("# Bus\r\nbus_published:{}\r\nbus_publish_failed:{}\r\n"
+                       "bus_received:{}\r\nbus_own_dropped:{}\r\nbus_link_down:{}\r\nbus_link_up:{}\r\n",
+                       c.bus_published, c.bus_failed, c.bus_received, c.bus_own,
+                       c.bus_down, c.bus_up);
     conn_.reply_with([&](std::string& out) { resp::append_bulk(out, text); });
 }
 

@@ -1,5 +1,7 @@
 #include <coring/pubsub/hub.hpp>
 
+#include <coring/pubsub/bus.hpp>
+
 #include <coring/log.hpp>
 #include <coring/resp/resp.hpp>
 #include <coring/ws/frame.hpp>
@@ -40,6 +42,8 @@ struct hub::batch {
         std::string channel;
         std::string payload;
         core_mask cores;
+        reach to = reach::all;
+        std::string pattern;  // reach::pattern: whose subscribers
     };
     struct leg {
         detail::mail mail;
@@ -51,7 +55,6 @@ struct hub::batch {
     hub& origin;
     std::vector<message> messages;
     std::vector<frame_ref> replies;    // the origin's: per message, the PUBLISH reply (or none)
-    std::vector<std::uint32_t> local;  // the origin's: receivers on the origin core
     std::vector<leg> legs;             // per core; only those in `cores` travel
     core_mask cores = 0;
     unsigned pending = 0;  // legs not back yet
@@ -68,6 +71,12 @@ counters& counters::operator+=(const counters& o) noexcept {
     sends += o.sends;
     slow_cut += o.slow_cut;
     dropped += o.dropped;
+    bus_published += o.bus_published;
+    bus_failed += o.bus_failed;
+    bus_received += o.bus_received;
+    bus_own += o.bus_own;
+    bus_down += o.bus_down;
+    bus_up += o.bus_up;
     return *this;
 }
 
@@ -300,6 +309,10 @@ task<std::size_t> connection::subscribe(std::string_view name, bool pattern) {
         // the reply goes out. Our subscription keeps the topic alive meanwhile.
         auto announce = [name = t.name, pattern, k = hub_.core_](hub& h) { h.set_interest(name, pattern, k, true); };
         co_await hub_.all_.invoke_on_all(announce);
+        if (hub_.bus_) {  // and the other nodes, through core 0's subscription on the bus
+            auto on_bus = [name = t.name, pattern](hub& h) { return h.bus_subscribe(name, pattern); };
+            co_await hub_.all_.invoke_on(0, on_bus);
+        }
         t.announced = true;
         t.announced_event.set();
     } else if (!t.announced) {
@@ -341,17 +354,21 @@ void connection::publish(std::string_view channel, std::string_view payload) {
     ++hub_.stats_.published;
     const std::uint32_t local = hub_.deliver_local(channel, payload);
     const hub::core_mask others = hub_.interested(channel) & ~(hub::core_mask{1} << hub_.core_);
-    if (others == 0) {
+    if (others == 0 && !hub_.bus_) {
         reply_with([local](std::string& out) { resp::append_integer(out, local); });
         return;
     }
-    // The reply waits in line for the other cores' counts; what is queued after it waits too.
+    // The reply waits in line for the other cores' counts and for the bus to take the message;
+    // what is queued after it waits too.
     frame_ref reply = frame_ref::make();
     reply->ready = false;
     reply->waiter = this;
+    reply->receivers = local;
+    reply->parts = static_cast<std::uint8_t>((others != 0) + (hub_.bus_ != nullptr));
     queue_.push_back(reply);
     ++unanswered_;
-    hub_.queue_remote(others, channel, payload, std::move(reply), local);
+    if (hub_.bus_) hub_.bus_->publish(channel, payload, reply);
+    if (others != 0) hub_.queue_remote(others, channel, payload, std::move(reply));
 }
 
 // ---- hub ---------------------------------------------------------------------------------------
@@ -399,7 +416,16 @@ void hub::set_interest(const std::string& name, bool pattern, unsigned core, boo
     auto found = cores.find(name);
     if (found == cores.end()) return;
     found->second &= ~bit;
-    if (found->second == 0) cores.erase(found);
+    if (found->second != 0) return;
+    cores.erase(found);
+    // The node's last subscriber of the name is gone: core 0 leaves it on the bus. (A core's
+    // first subscriber announces itself here before it asks for the bus subscription, so this
+    // can never undo a newer one.)
+    if (bus_ && core_ == 0) bus_->unsubscribe(name, pattern);
+}
+
+task<> hub::bus_subscribe(std::string name, bool pattern) {
+    if (bus_) co_await bus_->subscribe(std::move(name), pattern);
 }
 
 hub::core_mask hub::interested(std::string_view channel) const {
@@ -410,7 +436,8 @@ hub::core_mask hub::interested(std::string_view channel) const {
     return cores;
 }
 
-std::uint32_t hub::deliver_local(std::string_view channel, std::string_view payload) {
+std::uint32_t hub::deliver_local(std::string_view channel, std::string_view payload, reach r,
+                                 std::string_view pattern) {
     std::uint32_t receivers = 0;
     // One frame per format, made the first time a subscriber of that format needs it.
     auto fan_out = [&](const topic& t, std::string_view pattern) {
@@ -425,9 +452,14 @@ std::uint32_t hub::deliver_local(std::string_view channel, std::string_view payl
             ++receivers;
         }
     };
-    if (auto found = channels_.find(channel); found != channels_.end()) fan_out(*found->second, {});
-    for (const auto& [name, t] : patterns_)
-        if (resp::glob_match(name, channel)) fan_out(*t, name);
+    if (r != reach::pattern)
+        if (auto found = channels_.find(channel); found != channels_.end()) fan_out(*found->second, {});
+    if (r == reach::all) {
+        for (const auto& [name, t] : patterns_)
+            if (resp::glob_match(name, channel)) fan_out(*t, name);
+    } else if (r == reach::pattern) {
+        if (auto found = patterns_.find(pattern); found != patterns_.end()) fan_out(*found->second, pattern);
+    }
     stats_.delivered += receivers;
     return receivers;
 }
@@ -436,19 +468,47 @@ void hub::publish(std::string_view channel, std::string_view payload) {
     ++stats_.published;
     deliver_local(channel, payload);
     const core_mask others = interested(channel) & ~(core_mask{1} << core_);
-    if (others != 0) queue_remote(others, channel, payload, frame_ref{}, 0);
+    if (others != 0) queue_remote(others, channel, payload, frame_ref{});
+    if (bus_) bus_->publish(channel, payload, frame_ref{});
+}
+
+void hub::deliver_from_bus(std::string_view pattern, std::string_view channel, std::string_view payload) {
+    const reach r = pattern.empty() ? reach::channel : reach::pattern;
+    deliver_local(channel, payload, r, pattern);
+    const auto& cores = pattern.empty() ? channel_cores_ : pattern_cores_;
+    const auto found = cores.find(pattern.empty() ? channel : pattern);
+    const core_mask others = found == cores.end() ? 0 : found->second & ~(core_mask{1} << core_);
+    if (others != 0) queue_remote(others, channel, payload, frame_ref{}, r, pattern);
 }
 
 void hub::queue_remote(core_mask cores, std::string_view channel, std::string_view payload, frame_ref reply,
-                       std::uint32_t local) {
+                       reach r, std::string_view pattern) {
     if (!filling_) filling_ = std::make_unique<batch>(*this, all_.size());
-    filling_->messages.push_back({std::string{channel}, std::string{payload}, cores});
+    filling_->messages.push_back({std::string{channel}, std::string{payload}, cores, r, std::string{pattern}});
     filling_->replies.push_back(std::move(reply));
-    filling_->local.push_back(local);
     filling_->cores |= cores;
     if (!flush_posted_) {  // the batch leaves when this turn is over: the mail comes back next turn
         flush_posted_ = true;
         core::current().post(flush_mail_);
+    }
+}
+
+void hub::reply_part(frame_ref& reply, std::uint64_t receivers, bool bus_failed) {
+    reply->receivers += receivers;
+    reply->bus_failed |= bus_failed;
+    if (--reply->parts > 0) return;
+    if (reply->bus_failed) {
+        // Redis-style, and nothing silently lost: the publisher learns that only this node's
+        // subscribers got it.
+        resp::append_error(reply->bytes, "ERR bus unavailable: delivered to " + std::to_string(reply->receivers) +
+                                             " subscriber(s) on this node only");
+    } else {
+        resp::append_integer(reply->bytes, static_cast<std::int64_t>(reply->receivers));
+    }
+    reply->ready = true;
+    if (connection* c = std::exchange(reply->waiter, nullptr)) {
+        c->queued_ += reply->bytes.size();
+        c->release_reply();
     }
 }
 
@@ -486,7 +546,7 @@ void hub::on_batch(detail::mail& m) noexcept {
     const core_mask me = core_mask{1} << here.core_;
     for (std::size_t i = 0; i < b.messages.size(); ++i) {
         const auto& msg = b.messages[i];
-        if (msg.cores & me) leg.counts[i] = here.deliver_local(msg.channel, msg.payload);
+        if (msg.cores & me) leg.counts[i] = here.deliver_local(msg.channel, msg.payload, msg.to, msg.pattern);
     }
     m.deliver = &on_counts;
     m.to = b.origin.core_;
@@ -501,15 +561,10 @@ void hub::on_counts(detail::mail& m) noexcept {
     for (std::size_t i = 0; i < b->messages.size(); ++i) {
         frame_ref& reply = b->replies[i];
         if (!reply) continue;
-        std::uint64_t receivers = b->local[i];
+        std::uint64_t receivers = 0;
         for (const auto& l : b->legs)
             if (l.owner) receivers += l.counts[i];
-        resp::append_integer(reply->bytes, static_cast<std::int64_t>(receivers));
-        reply->ready = true;
-        if (connection* c = std::exchange(reply->waiter, nullptr)) {
-            c->queued_ += reply->bytes.size();
-            c->release_reply();
-        }
+        reply_part(reply, receivers, false);
     }
 }
 

@@ -37,7 +37,7 @@ public:
                 ++stats_.commands;
                 return p;
             }
-            p->discard();
+            p->discard();  // nobody will answer or await it
             failed = std::make_error_code(std::errc::not_connected);  // hiredis is disconnecting
         } else {
             failed = std::make_error_code(std::errc::not_connected);

@@ -48,6 +48,7 @@ namespace coring::pubsub {
 
 class hub;
 class connection;
+class bus;
 
 // Maps keyed by name, looked up by string_view without building a string.
 struct name_hash {
@@ -64,6 +65,11 @@ public:
     std::string bytes;
     bool ready = true;              // false: a PUBLISH reply waiting for other cores' counts
     connection* waiter = nullptr;   // while not ready: whose writer to wake once it is
+    // A PUBLISH reply still being made: how many answers it waits for (the other cores' counts,
+    // the bus's), the receivers counted so far, and whether the bus failed to take the message.
+    std::uint8_t parts = 0;
+    bool bus_failed = false;
+    std::uint64_t receivers = 0;
 
 private:
     friend class frame_ref;
@@ -124,6 +130,13 @@ struct counters {
     std::uint64_t sends = 0;        // gather sends made by connection writers
     std::uint64_t slow_cut = 0;     // connections cut for passing the output limits
     std::uint64_t dropped = 0;      // frames thrown away with the queue of a cut connection
+    // With --bus (bus.hpp); core 0 alone counts the link and what it received.
+    std::uint64_t bus_published = 0;  // publishes handed to the bus
+    std::uint64_t bus_failed = 0;     // ... that it did not take (down, timed out, refused)
+    std::uint64_t bus_received = 0;   // messages from other nodes, fanned out here
+    std::uint64_t bus_own = 0;        // this node's own publishes coming back: dropped (delivered already)
+    std::uint64_t bus_down = 0;       // times the subscriber link went down
+    std::uint64_t bus_up = 0;         // times it came (back) up with every subscription confirmed
     counters& operator+=(const counters& o) noexcept;
 };
 
@@ -232,15 +245,29 @@ public:
     [[nodiscard]] task<std::uint64_t> numsub_all(std::string_view channel);
     [[nodiscard]] task<std::uint64_t> numpat_all();
 
-    // A publish from somewhere without a connection (issue 14's bus, tests): delivered here at
-    // once and to the other cores at the end of the turn; the receivers are not counted.
+    // A publish from somewhere without a connection (WebSocket clients, tests): delivered here at
+    // once, to the other cores at the end of the turn, and to the bus; nobody counts receivers.
     void publish(std::string_view channel, std::string_view payload);
+
+    // ---- the bus (bus.hpp): other nodes, joined through Redis -------------------------------
+    // The core's bus, or none; set once by the bus itself, cleared when it closes.
+    void attach(bus* b) noexcept { bus_ = b; }
+    bool has_bus() const noexcept { return bus_ != nullptr; }
+    // A message another node published, as the bus got it: `pattern` empty for a channel
+    // subscription's copy, else the pattern's. Redis sends one copy per matching subscription
+    // of ours, so each copy goes only to the subscribers behind that subscription: every
+    // subscriber gets it once, as with a local publish.
+    void deliver_from_bus(std::string_view pattern, std::string_view channel, std::string_view payload);
 
 private:
     friend class connection;
+    friend class bus;  // counts in stats_
     struct topic;
     struct batch;
     using core_mask = std::uint64_t;  // coring-pubsub runs on at most 64 cores
+    // Which of a core's subscribers a message is for: all that match (a publish in this node),
+    // or only those of one channel or one pattern (a copy from the bus: see deliver_from_bus).
+    enum class reach : std::uint8_t { all, channel, pattern };
 
     // The channel (or pattern) names with subscribers on any core, each once; those matching
     // `glob` when it is not empty.
@@ -248,10 +275,15 @@ private:
     topic& topic_of(std::string_view name, bool pattern);
     void drop_topic(topic& t, bool pattern);
     // Delivers to this core's subscribers; returns how many got it.
-    std::uint32_t deliver_local(std::string_view channel, std::string_view payload);
+    std::uint32_t deliver_local(std::string_view channel, std::string_view payload, reach r = reach::all,
+                                std::string_view pattern = {});
     core_mask interested(std::string_view channel) const;
     void queue_remote(core_mask cores, std::string_view channel, std::string_view payload, frame_ref reply,
-                      std::uint32_t local);
+                      reach r = reach::all, std::string_view pattern = {});
+    // A PUBLISH reply's part is in: `receivers` more, or the bus did not take it.
+    static void reply_part(frame_ref& reply, std::uint64_t receivers, bool bus_failed);
+    // The bus subscription for a core's first subscriber of `name` (run on core 0).
+    task<> bus_subscribe(std::string name, bool pattern);
     void set_interest(const std::string& name, bool pattern, unsigned core, bool on);
     void flush_batches() noexcept;
     static void on_flush(detail::mail& m) noexcept;
@@ -269,6 +301,7 @@ private:
     unsigned core_;                      // this hub's
     detail::mail flush_mail_;                      // to this core itself: "the turn is over"
     bool flush_posted_ = false;
+    bus* bus_ = nullptr;
 };
 
 }  // namespace coring::pubsub
