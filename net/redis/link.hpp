@@ -47,9 +47,6 @@ public:
     // calls say the same, but g++ 12 at -O3 takes the second for a use after free.)
     void discard() noexcept { delete this; }
 
-    std::string name;      // a subscription's channel or pattern
-    bool pattern = false;
-
 private:
     void park(op& o) noexcept override { waiter_ = &o; }
     void unlink(op&) noexcept override { waiter_ = nullptr; }

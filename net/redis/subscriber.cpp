@@ -11,6 +11,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -22,9 +23,7 @@ class subscriber_link final : public link {
 public:
     using link::link;
 
-    ~subscriber_link() override {
-        for (pending* p : confirms_) p->release();
-    }
+    ~subscriber_link() override { answer_all(std::errc::operation_canceled); }
 
     task<result<void>> subscribe(std::string_view name, bool pattern) {
         sets_[pattern].emplace(name);
@@ -32,9 +31,7 @@ public:
         const std::string_view names[] = {name};
         send(pattern ? "PSUBSCRIBE" : "SUBSCRIBE", names);
         auto* p = new pending;
-        p->name = name;
-        p->pattern = pattern;
-        confirms_.push_back(p);  // the list's reference; the task holds the other
+        confirms_[pattern][std::string{name}].push_back(p);  // the list's reference; the task holds the other
         return confirmed(pending_ref{p}, {}, deadline());
     }
 
@@ -87,12 +84,19 @@ private:
 
     void on_disconnected() noexcept override {
         batch_left_ = 0;
-        const auto why = closing_ ? std::errc::operation_canceled : std::errc::connection_reset;
-        for (pending* p : std::exchange(confirms_, {})) {
-            p->answer(why);
-            p->release();
-        }
+        answer_all(closing_ ? std::errc::operation_canceled : std::errc::connection_reset);
         notify(link_state::down);
+    }
+
+    void answer_all(std::errc why) noexcept {
+        for (auto& by_name : confirms_) {
+            for (auto& [name, waiting] : by_name)
+                for (pending* p : waiting) {
+                    p->answer(why);
+                    p->release();
+                }
+            by_name.clear();
+        }
     }
 
     void on_closing() noexcept override { data_.set(); }
@@ -147,14 +151,14 @@ private:
         } else if (kind == "subscribe" || kind == "psubscribe") {
             // The re-subscribed set's confirmations come first: it was sent before anything else.
             if (batch_left_ > 0 && --batch_left_ == 0) notify(link_state::up);
-            const bool pattern = kind[0] == 'p';
-            const std::string_view name = text(*r.element[1]);
-            std::erase_if(confirms_, [&](pending* p) {
-                if (p->pattern != pattern || p->name != name) return false;
+            auto& by_name = confirms_[kind[0] == 'p'];
+            const auto it = by_name.find(text(*r.element[1]));
+            if (it == by_name.end()) return;
+            for (pending* p : it->second) {
                 p->answer(reply{});
                 p->release();
-                return true;
-            });
+            }
+            by_name.erase(it);
         }
     }
 
@@ -176,7 +180,8 @@ private:
     }
 
     std::set<std::string, std::less<>> sets_[2];  // [0] channels, [1] patterns
-    std::vector<pending*> confirms_;             // subscribe() calls waiting for Redis's word
+    // subscribe() calls waiting for Redis's word, by name: [0] channels, [1] patterns.
+    std::map<std::string, std::vector<pending*>, std::less<>> confirms_[2];
     // Bounded by opts_.queue_limit bytes, plus what one read (16 KiB) held: see reading_paused.
     std::deque<message> queue_;
     std::size_t queued_bytes_ = 0;
