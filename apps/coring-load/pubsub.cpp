@@ -206,6 +206,7 @@ struct gap {
 constexpr std::size_t max_gaps = 64;
 
 struct subscriber {
+    std::uint64_t id;                     // over every process: picks the source address
     std::string who;
     unsigned channel;
     std::string name, pattern;            // of its channel: what deliveries must name
@@ -350,10 +351,12 @@ task<> stall_if_slow(core_share& sh, subscriber& sub, bool& stalled) {
 }
 
 // One of this core's connections (at most connect_parallel connecting at once), its waits
-// bounded by reply_timeout until the caller says otherwise; a failure is counted.
-task<std::optional<tcp_stream>> connect_counted(core_share& sh, const std::string& who) {
+// bounded by reply_timeout until the caller says otherwise; a failure is counted. `id` picks
+// the source address (--bind-range): past ~28,000 connections to one port, one source address
+// runs out of ephemeral ports.
+task<std::optional<tcp_stream>> connect_counted(core_share& sh, const std::string& who, std::uint64_t id) {
     co_await sh.connecting.enter();
-    auto conn = co_await tcp_stream::connect(sh.s.target, sh.s.reply_timeout);
+    auto conn = co_await tcp_stream::connect_from(source_of(sh.s, id), sh.s.target, sh.s.reply_timeout);
     sh.connecting.leave();
     if (!conn) {
         sh.fail(&error_counts::connect, who, format("connect to {}: {}", sh.s.target.to_string(), conn.error().message()));
@@ -384,7 +387,7 @@ task<bool> await_info(core_share& sh, buffered_reader& in, const std::string& wh
 
 task<> run_subscriber(core_share& sh, subscriber* sub_ptr) {
     subscriber& sub = *sub_ptr;
-    auto conn = co_await connect_counted(sh, sub.who);  // its idle timeout bounds the subscription only
+    auto conn = co_await connect_counted(sh, sub.who, sub.id);  // its idle timeout bounds the subscription only
     if (!conn) {
         sub.failed = sub.done = true;
         sh.board.settled.fetch_add(1, std::memory_order_acq_rel);
@@ -637,7 +640,7 @@ task<> publish_answers(core_share& sh, publisher& p, buffered_reader& in) {
 // its last answers. Every wait for an answer is bounded by reply_timeout.
 task<> run_publisher(core_share& sh, publisher* p_ptr) {
     publisher& p = *p_ptr;
-    auto conn = co_await connect_counted(sh, p.who);
+    auto conn = co_await connect_counted(sh, p.who, sh.ps().subscribers + p.id);
     if (!conn) {
         sh.board.publishers_ready.fetch_add(1, std::memory_order_acq_rel);
         sh.board.publishers_done.fetch_add(1, std::memory_order_acq_rel);
@@ -775,6 +778,7 @@ task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t su
     std::vector<std::unique_ptr<subscriber>> subs;
     for (std::uint64_t i = sub_first; i < sub_first + sub_count; ++i) {
         auto sub = std::make_unique<subscriber>();
+        sub->id = i;
         sub->who = format("subscriber {}", i);
         sub->channel = static_cast<unsigned>(i % ps.channels);
         sub->name = channel_name(s.proto, sub->channel);
