@@ -21,6 +21,7 @@ constexpr std::string_view usage =
     "  --max-output-soft BYTES,SECS   ... or with more than BYTES queued for SECS (default 8388608,60)\n"
     "  --bus redis://HOST:PORT        join the other nodes (processes, machines) through this Redis:\n"
     "                         a publish to any node reaches the subscribers of every node, once\n"
+    "  --bus-timeout MS       a PUBLISH the bus has not taken by then answers an error (default 2000)\n"
     "  --workers W            W processes sharing the port (SO_REUSEPORT), each its own node on the\n"
     "                         bus (needs --bus), for more subscribers than one process may hold (default 1)\n"
     "A PUBLISH reply counts every subscriber it reached in this process, on every core (other nodes'\n"
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
     runtime_options runtime;
     apps::pubsub_options opts;
     unsigned workers = 1;
+    std::chrono::milliseconds bus_timeout{2000};
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {
         if (flag == "--listen") {
             opts.listen = apps::address_flag(flag, value);
@@ -56,7 +58,8 @@ int main(int argc, char** argv) {
             auto bus = redis::parse_url(value);
             if (!bus) throw std::invalid_argument("--bus: " + redis::url_error(value) + " (expected redis://HOST:PORT)");
             opts.bus = *bus;
-            opts.bus->command_timeout = std::chrono::seconds{2};  // then PUBLISH answers "bus unavailable"
+        } else if (flag == "--bus-timeout") {
+            bus_timeout = std::chrono::milliseconds{apps::count_flag(flag, value, 1, 3'600'000)};
         } else if (flag == "--workers") {
             workers = static_cast<unsigned>(apps::count_flag(flag, value, 1, 1024));
         } else {
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
         }
         return true;
     });
+    if (opts.bus) opts.bus->command_timeout = bus_timeout;  // then PUBLISH answers "bus unavailable"
     if (workers > 1 && !opts.bus) {
         std::fprintf(stderr, "coring-pubsub: --workers needs --bus (without it, each worker's subscribers would "
                              "miss what the others' publishers send)\n");
