@@ -89,7 +89,10 @@ task<> commands(std::uint16_t port) {
     auto last = co_await db.command("GET", "counter");  // after all of them, in order
     REQUIRE(last);
     CHECK(last->str == "1000");
-    CO_CHECK(co_await eventually([&] { return seen.size() == 1000; }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return seen.size() == 1000; };
+        CO_CHECK(co_await eventually(done));
+    }
     REQUIRE(seen.size() == 1000);
     for (int i = 0; i < 1000; ++i) REQUIRE(seen[i] == i + 1);
 
@@ -126,7 +129,10 @@ task<> refused(std::uint16_t port) {
         called = true;
     });
     inside_send = false;
-    CO_CHECK(co_await eventually([&] { return called; }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return called; };
+        CO_CHECK(co_await eventually(done));
+    }
     CHECK(db.stats().connect_failures >= 2);  // it kept trying, with backoff
     CHECK(db.stats().connects == 0);
     co_await db.close();
@@ -163,7 +169,10 @@ task<> restart(server* srv, const std::string* binary) {
     sub.on_state([&states](redis::link_state s) { states.push_back(s); });
     CO_REQUIRE(co_await db.wait_connected(5s));
     CO_REQUIRE(co_await sub.subscribe("news"));
-    CO_CHECK(co_await eventually([&] { return states.size() == 1; }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return states.size() == 1; };
+        CO_CHECK(co_await eventually(done));
+    }
     CO_REQUIRE(co_await db.command("PUBLISH", "news", "before"));
     auto m = co_await sub.next();
     REQUIRE(m);
@@ -171,7 +180,10 @@ task<> restart(server* srv, const std::string* binary) {
 
     REQUIRE(::kill(srv->proc->pid(), SIGKILL) == 0);  // the redis-server this test started
     REQUIRE(srv->proc->wait_exit(child_process::clock::now() + 5s));
-    CO_CHECK(co_await eventually([&] { return !db.connected() && !sub.connected(); }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return !db.connected() && !sub.connected(); };
+        CO_CHECK(co_await eventually(done));
+    }
     auto down = co_await db.command("PING");
     CHECK(down.error() == std::errc::not_connected);
     auto sub_down = co_await sub.subscribe("later");  // kept in the set for the next connect
@@ -179,7 +191,10 @@ task<> restart(server* srv, const std::string* binary) {
 
     *srv = start_redis(*binary, {}, srv->port);
     CO_REQUIRE(co_await db.wait_connected(5s));
-    CO_CHECK(co_await eventually([&] { return sub.connected(); }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return sub.connected(); };
+        CO_CHECK(co_await eventually(done));
+    }
     CO_REQUIRE(co_await db.command("PUBLISH", "news", "after"));
     CO_REQUIRE(co_await db.command("PUBLISH", "later", "too"));
     auto m2 = co_await sub.next();
@@ -201,7 +216,10 @@ task<> patterns_and_unsubscribe(std::uint16_t port) {
     redis::client db{at(port)};
     redis::subscriber sub{at(port)};
     CO_REQUIRE(co_await db.wait_connected(5s));
-    CO_CHECK(co_await eventually([&] { return sub.connected(); }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return sub.connected(); };
+        CO_CHECK(co_await eventually(done));
+    }
     CO_REQUIRE(co_await sub.psubscribe("price.*"));
     CO_REQUIRE(co_await sub.subscribe("a"));
     CO_REQUIRE(co_await sub.subscribe("b"));
@@ -243,7 +261,10 @@ task<> bounded_queue(std::uint16_t port) {
         const std::string_view args[] = {"PUBLISH", "flood", payloads[i]};
         db.send(args, [&replied](result<reply> r) { replied += r && r->integer == 1; });
     }
-    CO_CHECK(co_await eventually([&] { return replied == count; }));
+    {  // named first: g++ 12 mishandles a capturing lambda inside a co_await
+        const auto done = [&] { return replied == count; };
+        CO_CHECK(co_await eventually(done));
+    }
     (void)co_await sleep_for(200ms);  // time to fill the queue, if it were unbounded
     // The bound: 64 KiB of messages, plus one 16 KiB read of hiredis, in ~1 KiB messages.
     CHECK(sub.queued() <= 64 + 17 + 2);
