@@ -518,11 +518,16 @@ int main(int argc, char** argv) {
     // Pub/sub: one board for every process (its counters are in shared memory).
     std::unique_ptr<pubsub_board> board;
     if (is_pubsub(o.s.proto)) board = std::make_unique<pubsub_board>(o.s);
-    if (!o.quiet || o.s.idle > 0 || board) progress = std::thread{[&] { print_progress(o, *live, done, board.get()); }};
+    // Started only once every child is forked: a child forked while this thread holds a lock
+    // (malloc's, stdio's, the sanitizer allocator's) would wait on it forever.
+    const auto start_progress = [&] {
+        if (!o.quiet || o.s.idle > 0 || board) progress = std::thread{[&] { print_progress(o, *live, done, board.get()); }};
+    };
 
     results total;
     bool failed = false;
     if (o.procs == 1) {
+        start_progress();
         failed = run_here(o, runtime, {0, o.s.conns}, {o.s.conns, o.s.idle}, &total, live, board.get(), {0, 1}) != 0;
     } else {
         // Each child runs its share and writes its results as one line into its pipe.
@@ -559,6 +564,7 @@ int main(int argc, char** argv) {
             }
             children.push_back({pid, fds[0]});
         }
+        start_progress();
         for (std::size_t p = 0; p < children.size(); ++p) {
             std::string line;
             char buf[65536];
