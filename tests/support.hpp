@@ -45,6 +45,10 @@ inline task<> read_exactly(tcp_stream* conn, std::vector<std::byte>* out, std::s
     }
 }
 
+// CORING_FAULTS is set (./dev test runs the networking groups again under fault seeds): checks
+// that a particular internal path ran (a counter above 0) may not hold then; bytes must.
+inline bool faults_on() { return fault_config::from_environment().on; }
+
 // Every networking test runs on both backends: `const auto kind = GENERATE(BOTH_BACKENDS);`
 #define BOTH_BACKENDS ::coring::backend_kind::uring, ::coring::backend_kind::epoll
 

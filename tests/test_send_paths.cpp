@@ -136,8 +136,9 @@ TEST_CASE("write_all delivers large payloads byte for byte on every send path", 
         CHECK(got == payload);
         // Sends of the threshold and up go zerocopy when it is on; smaller ones never do.
         const std::uint64_t zc_sends = c->io().stats().zc_sends - zc_before;
-        if (zc && size >= 16384) CHECK(zc_sends > 0);
-        else CHECK(zc_sends == 0);
+        // (Under injected faults a send may be cut below the threshold: only "never below" holds.)
+        if (zc && size >= 16384 && !faults_on()) CHECK(zc_sends > 0);
+        else if (!zc || size < 16384) CHECK(zc_sends == 0);
         check_notifications(c.get());
     }
 }
