@@ -2,7 +2,8 @@
 // Worker processes, as nginx runs them: W forks of one server, each a full thread-per-core
 // runtime with its own fd limit, sharing the listening port through SO_REUSEPORT. The parent
 // only watches: SIGINT/SIGTERM/SIGHUP sent to it are passed on to every worker (by pid); a worker
-// that fails stops the rest; the exit status is the worst one. A worker whose parent dies (even
+// that fails (a non-zero exit, or a signal's death) is reported in one line and stops the rest;
+// the exit status is the worst one (128 + N for a death by signal N, as a shell says it). A worker whose parent dies (even
 // by SIGKILL) gets SIGTERM from the kernel, so no worker keeps the port after its server is gone.
 #include <coring/log.hpp>
 #include <coring/run.hpp>
@@ -10,7 +11,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
+#include <string>
 #include <system_error>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -69,7 +72,17 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
                 p = -p;  // reaped
                 --alive;
                 const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                if (code != 0 && worst == 0) signal_all(SIGTERM);  // one failed: the others stop too
+                if (code != 0) {
+                    const pid_t pid = -p;
+                    const std::size_t k = static_cast<std::size_t>(&p - pids.data());
+                    const char* sig = WIFSIGNALED(status) ? sigabbrev_np(WTERMSIG(status)) : nullptr;  // null: a real-time one
+                    const std::string how = WIFEXITED(status) ? format("exited with status {}", code)
+                                            : sig             ? format("killed by SIG{}", sig)
+                                                              : format("killed by signal {}", WTERMSIG(status));
+                    const bool first = worst == 0 && alive > 0;
+                    log("worker {} (pid {}) {}{}", k, pid, how, first ? "; stopping the others" : "");
+                    if (worst == 0) signal_all(SIGTERM);  // one failed: the others stop too
+                }
                 worst = std::max(worst, code);
             }
             continue;
