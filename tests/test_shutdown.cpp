@@ -2,14 +2,15 @@
 // load, and while it drains connections that are in the middle of a message, with a second
 // SIGTERM in some of those. Every try must end in exit 0 within the drain timeout and 1 s of the
 // (first) signal, and no client may see a wrong byte: a connection the stop closed is fine, a
-// torn, reordered or foreign reply is not. coring-echo, coring-http and coring-pubsub take turns;
-// the moments are random, from a seed printed with every failure (CORING_SHUTDOWN_SEED=S replays
-// the same delays; the timing around them is the machine's).
+// torn, reordered or foreign reply is not. coring-echo (alone, and as --workers 2), coring-http
+// and coring-pubsub take turns; the moments are random, from a seed printed with every failure
+// (CORING_SHUTDOWN_SEED=S replays the same delays; the timing around them is the machine's).
 #include "load.hpp"
 #include "child_process.hpp"
 #include "support.hpp"
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -156,21 +157,30 @@ std::uint64_t base_seed() {
 
 // One try: the server started, one SIGTERM (two in some drain tries) at the moment drawn, then
 // the checks. The delays are drawn from `rng` before anything runs, so a seed names them all.
-void one_try(backend_kind kind, const app& a, moment when, std::mt19937_64& rng) {
+void one_try(backend_kind kind, const app& a, bool workers, moment when, std::mt19937_64& rng) {
     const auto up_to = [&rng](std::int64_t us) { return std::chrono::microseconds{static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(us))}; };
-    // Start-up: from main's first line through flags, bind, cores and setup. Load: anywhere
-    // in the load's 300 ms, its connects included. Drain: early in the load, with two
+    // Start-up: from main's first line through flags, bind, forks, cores and setup, 10 us to
+    // 30 ms on a log scale: most of start-up is its first millisecond or two, and a window
+    // there (a worker between fork and run(), say) is a few hundred microseconds wide. Load:
+    // anywhere in the load's 300 ms, its connects included. Drain: early in the load, with two
     // connections in the middle of a message; half of these tries send a second SIGTERM (stop
     // at once) while the first one's drain goes on.
-    const auto first_delay = up_to(when == moment::start_up ? 30'000 : when == moment::load ? 300'000 : 100'000);
+    const auto log_scale = [&rng](double from_us, double to_us) {
+        const double u = std::uniform_real_distribution<double>{std::log(from_us), std::log(to_us)}(rng);
+        return std::chrono::microseconds{static_cast<std::int64_t>(std::exp(u))};
+    };
+    const auto first_delay = when == moment::start_up ? log_scale(10, 30'000) : up_to(when == moment::load ? 300'000 : 100'000);
     const bool second = when == moment::drain && rng() % 2 == 0;
     const auto second_delay = up_to(300'000);
     INFO("moment: " << to_string(when) << ", SIGTERM " << first_delay.count() << " us after "
                     << (when == moment::start_up ? "main blocked it" : "the load started")
                     << (second ? ", another " + std::to_string(second_delay.count()) + " us later" : ""));
 
-    child_process server{a.binary, {"--listen", "127.0.0.1:0", "--backend", std::string{coring::to_string(kind)},
-                                    "--cores", "2", "--drain-timeout", std::to_string(drain_timeout.count())}};
+    std::vector<std::string> args{"--listen", "127.0.0.1:0", "--backend", std::string{coring::to_string(kind)},
+                                  "--drain-timeout", std::to_string(drain_timeout.count())};
+    if (workers) args.insert(args.end(), {"--workers", "2", "--cores", "1"});  // the parent passes the signal on
+    else args.insert(args.end(), {"--cores", "2"});
+    child_process server{a.binary, args};
     REQUIRE(wait_stop_signals_blocked(server.pid(), clock_type::now() + 10s));
     if (when == moment::start_up) {
         std::this_thread::sleep_for(first_delay);
@@ -224,9 +234,11 @@ TEST_CASE("SIGTERM at random moments of start-up, load and drain: exit 0 in time
     for (int i = 0; i < tries; ++i) {
         const app& a = apps()[static_cast<std::size_t>(i) % apps().size()];
         const moment when = static_cast<moment>((i / 3) % 3);  // every app meets every moment
+        // coring-echo runs as two worker processes in every other round of the three moments.
+        const bool workers = a.proto == load::protocol::echo && (i / 9) % 2 == 1;
         std::mt19937_64 rng{seed + static_cast<std::uint64_t>(i)};
         INFO("backend " << coring::to_string(kind) << ", try " << i << " of seed " << seed
-                        << " (CORING_SHUTDOWN_SEED=" << seed << " replays it): " << a.binary);
-        one_try(kind, a, when, rng);
+                        << " (CORING_SHUTDOWN_SEED=" << seed << " replays it): " << a.binary << (workers ? " --workers 2" : ""));
+        one_try(kind, a, workers, when, rng);
     }
 }
