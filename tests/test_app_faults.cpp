@@ -321,15 +321,19 @@ std::vector<seen_process> children_of(pid_t parent) {
     return kids;
 }
 
-// The parent's `n` workers, once all are forked (worker 0 may announce before the last one is),
-// or fewer after 5 s.
-std::vector<seen_process> workers_of(const child_process& parent, std::size_t n) {
-    auto workers = children_of(parent.pid());
-    for (int i = 0; i < 500 && workers.size() < n; ++i) {
+// A --workers 2 server's port and, into `workers`, its two workers once both are forked
+// (worker 0 may announce before the last one is); the test fails without them.
+std::uint16_t wait_two_workers(child_process& parent, std::vector<seen_process>& workers) {
+    const std::uint16_t port = wait_listening(parent);
+    INFO("stderr:\n" << parent.err());
+    REQUIRE(port != 0);
+    workers = children_of(parent.pid());
+    for (int i = 0; i < 500 && workers.size() < 2; ++i) {
         std::this_thread::sleep_for(10ms);
         workers = children_of(parent.pid());
     }
-    return workers;
+    REQUIRE(workers.size() == 2);
+    return port;
 }
 
 // The workers are the test's too (grandchildren): a failed check must not leave them holding
@@ -349,12 +353,10 @@ TEST_CASE("coring-echo --workers: the workers exit when their parent is SIGKILLe
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
     child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--workers", "2", "--cores", "1"});
-    const std::uint16_t port = wait_listening(p);
-    INFO("stderr:\n" << p.err());
-    REQUIRE(port != 0);
-    const auto workers = workers_of(p, 2);
-    REQUIRE(workers.size() == 2);
+    std::vector<seen_process> workers;
     const kill_left cleanup{workers};
+    const std::uint16_t port = wait_two_workers(p, workers);
+    INFO("stderr:\n" << p.err());
     CHECK(echoes(port));
 
     REQUIRE(::kill(p.pid(), SIGKILL) == 0);
@@ -385,12 +387,10 @@ TEST_CASE("a --workers child killed by SIGKILL: the parent says so, stops the ot
         args.insert(args.end(), {"--bus", "redis://127.0.0.1:" + std::to_string(bus->port)});
     }
     child_process p{app == "coring-echo" ? CORING_ECHO_BINARY : CORING_PUBSUB_BINARY, args};
-    const std::uint16_t port = wait_listening(p);
-    INFO("stderr:\n" << p.err());
-    REQUIRE(port != 0);
-    const auto workers = workers_of(p, 2);
-    REQUIRE(workers.size() == 2);
+    std::vector<seen_process> workers;
     const kill_left cleanup{workers};
+    const std::uint16_t port = wait_two_workers(p, workers);
+    INFO("stderr:\n" << p.err());
 
     const seen_process& victim = workers[1];
     const seen_process& other = workers[0];
