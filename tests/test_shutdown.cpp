@@ -9,16 +9,21 @@
 #include "child_process.hpp"
 #include "support.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <fcntl.h>
+#include <poll.h>
 #include <random>
 #include <string>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 using namespace coring;
@@ -155,6 +160,12 @@ std::uint64_t base_seed() {
     return std::random_device{}();
 }
 
+// A delay from `from_us` to `to_us` on a log scale: as many below 100 us as from 100 us to 1 ms.
+std::chrono::microseconds log_scale(std::mt19937_64& rng, double from_us, double to_us) {
+    const double u = std::uniform_real_distribution<double>{std::log(from_us), std::log(to_us)}(rng);
+    return std::chrono::microseconds{static_cast<std::int64_t>(std::exp(u))};
+}
+
 // One try: the server started, one SIGTERM (two in some drain tries) at the moment drawn, then
 // the checks. The delays are drawn from `rng` before anything runs, so a seed names them all.
 void one_try(backend_kind kind, const app& a, bool workers, moment when, std::mt19937_64& rng) {
@@ -165,11 +176,7 @@ void one_try(backend_kind kind, const app& a, bool workers, moment when, std::mt
     // anywhere in the load's 300 ms, its connects included. Drain: early in the load, with two
     // connections in the middle of a message; half of these tries send a second SIGTERM (stop
     // at once) while the first one's drain goes on.
-    const auto log_scale = [&rng](double from_us, double to_us) {
-        const double u = std::uniform_real_distribution<double>{std::log(from_us), std::log(to_us)}(rng);
-        return std::chrono::microseconds{static_cast<std::int64_t>(std::exp(u))};
-    };
-    const auto first_delay = when == moment::start_up ? log_scale(10, 30'000) : up_to(when == moment::load ? 300'000 : 100'000);
+    const auto first_delay = when == moment::start_up ? log_scale(rng, 10, 30'000) : up_to(when == moment::load ? 300'000 : 100'000);
     const bool second = when == moment::drain && rng() % 2 == 0;
     const auto second_delay = up_to(300'000);
     INFO("moment: " << to_string(when) << ", SIGTERM " << first_delay.count() << " us after "
@@ -240,5 +247,100 @@ TEST_CASE("SIGTERM at random moments of start-up, load and drain: exit 0 in time
         INFO("backend " << coring::to_string(kind) << ", try " << i << " of seed " << seed
                         << " (CORING_SHUTDOWN_SEED=" << seed << " replays it): " << a.binary << (workers ? " --workers 2" : ""));
         one_try(kind, a, workers, when, rng);
+    }
+}
+
+namespace {
+
+// coring-echo --workers 2 in a session of its own whose controlling terminal is a pty, as a
+// shell runs it: a Ctrl-C written to the pty's master makes the kernel send SIGINT (from no
+// process: si_pid 0) to every process of the foreground group at that moment.
+class on_a_terminal {
+public:
+    explicit on_a_terminal(std::vector<std::string> args) {
+        master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        REQUIRE(master_ >= 0);
+        REQUIRE(::grantpt(master_) == 0);
+        REQUIRE(::unlockpt(master_) == 0);
+        const std::string slave = ::ptsname(master_);
+        args.insert(args.begin(), CORING_ECHO_BINARY);
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);  // built before fork: the child only opens, dups and execs
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::setsid();  // a new session: the first terminal it opens becomes its controlling one
+            const int tty = ::open(slave.c_str(), O_RDWR);
+            if (tty < 0) ::_exit(127);
+            for (const int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(tty, fd);
+            reset_signals_for_exec();
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        REQUIRE(pid_ > 0);
+    }
+    on_a_terminal(const on_a_terminal&) = delete;
+    on_a_terminal& operator=(const on_a_terminal&) = delete;
+    ~on_a_terminal() {
+        if (status_ < 0) {  // a failed check left it running: the whole session goes (its group)
+            ::kill(-pid_, SIGKILL);
+            while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {}
+        }
+        ::close(master_);
+    }
+
+    pid_t pid() const noexcept { return pid_; }
+    void ctrl_c() { REQUIRE(::write(master_, "\x03", 1) == 1); }
+
+    // How it ended by `deadline` ("exit N", "signal N", "still running"), reading what it
+    // writes to the terminal meanwhile so that it never blocks on a full one.
+    std::string ended_by(clock_type::time_point deadline) {
+        for (;;) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                status_ = status;
+                return WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status)) : "signal " + std::to_string(WTERMSIG(status));
+            }
+            if (clock_type::now() >= deadline) return "still running";
+            pollfd p{master_, POLLIN, 0};
+            if (::poll(&p, 1, 10) > 0) {
+                char buf[4096];
+                const ssize_t n = ::read(master_, buf, sizeof buf);
+                if (n > 0) output_.append(buf, static_cast<std::size_t>(n));
+            }
+        }
+    }
+    const std::string& output() const noexcept { return output_; }
+
+private:
+    int master_ = -1;
+    pid_t pid_ = -1;
+    int status_ = -1;
+    std::string output_;
+};
+
+}  // namespace
+
+TEST_CASE("Ctrl-C at random moments of coring-echo --workers 2's start-up stops it all: exit 0", "[shutdown]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    const std::uint64_t seed = base_seed();
+    // A terminal's SIGINT reaches only the workers forked by then; the parent passes on only
+    // what was sent to it alone. A Ctrl-C between main's first line and the last fork must still
+    // stop every worker (it once left the later ones serving, or killed them: exit 130).
+    for (int i = 0; i < 20; ++i) {
+        std::mt19937_64 rng{seed + static_cast<std::uint64_t>(i)};
+        const auto delay = log_scale(rng, 10, 5000);
+        INFO("backend " << coring::to_string(kind) << ", try " << i << " of seed " << seed << " (CORING_SHUTDOWN_SEED="
+                        << seed << " replays it): Ctrl-C " << delay.count() << " us after main blocked SIGINT");
+        on_a_terminal server{{"--listen", "127.0.0.1:0", "--backend", std::string{coring::to_string(kind)}, "--workers", "2",
+                              "--cores", "1", "--drain-timeout", std::to_string(drain_timeout.count())}};
+        REQUIRE(wait_stop_signals_blocked(server.pid(), clock_type::now() + 10s));
+        std::this_thread::sleep_for(delay);
+        const auto pressed = clock_type::now();
+        server.ctrl_c();
+        const std::string ended = server.ended_by(pressed + drain_timeout + 1s);
+        INFO("what it wrote to the terminal:\n" << server.output());
+        CHECK(ended == "exit 0");  // the parent exits once every worker has
     }
 }

@@ -1,10 +1,12 @@
 #pragma once
 // Worker processes, as nginx runs them: W forks of one server, each a full thread-per-core
 // runtime with its own fd limit, sharing the listening port through SO_REUSEPORT. The parent
-// only watches: SIGINT/SIGTERM/SIGHUP sent to it are passed on to every worker (by pid); a worker
-// that fails (a non-zero exit, or a signal's death) is reported in one line and stops the rest;
-// the exit status is the worst one (128 + N for a death by signal N, as a shell says it). A worker whose parent dies (even
-// by SIGKILL) gets SIGTERM from the kernel, so no worker keeps the port after its server is gone.
+// only watches: SIGINT/SIGTERM/SIGHUP sent to it are passed on to every worker (by pid), and one
+// that comes before every worker is forked stops the start-up there; a worker that fails (a
+// non-zero exit, or a signal's death) is reported in one line and stops the rest; the exit
+// status is the worst one (128 + N for a death by signal N, as a shell says it). A worker whose
+// parent dies (even by SIGKILL) gets SIGTERM from the kernel, so no worker keeps the port after
+// its server is gone.
 #include <coring/log.hpp>
 #include <coring/run.hpp>
 
@@ -12,6 +14,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <string>
 #include <system_error>
@@ -36,7 +39,28 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
             if (p > 0) ::kill(p, sig);  // our own children, by pid
     };
     const pid_t parent = ::getpid();
+    const sigset_t stop = stop_signals();
+    // A worker keeps the stop signals blocked: run() reads them, and one that comes before it
+    // gets there waits, pending, instead of killing the worker (exit 128 + N for the parent).
+    sigset_t worker_mask;
+    sigorset(&worker_mask, &old, &stop);
+    bool stopped = false;
     for (unsigned k = 0; k < n; ++k) {
+        // A stop signal that came before worker k exists would never reach it: a terminal's
+        // (Ctrl-C) went to the processes of the group at that moment, and the loop below passes
+        // on only those sent to us alone. So one pending now (held since main's first line) is
+        // taken here, passed on to the workers there are unless a terminal reached them itself,
+        // and no more are started. One that comes during fork() reaches the child too (the
+        // kernel delays a group's signals that arrive in fork to after it); what is left is the
+        // few instructions between this check and fork().
+        siginfo_t info{};
+        const timespec now{0, 0};
+        if (const int sig = ::sigtimedwait(&stop, &info, &now); sig > 0) {
+            log("{}: stopping ({} of {} workers started)", strsignal(sig), pids.size(), n);
+            if (info.si_pid != 0) signal_all(sig);
+            stopped = true;
+            break;
+        }
         const pid_t pid = ::fork();
         if (pid == 0) {
             if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
@@ -47,7 +71,7 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
             // adopted by another process, must not start at all.
             if (::getppid() != parent) std::_Exit(2);
             ::close(sfd);
-            sigprocmask(SIG_SETMASK, &old, nullptr);
+            sigprocmask(SIG_SETMASK, &worker_mask, nullptr);
             std::exit(worker(k));
         }
         if (pid < 0) {
@@ -57,7 +81,7 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
         }
         pids.push_back(pid);
     }
-    int worst = pids.size() == n ? 0 : 2;
+    int worst = pids.size() == n || stopped ? 0 : 2;
     std::size_t alive = pids.size();
     while (alive > 0) {
         signalfd_siginfo info{};
