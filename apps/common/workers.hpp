@@ -44,23 +44,27 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
     // gets there waits, pending, instead of killing the worker (exit 128 + N for the parent).
     sigset_t worker_mask;
     sigorset(&worker_mask, &old, &stop);
-    bool stopped = false;
-    for (unsigned k = 0; k < n; ++k) {
-        // A stop signal that came before worker k exists would never reach it: a terminal's
-        // (Ctrl-C) went to the processes of the group at that moment, and the loop below passes
-        // on only those sent to us alone. So one pending now (held since main's first line) is
-        // taken here, passed on to the workers there are unless a terminal reached them itself,
-        // and no more are started. One that comes during fork() reaches the child too (the
-        // kernel delays a group's signals that arrive in fork to after it); what is left is the
-        // few instructions between this check and fork().
+    // A stop signal that comes while workers are being forked would not reach them all: a
+    // terminal's (Ctrl-C) goes to the processes of the group at that moment, and the loop below
+    // passes on only those sent to us alone. So before the first fork and after each one, a
+    // stop signal pending (held since main's first line) is taken here and no more workers
+    // are started. One of ours goes on to every worker. A terminal's reached the workers forked
+    // before it was sent, and the newest one only if it came during or after that fork (the
+    // kernel delays a group's signal that comes during fork() so the child gets it too), which
+    // cannot be told apart: the newest one gets it from us as well, so it stops either way
+    // (twice is "stop at once": a worker that has just started has nothing to drain).
+    const auto stop_requested = [&] {
         siginfo_t info{};
         const timespec now{0, 0};
-        if (const int sig = ::sigtimedwait(&stop, &info, &now); sig > 0) {
-            log("{}: stopping ({} of {} workers started)", strsignal(sig), pids.size(), n);
-            if (info.si_pid != 0) signal_all(sig);
-            stopped = true;
-            break;
-        }
+        const int sig = ::sigtimedwait(&stop, &info, &now);
+        if (sig <= 0) return false;
+        log("{}: stopping ({} of {} workers started)", strsignal(sig), pids.size(), n);
+        if (info.si_pid != 0) signal_all(sig);
+        else if (!pids.empty()) ::kill(pids.back(), sig);  // our own child, by pid
+        return true;
+    };
+    bool stopped = stop_requested();
+    for (unsigned k = 0; k < n && !stopped; ++k) {
         const pid_t pid = ::fork();
         if (pid == 0) {
             if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
@@ -80,6 +84,7 @@ inline int run_workers(unsigned n, const std::function<int(unsigned)>& worker) {
             break;
         }
         pids.push_back(pid);
+        stopped = stop_requested();
     }
     int worst = pids.size() == n || stopped ? 0 : 2;
     std::size_t alive = pids.size();
