@@ -133,6 +133,12 @@ void ignore_stray_signals() noexcept {
     ::signal(SIGUSR2, SIG_IGN);
 }
 
+void hold_stop_signals() noexcept {
+    ignore_stray_signals();
+    const sigset_t stop = stop_signals();
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+}
+
 unsigned default_buffer_count(unsigned cores, std::uint32_t buffer_size) noexcept {
     constexpr std::uint64_t budget = 256ull << 20;  // all cores together
     const std::uint64_t fit = budget / (std::uint64_t{std::max(cores, 1u)} * std::max<std::uint32_t>(buffer_size, 1));

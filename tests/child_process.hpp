@@ -369,4 +369,49 @@ private:
     bool lost_ = false;  // waitpid failed other than EINTR: the pid is no longer ours to signal
 };
 
+// What the tests that run a server binary ask of it.
+
+// Waits for the "listening on 127.0.0.1:PORT" line; the port, or 0 after 10 s.
+inline std::uint16_t wait_listening(child_process& p) {
+    p.read_until(child_process::clock::now() + std::chrono::seconds{10},
+                 [](const child_process& c) { return listening_port(c.err()) != 0; });
+    return listening_port(p.err());
+}
+
+// Waits until `pid` has SIGTERM blocked (SigBlk in /proc/PID/status): the server's main has
+// taken over the stop signals (hold_stop_signals, its first line), so one sent now is the
+// server's to handle, not the default action's.
+inline bool wait_stop_signals_blocked(pid_t pid, child_process::clock::time_point deadline) {
+    const std::string status = "/proc/" + std::to_string(pid) + "/status";
+    while (child_process::clock::now() < deadline) {
+        std::ifstream f{status};
+        for (std::string line; std::getline(f, line);)
+            if (line.starts_with("SigBlk:") && (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1) return true;
+        ::usleep(100);
+    }
+    return false;
+}
+
+// How p ended by `deadline`, for CHECK(exited_by(p, deadline) == "exit 0"): "exit N", "signal
+// N", or "still running" (and then p is killed).
+inline std::string exited_by(child_process& p, child_process::clock::time_point deadline) {
+    const auto status = p.wait_exit_or_kill(deadline);
+    UNSCOPED_INFO("stderr:\n" << p.err());  // shown with the check that uses the result
+    if (!status) return "still running";
+    return WIFEXITED(*status) ? "exit " + std::to_string(WEXITSTATUS(*status)) : "signal " + std::to_string(WTERMSIG(*status));
+}
+
+inline std::string exited_within(child_process& p, std::chrono::milliseconds limit) {
+    return exited_by(p, child_process::clock::now() + limit);
+}
+
+// Whether `port` on 127.0.0.1 can be listened on by a plain socket (no SO_REUSEPORT): nobody holds it.
+inline bool port_free(std::uint16_t port) {
+    fd_guard s{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    const int on = 1;
+    ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    const sockaddr_in a = loopback(port);
+    return ::bind(s.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 && ::listen(s.fd, 1) == 0;
+}
+
 }  // namespace coring::testing

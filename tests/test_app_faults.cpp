@@ -1,6 +1,7 @@
 // coring-echo where things go wrong around it: signals at awkward moments, a port or a unix path
 // that is not free, a receive pool too big for the machine, a worker whose parent was killed.
 #include "child_process.hpp"
+#include "redis_support.hpp"
 #include "support.hpp"
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <iterator>
+#include <optional>
 #include <fstream>
 #include <netinet/in.h>
 #include <sstream>
@@ -44,38 +46,10 @@ child_process start_echo(backend_kind kind, std::vector<std::string> more) {
     return child_process{CORING_ECHO_BINARY, echo_args(kind, std::move(more))};
 }
 
-// Waits for the "listening on 127.0.0.1:PORT" line; the port, or 0 after 10 s.
-std::uint16_t wait_listening(child_process& p) {
-    p.read_until(clock_type::now() + 10s, [](const child_process& c) { return listening_port(c.err()) != 0; });
-    return listening_port(p.err());
-}
-
 // One round trip of "ping" to 127.0.0.1:port with 5 s timeouts: whether it came back.
 bool echoes(std::uint16_t port) {
     const fd_guard c{connect_blocking(port)};
     return c.fd >= 0 && blocking_round_trip(c.fd, "ping") == "ping";
-}
-
-// Whether `port` on 127.0.0.1 can be listened on by a plain socket (no SO_REUSEPORT): nobody holds it.
-bool port_free(std::uint16_t port) {
-    fd_guard s{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-    const int on = 1;
-    ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    const sockaddr_in a = loopback(port);
-    return ::bind(s.fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 && ::listen(s.fd, 1) == 0;
-}
-
-// Waits until `pid` has SIGTERM blocked (SigBlk in /proc/PID/status): run() has taken over
-// the stop signals, so one sent now is run()'s to handle, not the default action's.
-bool wait_stop_signals_blocked(pid_t pid, clock_type::time_point deadline) {
-    const std::string status = "/proc/" + std::to_string(pid) + "/status";
-    while (clock_type::now() < deadline) {
-        std::ifstream f{status};
-        for (std::string line; std::getline(f, line);)
-            if (line.starts_with("SigBlk:") && (std::stoull(line.substr(7), nullptr, 16) >> (SIGTERM - 1)) & 1) return true;
-        std::this_thread::sleep_for(100us);
-    }
-    return false;
 }
 
 // A path in /tmp unlinked on every way out of the test.
@@ -101,26 +75,18 @@ std::string file_content(const std::string& path) {
     return s.str();
 }
 
-// How p ended within `limit`, for CHECK(exited_within(p, limit) == "exit 0"): "exit N", "signal
-// N", or "still running" (and then p is killed).
-std::string exited_within(child_process& p, std::chrono::milliseconds limit) {
-    const auto status = p.wait_exit_or_kill(limit);
-    UNSCOPED_INFO("stderr:\n" << p.err());  // shown with the check that uses the result
-    if (!status) return "still running";
-    return WIFEXITED(*status) ? "exit " + std::to_string(WEXITSTATUS(*status)) : "signal " + std::to_string(WTERMSIG(*status));
-}
-
 }  // namespace
 
 TEST_CASE("a SIGTERM during coring-echo's start-up (before every core is up) still stops it cleanly", "[app][signal]") {
     const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
-    // Delays after run() blocked the signal: the first ones land while cores are still being
-    // built (the lost-signal window, a few hundred microseconds on epoll), the last ones once
-    // they run.
+    // Delays after main blocked the signal (its first line): the first ones land while it
+    // parses flags and binds, then while cores are still being built (the lost-signal window, a
+    // few hundred microseconds on epoll), the last ones once they run. test_shutdown.cpp does
+    // the same at random moments, under load and in drain too.
     for (const int delay_us : {0, 0, 0, 0, 0, 200, 500, 1000, 2000, 5000, 10000, 20000}) {
-        INFO("SIGTERM " << delay_us << " us after run() blocked it");
+        INFO("SIGTERM " << delay_us << " us after main blocked it");
         child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--cores", "2"});
         REQUIRE(wait_stop_signals_blocked(p.pid(), clock_type::now() + 10s));
         std::this_thread::sleep_for(std::chrono::microseconds{delay_us});
@@ -355,6 +321,31 @@ std::vector<seen_process> children_of(pid_t parent) {
     return kids;
 }
 
+// A --workers 2 server's port and, into `workers`, its two workers once both are forked
+// (worker 0 may announce before the last one is); the test fails without them.
+std::uint16_t wait_two_workers(child_process& parent, std::vector<seen_process>& workers) {
+    const std::uint16_t port = wait_listening(parent);
+    INFO("stderr:\n" << parent.err());
+    REQUIRE(port != 0);
+    workers = children_of(parent.pid());
+    for (int i = 0; i < 500 && workers.size() < 2; ++i) {
+        std::this_thread::sleep_for(10ms);
+        workers = children_of(parent.pid());
+    }
+    REQUIRE(workers.size() == 2);
+    return port;
+}
+
+// The workers are the test's too (grandchildren): a failed check must not leave them holding
+// the port, so they are killed by pid, and only while /proc shows them as the same.
+struct kill_left {
+    const std::vector<seen_process>& workers;
+    ~kill_left() {
+        for (const auto& w : workers)
+            if (alive(w)) ::kill(w.pid, SIGKILL);
+    }
+};
+
 }  // namespace
 
 TEST_CASE("coring-echo --workers: the workers exit when their parent is SIGKILLed and the port is free", "[app][workers]") {
@@ -362,24 +353,10 @@ TEST_CASE("coring-echo --workers: the workers exit when their parent is SIGKILLe
     INFO("backend: " << to_string(kind));
     if (skip_without(kind)) return;
     child_process p = start_echo(kind, {"--listen", "127.0.0.1:0", "--workers", "2", "--cores", "1"});
-    const std::uint16_t port = wait_listening(p);
+    std::vector<seen_process> workers;
+    const kill_left cleanup{workers};
+    const std::uint16_t port = wait_two_workers(p, workers);
     INFO("stderr:\n" << p.err());
-    REQUIRE(port != 0);
-    auto workers = children_of(p.pid());  // worker 0 may announce before the last one is forked
-    for (int i = 0; i < 500 && workers.size() < 2; ++i) {
-        std::this_thread::sleep_for(10ms);
-        workers = children_of(p.pid());
-    }
-    REQUIRE(workers.size() == 2);
-    // The workers are this test's too (grandchildren): a failed check must not leave them
-    // holding the port, so they are killed by pid, and only while /proc shows them as the same.
-    struct kill_left {
-        const std::vector<seen_process>& workers;
-        ~kill_left() {
-            for (const auto& w : workers)
-                if (alive(w)) ::kill(w.pid, SIGKILL);
-        }
-    } cleanup{workers};
     CHECK(echoes(port));
 
     REQUIRE(::kill(p.pid(), SIGKILL) == 0);
@@ -393,5 +370,43 @@ TEST_CASE("coring-echo --workers: the workers exit when their parent is SIGKILLe
         INFO("worker pid " << w.pid);
         CHECK(!alive(w));
     }
+    CHECK(port_free(port));
+}
+
+TEST_CASE("a --workers child killed by SIGKILL: the parent says so, stops the other, exits 137, frees the port", "[app][workers]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    const std::string app = GENERATE(as<std::string>{}, "coring-echo", "coring-pubsub");
+    INFO("backend: " << to_string(kind) << ", " << app);
+    if (skip_without(kind)) return;
+    std::vector<std::string> args = echo_args(kind, {"--listen", "127.0.0.1:0", "--workers", "2", "--cores", "1"});
+    std::optional<server> bus;  // coring-pubsub's workers are nodes of one bus: it needs a redis-server
+    if (app == "coring-pubsub") {
+        const auto redis = server_binary("redis-server");
+        if (redis.empty()) return;
+        bus = start_redis(redis);
+        args.insert(args.end(), {"--bus", "redis://127.0.0.1:" + std::to_string(bus->port)});
+    }
+    child_process p{app == "coring-echo" ? CORING_ECHO_BINARY : CORING_PUBSUB_BINARY, args};
+    std::vector<seen_process> workers;
+    const kill_left cleanup{workers};
+    const std::uint16_t port = wait_two_workers(p, workers);
+    INFO("stderr:\n" << p.err());
+
+    const seen_process& victim = workers[1];
+    const seen_process& other = workers[0];
+    REQUIRE(::kill(victim.pid, SIGKILL) == 0);  // a grandchild of this test, seen alive just now
+    const std::string report = "(pid " + std::to_string(victim.pid) + ") killed by SIGKILL; stopping the others";
+    CHECK(p.read_until(clock_type::now() + 1s, [&](const child_process& c) { return c.err().find(report) != std::string::npos; }));
+    // The other worker stops as on SIGTERM: within its drain timeout (200 ms) and a margin.
+    const auto deadline = clock_type::now() + 3s;
+    while (alive(other) && clock_type::now() < deadline) std::this_thread::sleep_for(10ms);
+    CHECK(!alive(other));
+    CHECK(exited_within(p, 3s) == "exit 137");  // the worst status: 128 + SIGKILL, as a shell says it
+    // The whole line: "coring-echo: worker K (pid P) killed by SIGKILL; stopping the others".
+    const auto at = p.err().find(report);
+    REQUIRE(at != std::string::npos);
+    const auto line = p.err().rfind('\n', at) + 1;  // npos + 1 == 0: the first line
+    const std::string head = p.err().substr(line, at - line);
+    CHECK((head == app + ": worker 0 " || head == app + ": worker 1 "));
     CHECK(port_free(port));
 }

@@ -21,7 +21,7 @@ constexpr std::string_view usage =
 }
 
 int main(int argc, char** argv) {
-    ignore_stray_signals();  // run() does it too, but the "fd limit" line comes before run()
+    hold_stop_signals();  // a SIGTERM from here on is run()'s (or the workers' parent's) to handle
     runtime_options runtime;
     apps::echo_options echo;
     unsigned workers = 1;

@@ -23,6 +23,7 @@ constexpr std::string_view usage =
 }
 
 int main(int argc, char** argv) {
+    hold_stop_signals();  // a SIGTERM from here on is run()'s (or the workers' parent's) to handle
     runtime_options runtime;
     apps::http_options http;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view value) {

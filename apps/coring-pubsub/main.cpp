@@ -37,6 +37,7 @@ std::pair<std::size_t, double> soft_flag(std::string_view flag, std::string_view
 }  // namespace
 
 int main(int argc, char** argv) {
+    hold_stop_signals();  // a SIGTERM from here on is run()'s (or the workers' parent's) to handle
     runtime_options runtime;
     apps::pubsub_options opts;
     unsigned workers = 1;

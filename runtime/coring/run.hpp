@@ -98,6 +98,11 @@ unsigned long raise_fd_limit() noexcept;
 sigset_t stop_signals() noexcept;
 // Sets SIGPIPE, SIGUSR1 and SIGUSR2 to SIG_IGN for the whole process (run() does it first).
 void ignore_stray_signals() noexcept;
+// Blocks the stop signals in the calling thread, and ignores the stray ones: a server's first
+// line in main. Until run() reads them, a stop signal would otherwise take its default action
+// and kill the process (a SIGTERM while it parses flags or binds); blocked, it waits pending and
+// is run()'s first stop request. The threads and processes started later inherit the block.
+void hold_stop_signals() noexcept;
 
 std::vector<int> allowed_cpus();      // the CPUs in this process's affinity mask, ascending
 unsigned available_cpus() noexcept;  // how many
