@@ -42,10 +42,15 @@ from misbehaving_peers import rss_anon_kib, stuff  # noqa: E402  (the stalled pe
 
 # ---- the bounds --------------------------------------------------------------------------------
 WARMUP_S = 3             # samples before this (from the load's start) are not judged
-RSS_SLACK_MIB = 8        # RssAnon after warm-up: at most the post-warm-up median + this ...
-# ... + what the stalled peers may hold while they stall: ARCHITECTURE.md, "A connection whose
-# reader is away queues at most 2 buffers", plus the lease the echo is writing back, plus the up
-# to 32 buffers one multishot pass takes from a full socket: 35 receive buffers per stalled peer.
+# Memory is judged in two parts. The receive pool (1024 x 16 KiB per core, mapped at start) is
+# bounded by construction; its pages become resident as the buffer ring hands buffers out, and a
+# ring that grows (peers that stall make it run dry) touches more of it. So the pool's touched
+# pages (pool_touched_kib) are reported, and the rest of RssAnon, the heap, is what must not grow:
+RSS_SLACK_MIB = 8        # heap (RssAnon - pool pages) after warm-up: at most its post-warm-up median + this ...
+# ... + what the stalled peers may hold while they stall, should the pool run dry and it come from
+# spares on the heap: ARCHITECTURE.md, "A connection whose reader is away queues at most 2 buffers",
+# plus the lease the echo is writing back, plus up to 32 buffers that one multishot pass takes from
+# a full socket: 35 receive buffers per stalled peer. The same 35 bound buffers_in_use's growth.
 STALL_BUFFERS_PER_PEER = 35
 BUFFER_SIZE = 16384      # the runtime's default --buffer-size
 STUFFED_PEERS = 8
@@ -66,9 +71,11 @@ BACKENDS = ("uring", "epoll")
 
 def bounds_text(stall_s):
     stall_mib = (STUFFED_PEERS + 1) * STALL_BUFFERS_PER_PEER * BUFFER_SIZE / 2**20
-    return (f"soak: bounds: after {WARMUP_S} s of warm-up, RssAnon <= post-warm-up median + {RSS_SLACK_MIB} MiB "
-            f"(+ {stall_mib:.1f} MiB while {STUFFED_PEERS + 1} peers stall: {STALL_BUFFERS_PER_PEER} x "
-            f"{BUFFER_SIZE // 1024} KiB buffers each); open fds <= baseline + clients + {FD_SLACK}; "
+    return (f"soak: bounds: after {WARMUP_S} s of warm-up, heap (RssAnon - receive pool pages, the pool being "
+            f"bounded at 16 MiB per core) <= post-warm-up median + {RSS_SLACK_MIB} MiB (+ {stall_mib:.1f} MiB while "
+            f"{STUFFED_PEERS + 1} peers stall: {STALL_BUFFERS_PER_PEER} x {BUFFER_SIZE // 1024} KiB buffers each); "
+            f"buffers in use <= pre-stall + {STALL_BUFFERS_PER_PEER} per stalled peer; "
+            f"open fds <= baseline + clients + {FD_SLACK} (io_uring: accepted sockets are direct descriptors, not fds); "
             f"{SETTLE_S} s after the last client: fds, tasks, ops in flight and buffers in use back to their "
             f"baseline; during the {stall_s:.0f} s stall every second of verified load >= "
             f"{STALL_KEEP_RATE:.0%} of its rate; no verify error, nothing lost")
@@ -215,6 +222,44 @@ def stream_child(port, total):
     print(f"streamed {got} bytes, every one verified", flush=True)
 
 
+class staller:
+    """The stalled peers, set up on a thread of their own while sampling goes on: the stuffed
+    clients (misbehaving_peers.stuff takes seconds to fill every buffer), then the streaming
+    child, SIGSTOPped a second into its stream."""
+
+    def __init__(self, port):
+        self.port, self.peers, self.child, self.since = port, [], None, None
+        self.thread = threading.Thread(target=self.begin, daemon=True)
+        self.thread.start()
+
+    def begin(self):
+        self.peers = stuff(self.port, STUFFED_PEERS)
+        self.child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--stream-child", str(self.port),
+                                       str(int(3.2e6 * 4))], stdout=subprocess.PIPE, text=True)
+        self.child.stdout.readline()  # "streaming"
+        time.sleep(1)                 # mid-stream
+        self.child.send_signal(signal.SIGSTOP)
+        self.since = time.time()
+
+    def release(self):
+        """SIGCONT for the child, close for the stuffed peers; the child's verdict (None: passed)."""
+        self.thread.join(90)
+        for s in self.peers:
+            s.close()
+        self.peers = []
+        if self.child is None:
+            return "the stalled peers were never set up"
+        if self.child.poll() is None:
+            self.child.send_signal(signal.SIGCONT)
+        try:
+            said = self.child.communicate(timeout=30)[0].strip()
+            return None if self.child.returncode == 0 else f"the SIGSTOPped peer failed: {said}"
+        except subprocess.TimeoutExpired:
+            self.child.kill()  # our own child, by its Popen
+            self.child.wait()
+            return "the SIGSTOPped peer did not finish within 30 s of SIGCONT"
+
+
 # ---- one server under soak -----------------------------------------------------------------------
 STATS = re.compile(r"stats core (\d+): tasks (\d+), in_flight (\d+), buffers_in_use (\d+), pool_touched_kib (\d+)")
 LOAD_RATE_LINE = re.compile(r"(?:msgs/s|deliveries/s)\s+(\d+)")
@@ -324,29 +369,24 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
     churn.thread.start()
     start = time.time()
     stall_at = start + WARMUP_S + 1 if app == "echo" else None
-    stall_end = None
-    stalled, child = [], None
+    stall, stall_from, stall_end, stalled = None, None, None, False
     rows = []
     last_print = 0
     while load.proc.poll() is None and time.time() - start < load_s + 60:
         now = time.time()
-        if stall_at and now >= stall_at and stall_end is None:
-            stalled = stuff(port, STUFFED_PEERS)
-            child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--stream-child", str(port),
-                                      str(int(3.2e6 * 4))], stdout=subprocess.PIPE, text=True)
-            child.stdout.readline()  # "streaming"
-            time.sleep(1)            # mid-stream
-            child.send_signal(signal.SIGSTOP)
-            stall_end = time.time() + stall_s
-            stall_from = time.time()
-            print(f"soak: {name}: {len(stalled)} peers stopped reading with full buffers, "
-                  f"pid {child.pid} SIGSTOPped mid-stream, for {stall_s:.0f} s", flush=True)
-        if stall_end and stalled and now >= stall_end:
-            child.send_signal(signal.SIGCONT)
-            for s in stalled:
-                s.close()
-            stalled = []
-            print(f"soak: {name}: the stalled peers go on (SIGCONT, closes)", flush=True)
+        if stall_at and now >= stall_at and stall is None:
+            stall = staller(port)
+        if stall and stall.since and stall_from is None:
+            stall_from, stall_end, stalled = stall.since, stall.since + stall_s, True
+            print(f"soak: {name}: {len(stall.peers)} peers stopped reading with full buffers, "
+                  f"pid {stall.child.pid} SIGSTOPped mid-stream, for {stall_s:.0f} s", flush=True)
+        if stalled and now >= stall_end:
+            stalled = False
+            verdict = stall.release()
+            if verdict:
+                failures.append(verdict)
+            print(f"soak: {name}: the stalled peers went on (SIGCONT, closes){': ' + verdict if verdict else ''}",
+                  flush=True)
         phase = "warmup" if now - start < WARMUP_S else ("stall" if stalled else "load")
         rss, fds, tasks, in_flight, buffers, touched = srv.sample()
         row = [name, app, backend, round(now - start, 1), phase, rss, fds, tasks, in_flight, buffers, touched,
@@ -362,19 +402,9 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
     result, out = load.finish(60)
     churn.stop.set()
     churn.thread.join(30)
-    for s in stalled:  # a soak shorter than its stall
-        s.close()
-    if child:
-        if child.poll() is None:
-            child.send_signal(signal.SIGCONT)
-        try:
-            said = child.communicate(timeout=30)[0].strip()
-            if child.returncode != 0:
-                failures.append(f"the SIGSTOPped peer failed: {said}")
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-            failures.append("the SIGSTOPped peer did not finish within 30 s of SIGCONT")
+    if stall and (stalled or stall_from is None):  # the load ended first: a soak shorter than its stall
+        verdict = stall.release()
+        failures += [verdict] if verdict else []
 
     # Settle: every client gone, so the server must be back where it started.
     settled, end = None, time.time() + SETTLE_S
@@ -409,22 +439,31 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
         failures.append(f"churn: {len(churn.errors) - 5} more errors")
 
     # The gauges against the bounds.
+    # Rows: [name, app, backend, t, phase, rss, fds, tasks, in_flight, buffers, touched, rate, churn].
     judged = [r for r in rows if r[4] in ("load", "stall") and r[5] > 0]
     rss_all = [r[5] for r in rows if r[5] > 0]
+    heap = lambda r: r[5] - max(r[10], 0)  # noqa: E731
     if judged:
-        median = statistics.median(r[5] for r in judged)
+        median = statistics.median(heap(r) for r in judged)
         stall_kib = (STUFFED_PEERS + 1) * STALL_BUFFERS_PER_PEER * BUFFER_SIZE / 1024
         for r in judged:
             limit = median + RSS_SLACK_MIB * 1024 + (stall_kib if r[4] == "stall" else 0)
-            if r[5] > limit:
-                failures.append(f"RssAnon {r[5] / 1024:.1f} MiB at {r[3]} s ({r[4]}), bound {limit / 1024:.1f} MiB")
+            if heap(r) > limit:
+                failures.append(f"heap {heap(r) / 1024:.1f} MiB (RssAnon {r[5] / 1024:.1f} MiB, pool pages "
+                                f"{r[10] / 1024:.1f} MiB) at {r[3]} s ({r[4]}), bound {limit / 1024:.1f} MiB")
+                break
+        before = [r[9] for r in judged if r[4] == "load" and stall_from and r[3] < stall_from - start]
+        for r in judged:
+            limit = max(before, default=0) + (STUFFED_PEERS + 1) * STALL_BUFFERS_PER_PEER
+            if r[4] == "stall" and r[9] > limit:
+                failures.append(f"{r[9]} buffers in use at {r[3]} s while peers stall, bound {limit}")
                 break
         clients = LOAD_CONNS + (PUBSUB_SUBSCRIBERS + PUBSUB_PUBLISHERS if app == "pubsub" else 0) + STUFFED_PEERS + 2
         for r in judged:
             if r[6] > base[1] + clients + FD_SLACK:
                 failures.append(f"{r[6]} fds at {r[3]} s, bound {base[1] + clients + FD_SLACK}")
                 break
-    if stall_at and stall_end:
+    if stall_from:
         during = [v for t, v in load.rates if stall_from + 1 <= t <= stall_end]
         low = [v for v in during if v < STALL_KEEP_RATE * LOAD_RATE[app]]
         if not during or low:
@@ -441,7 +480,7 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
         failures.append("server still running 6 s after SIGTERM")
     benchlib.end(srv.proc)
 
-    conns = result.get("connected", 0) + churn.conns + (STUFFED_PEERS + 1 if child else 0)
+    conns = result.get("connected", 0) + churn.conns + (STUFFED_PEERS + 1 if stall_from else 0)
     if app == "pubsub":
         verified = result.get("delivered", 0) * result.get("size", 64)
     else:
@@ -453,6 +492,8 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
                "resets": churn.counts["reset_mid"] + churn.counts["reset_after"],
                "half_closes": churn.counts["half_close"], "slow_readers": churn.counts["slow_reader"],
                "rss_min_mib": round(min(rss_all, default=0) / 1024, 1), "rss_max_mib": round(max(rss_all, default=0) / 1024, 1),
+               "pool_touched_max_mib": round(max((r[10] for r in rows), default=0) / 1024, 1),
+               "buffers_in_use_max": max((r[9] for r in rows), default=0),
                "fds_min": min(fds_all, default=0), "fds_max": max(fds_all, default=0),
                "verdict": "ok" if not failures else "FAILED"}
     for f in failures:
@@ -521,11 +562,12 @@ def main():
             w.writeheader()
             w.writerows(summaries)
         print(f"{'combination':<14} {'s':>4} {'conns':>7} {'MB verified':>11} {'resets':>6} {'half-cl':>7} {'slow':>5} "
-              f"{'RSS MiB min..max':>17} {'fds min..max':>12}  verdict")
+              f"{'RSS MiB min..max':>17} {'pool':>5} {'bufs':>4} {'fds min..max':>12}  verdict")
         for s in summaries:
             print(f"{s['combination']:<14} {s['seconds']:>4} {s['connections']:>7} {s['bytes_verified'] / 1e6:>11.1f} "
                   f"{s['resets']:>6} {s['half_closes']:>7} {s['slow_readers']:>5} "
-                  f"{s['rss_min_mib']:>8}..{s['rss_max_mib']:<8} {s['fds_min']:>5}..{s['fds_max']:<6} {s['verdict']}")
+                  f"{s['rss_min_mib']:>8}..{s['rss_max_mib']:<8} {s['pool_touched_max_mib']:>5} {s['buffers_in_use_max']:>4} "
+                  f"{s['fds_min']:>5}..{s['fds_max']:<6} {s['verdict']}")
     print(f"soak: samples in {args.out}/samples.csv, summary in {args.out}/summary.csv")
     if failures:
         print(f"soak: FAILED: {failures[0]}" + (f" (and {len(failures) - 1} more above)" if len(failures) > 1 else ""))
