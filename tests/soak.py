@@ -442,7 +442,10 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
     # Rows: [name, app, backend, t, phase, rss, fds, tasks, in_flight, buffers, touched, rate, churn].
     judged = [r for r in rows if r[4] in ("load", "stall") and r[5] > 0]
     rss_all = [r[5] for r in rows if r[5] > 0]
-    heap = lambda r: r[5] - max(r[10], 0)  # noqa: E731
+    # A sample's stats line is up to a second older than its RssAnon, so pool pages touched in
+    # between show only in the next line: each sample takes the larger of its own and the next.
+    pool = {id(r): max(r[10], n[10], 0) for r, n in zip(rows, rows[1:] + rows[-1:])}
+    heap = lambda r: r[5] - pool[id(r)]  # noqa: E731
     if judged:
         median = statistics.median(heap(r) for r in judged)
         stall_kib = (STUFFED_PEERS + 1) * STALL_BUFFERS_PER_PEER * BUFFER_SIZE / 1024
@@ -450,9 +453,9 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
             limit = median + RSS_SLACK_MIB * 1024 + (stall_kib if r[4] == "stall" else 0)
             if heap(r) > limit:
                 failures.append(f"heap {heap(r) / 1024:.1f} MiB (RssAnon {r[5] / 1024:.1f} MiB, pool pages "
-                                f"{r[10] / 1024:.1f} MiB) at {r[3]} s ({r[4]}), bound {limit / 1024:.1f} MiB")
+                                f"{pool[id(r)] / 1024:.1f} MiB) at {r[3]} s ({r[4]}), bound {limit / 1024:.1f} MiB")
                 break
-        before = [r[9] for r in judged if r[4] == "load" and stall_from and r[3] < stall_from - start]
+        before = [r[9] for r in judged if stall_at and r[3] < stall_at - start]  # before the stuffing began
         for r in judged:
             limit = max(before, default=0) + (STUFFED_PEERS + 1) * STALL_BUFFERS_PER_PEER
             if r[4] == "stall" and r[9] > limit:
