@@ -166,7 +166,7 @@ class churner:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
                 return  # the close sends RST
             if kind == "slow_reader":
-                n = 64 if isinstance(self.proto, echo_proto) else 400  # 32 KiB echoed, or 400 replies
+                n = 512 if isinstance(self.proto, echo_proto) else 400  # 256 KiB echoed, or 400 replies
                 req = self.proto.request(self.rng, n)
                 threading.Thread(target=s.sendall, args=(req,), daemon=True).start()
                 ok, data = read_until(s, self.proto, req, n, 20, chunk=4096, pace=0.002)
