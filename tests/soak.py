@@ -499,6 +499,9 @@ def soak_one(args, app, backend, seconds, stall_s, seed, faults_supported, sampl
                "buffers_in_use_max": max((r[9] for r in rows), default=0),
                "fds_min": min(fds_all, default=0), "fds_max": max(fds_all, default=0),
                "verdict": "ok" if not failures else "FAILED"}
+    if app == "pubsub" and result:
+        print(f"soak: {name}: {result.get('slow', 0)} stalled subscribers (apart from the verified ones): received "
+              f"{result.get('slow_received', 0)}, cut by the server {result.get('slow_cut', 0)}", flush=True)
     for f in failures:
         print(f"soak: {name}: FAILED: {f}", flush=True)
     print(f"soak: {name}: {summary['verdict']}: {conns} connections, {verified / 1e6:.1f} MB verified, "
