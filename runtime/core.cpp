@@ -52,6 +52,10 @@ armed_source::~armed_source() {
 core::core(const core_config& cfg) : id_{cfg.id}, drain_timeout_{cfg.drain_timeout} {
     if (this_thread_core) throw std::logic_error("coring: a thread can run only one core");
     backend_ = make_backend(cfg.backend, *this, &fallback_reason_);
+    if (cfg.backend.faults.on) {
+        faults_ = std::make_unique<detail::fault_injector>(cfg.backend.faults, id_);
+        backend_->inject(faults_.get());
+    }
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
     if (wake_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
     backend_->adopt(wake_fd_);
@@ -176,6 +180,18 @@ void core::start(op& o) noexcept {
         ++o.pending;
         return static_cast<wait_list*>(o.buf)->park(o);
     }
+    submit(o);
+}
+
+void core::submit(op& o) noexcept {
+    if (faults_) [[unlikely]] {
+        if (const int err = faults_->before_start(o, backend_->buffer_size())) {
+            ++o.pending;  // answered as if the kernel had, in a later turn (never inline)
+            o.res = err;
+            held_.push_back({&o, stats_.loop_turns + 1});
+            return;
+        }
+    }
     backend_->start(o);
 }
 
@@ -193,10 +209,76 @@ void core::cancel(op& o) noexcept {
         o.res = -ECANCELED;
         return complete(o);
     }
+    for (held& h : held_) {
+        if (h.o != &o) continue;
+        // The kernel is done with it: the result stands, unless it was an EINTR waiting to
+        // start again, which now ends cancelled instead.
+        if (o.res == -EINTR) o.res = -ECANCELED;
+        return;
+    }
     backend_->cancel(o);
 }
 
+namespace {
+// Ops a signal may interrupt (EINTR) that mean the same when started again.
+bool restartable(op_kind k) noexcept {
+    return k == op_kind::recv || k == op_kind::send || k == op_kind::send_msg || k == op_kind::accept ||
+           k == op_kind::read || k == op_kind::poll;
+}
+bool from_backend(op_kind k) noexcept {
+    return k != op_kind::timer && k != op_kind::deadline && k != op_kind::join && k != op_kind::buffer_wait &&
+           k != op_kind::wait;
+}
+}  // namespace
+
 void core::complete(op& o) noexcept {
+    if (faults_ || o.res == -EINTR) [[unlikely]] {
+        if (hold(o)) return;
+    }
+    finish(o);
+}
+
+bool core::hold(op& o) noexcept {
+    if (!from_backend(o.kind)) return false;
+    if (faults_) faults_->after_completion(o);  // its length back as its owner set it
+    const bool again = o.res == -EINTR && restartable(o.kind);
+    if (!again && !(faults_ && faults_->hit(fault::delay))) return false;
+    held_.push_back({&o, stats_.loop_turns + 1 + (again ? 0 : faults_->below(3))});
+    return true;
+}
+
+void core::release_held() noexcept {
+    const std::uint64_t now = stats_.loop_turns;
+    for (;;) {
+        std::size_t due = 0;
+        for (const held& h : held_) due += h.due <= now;
+        if (due == 0) return;
+        // With faults on, those due together go in random order: completions of different ops
+        // may come in any order from the kernel too.
+        std::size_t pick = faults_ ? faults_->below(static_cast<std::uint32_t>(due)) : 0;
+        std::size_t i = 0;
+        while (held_[i].due > now || pick-- > 0) ++i;
+        op& o = *held_[i].o;
+        held_[i] = held_.back();
+        held_.pop_back();
+        if (o.res != -EINTR || !restartable(o.kind)) {
+            finish(o);
+            continue;
+        }
+        // EINTR: started again, unless its task was cancelled (or the core stops accepting)
+        // meanwhile, as start() would refuse it.
+        const bool refused = (o.ctx && (o.ctx->cancelled || o.ctx->expired > 0)) || (stopping_ && o.kind == op_kind::accept);
+        if (refused) {
+            o.res = -ECANCELED;
+            finish(o);
+            continue;
+        }
+        --o.pending;  // the backend counts it again
+        submit(o);
+    }
+}
+
+void core::finish(op& o) noexcept {
     --o.pending;
     if (o.sourced) return deliver(o, true);
     settle(o);
@@ -239,7 +321,7 @@ void core::turn() {
     ++stats_.loop_turns;
     send_mail();
     std::int64_t timeout = -1;
-    if (!ready_.empty()) {
+    if (!ready_.empty() || !held_.empty()) {
         timeout = 0;  // never block while work is waiting
     } else if (!timers_.empty()) {
         timeout = std::max<std::int64_t>(0, timers_.top().deadline_ns - now_ns());
@@ -258,6 +340,7 @@ void core::turn() {
     }
     backend_->poll(timeout);  // other threads reach us through wake_fd_ or MSG_RING
     sleeping_.store(false, std::memory_order_relaxed);
+    if (!held_.empty()) release_held();
     receive_mail();
     fire_timers();
     trim_buffers_when_due();
@@ -338,7 +421,7 @@ void core::drain_everything() noexcept {
     // Cancel until nothing is alive and the kernel owes nothing: only then may frames and
     // buffers go. Cancelled tasks fail every later op at once, so this terminates unless a
     // task ignores ECANCELED and loops forever.
-    while (live_ || backend_->in_flight() > 0 || !ready_.empty()) {
+    while (live_ || backend_->in_flight() > 0 || !ready_.empty() || !held_.empty()) {
         cancel_all();
         for (detail::armed_source* a = armed_; a;) std::exchange(a, a->next_)->on_drain();  // may free a
         turn();
@@ -420,6 +503,7 @@ core_stats core::stats() const noexcept {
     core_stats s = stats_;
     backend_->refresh_stats();
     s.backend = backend_->stats();
+    if (faults_) s.faults = faults_->counts();
     return s;
 }
 

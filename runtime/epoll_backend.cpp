@@ -194,7 +194,8 @@ int epoll_backend::perform(op& o) noexcept {
 int epoll_backend::recv_into_pool(op& o) noexcept {
     const int id = take_free();
     if (id < 0) return -ENOBUFS;  // readable, but the pool is empty: the op's owner decides
-    const ssize_t n = ::recv(o.fd, buffer(static_cast<std::uint16_t>(id)), buffer_size(), o.flags);
+    const std::uint32_t want = o.len != 0 ? std::min(o.len, buffer_size()) : buffer_size();  // 0: the whole buffer
+    const ssize_t n = ::recv(o.fd, buffer(static_cast<std::uint16_t>(id)), want, o.flags);
     if (n <= 0) {  // nothing landed: the buffer goes back on top, as warm as it was
         put_free(static_cast<std::uint16_t>(id));
         return errno_or(n);
@@ -229,9 +230,15 @@ void epoll_backend::start(op& o) noexcept {
 void epoll_backend::attempt(op& o) noexcept {
     const direction d = direction_of(o);
     if (fds_[o.fd].ready[d]) {
-        const int r = perform(o);
-        if (r != -EAGAIN) return finish(o, r);
-        fds_[o.fd].ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
+        if (faults_ && faults_->hit(fault::eagain)) [[unlikely]] {
+            // An injected EAGAIN on a ready fd: it parks, and the next poll wakes it again, as a
+            // spurious edge would (its readiness stays: no edge is owed).
+            respin_.push_back({o.fd, d});
+        } else {
+            const int r = perform(o);
+            if (r != -EAGAIN) return finish(o, r);
+            fds_[o.fd].ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
+        }
     }
     ++stats_.eagain_retries;
     fds_[o.fd].waiter[d] = &o;  // indexed afresh: an accept may have grown fds_
@@ -310,7 +317,7 @@ void epoll_backend::close_detached(int fd) noexcept {
 void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
     epoll_event events[256];
     // Round up to whole milliseconds: waking early would spin until the deadline.
-    const int timeout_ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+    const int timeout_ms = !respin_.empty() ? 0 : timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
     const int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
     ++stats_.enter_calls;
     for (int i = 0; i < n; ++i) {
@@ -326,6 +333,11 @@ void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
         if (failed || (ev & EPOLLOUT)) on_ready(fd, writing);
         ++stats_.completions;
     }
+    if (respin_.empty()) return;
+    respinning_.swap(respin_);  // what on_ready parks again waits for the next poll
+    for (const auto [fd, d] : respinning_)
+        if (static_cast<std::size_t>(fd) < fds_.size() && fds_[fd].waiter[d]) on_ready(fd, d);
+    respinning_.clear();
 }
 
 }  // namespace coring

@@ -192,6 +192,11 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
         fixed_files = parse_on_off(flag, value);
     } else if (flag == "--stats-every") {
         stats_every = std::chrono::seconds{parse_count(flag, value, 1, 86'400)};
+    } else if (flag == "--faults") {
+        std::string why;
+        auto f = fault_config::parse(value, &why);
+        if (!f) throw std::invalid_argument(format("--faults {}: {}", value, why));
+        faults = *f;
     } else if (flag == "--stats") {
         print_stats = true;
     } else if (flag == "--features") {
@@ -223,6 +228,9 @@ std::string_view runtime_options::help() noexcept {
            "  --sqpoll on|off      io_uring SQ polling: a kernel thread per core submits; it spins while\n"
            "                       busy, so it costs CPU of its own (--stats shows it; default off)\n"
            "  --fixed-files on|off io_uring direct descriptors for accepted sockets, where the kernel has them (default on)\n"
+           "  --faults SEED[:NAME=RATE,...]  inject faults the kernel may legally give (testing; default off, or\n"
+           "                       CORING_FAULTS): short_io eintr enobufs eagain sq_full delay accept (on with a\n"
+           "                       bare seed) and reset (off unless named); --stats counts them\n"
            "  --stats              print per-core counters on exit\n"
            "  --stats-every SECS   every SECS, each core logs one line: live tasks, ops in flight, receive\n"
            "                       buffers in use (what a soak samples; default: never)\n"
@@ -448,6 +456,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std:
                 log("{} core(s), {}; receive pool {} x {} B per core ({} mapped, resident only when used)", n,
                     c->io().describe(), cfg.backend.buffer_count, cfg.backend.buffer_size,
                     mib(std::uint64_t{cfg.backend.buffer_count} * cfg.backend.buffer_size * n));
+                if (opts.faults.on) log("injecting faults ({}; replay with --faults or CORING_FAULTS)", opts.faults.describe());
             }
         } catch (const std::exception& e) {
             start_failed = true;

@@ -44,6 +44,7 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.fd_installs += o.backend.fd_installs;
     backend.file_ops_inline += o.backend.file_ops_inline;
     backend.file_ops_pooled += o.backend.file_ops_pooled;
+    for (std::size_t i = 0; i < fault_kinds; ++i) faults[i] += o.faults[i];
     return *this;
 }
 
@@ -66,6 +67,8 @@ std::string to_string(const core_stats& s) {
     if (b.file_ops_inline != 0 || b.file_ops_pooled != 0)
         out += format(" file_ops_inline={} file_ops_pooled={}", b.file_ops_inline, b.file_ops_pooled);
     if (b.sq_thread_cpu_us != 0) out += format(" sq_thread_cpu_ms={}", b.sq_thread_cpu_us / 1000);
+    for (std::size_t i = 0; i < fault_kinds; ++i)  // only with --faults: what was injected, by kind
+        if (s.faults[i] != 0) out += format(" fault_{}={}", to_string(static_cast<fault>(i)), s.faults[i]);
     return out;
 }
 

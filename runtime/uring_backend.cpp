@@ -266,7 +266,8 @@ void uring_backend::adopt(int fd) noexcept {
 
 io_uring_sqe* uring_backend::get_sqe() noexcept {
     io_uring_sqe* sqe;
-    while (!(sqe = io_uring_get_sqe(&ring_))) {
+    // An injected fault: the SQ is full now (the batch goes to the kernel first, as when it is).
+    while (!(sqe = faults_ && faults_->hit(fault::sq_full) ? nullptr : io_uring_get_sqe(&ring_))) {
         ++stats_.sq_full_waits;  // SQ full: hand the batch to the kernel and take a new slot
         const int r = io_uring_submit(&ring_);
         ++stats_.enter_calls;
@@ -318,9 +319,10 @@ void uring_backend::submit(op& o) noexcept {
             io_uring_prep_recv(sqe, o.fd, o.buf, o.len, o.flags);
             break;
         }
-        // No buffer until data arrives: the kernel takes one from group 0 (length 0: all of it).
+        // No buffer until data arrives: the kernel takes one from group 0 (length 0: all of it;
+        // a single-shot receive may ask for less, as the fault injector's short receives do).
         if (o.multishot) io_uring_prep_recv_multishot(sqe, o.fd, nullptr, 0, o.flags);
-        else io_uring_prep_recv(sqe, o.fd, nullptr, 0, o.flags);
+        else io_uring_prep_recv(sqe, o.fd, nullptr, o.len, o.flags);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
         if (o.bundle) sqe->ioprio |= IORING_RECVSEND_BUNDLE;  // beside IORING_RECV_MULTISHOT, if set

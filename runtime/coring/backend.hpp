@@ -3,6 +3,7 @@
 // (io_uring through liburing) and epoll_backend (readiness + non-blocking syscalls). Both take
 // the same op descriptions and report completions the same way: by handing the finished op to
 // the core's ready queue. Nothing above this seam includes <liburing.h> or <sys/epoll.h>.
+#include <coring/faults.hpp>
 #include <coring/op.hpp>
 #include <coring/result.hpp>
 #include <coring/stats.hpp>
@@ -44,6 +45,7 @@ struct backend_config {
     // (docs/ARCHITECTURE.md, "Direct descriptors"), where the kernel has everything they need.
     bool fixed_files = fast_paths_default();
     unsigned fixed_file_slots = 0;   // table size; 0: RLIMIT_NOFILE at setup, at most 65536
+    fault_config faults = fault_config::from_environment();  // off unless CORING_FAULTS says so (faults.hpp)
 };
 
 // What this backend can do, probed once at setup (coring-echo --features prints it).
@@ -138,6 +140,8 @@ public:
     virtual std::size_t in_flight() const noexcept = 0;
 
     virtual backend_features features() const noexcept { return {}; }
+    // Faults on purpose (faults.hpp): the core that owns this backend hands it its injector.
+    void inject(detail::fault_injector* f) noexcept { faults_ = f; }
     const backend_stats& stats() const noexcept { return stats_; }
     // --coalesce: gather what is queued into one send (write_all of several pieces, the echo
     // path). Off, each piece is a send of its own, as before gather sends existed (A/B runs).
@@ -208,6 +212,7 @@ protected:
     }
 
     detail::completion_sink& sink_;
+    detail::fault_injector* faults_ = nullptr;  // the core's, when faults are on
     backend_stats stats_;
     std::byte* pool_ = nullptr;
     std::vector<buffer_link> links_;

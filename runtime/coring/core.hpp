@@ -229,8 +229,15 @@ private:
     friend class detail::armed_source;
 
     void complete(op& o) noexcept override;
+    void finish(op& o) noexcept;  // complete, past the holds below
     void deliver(op& o, bool own) noexcept override;
     void settle(op& o) noexcept;  // an op's last completion: off the timer heap, its slot and its task
+    // Completions not delivered yet: an EINTR to start again, and with faults on, completions
+    // held for a few turns. hold() decides; release_held() lets due ones go (in random order
+    // with faults on), in turn() after the backend's poll.
+    bool hold(op& o) noexcept;
+    void release_held() noexcept;
+    void submit(op& o) noexcept;  // to the backend, through the fault injector when there is one
     void wake_failed(int ring_fd) noexcept override;
     detail::task_context& spawn_root(task<> t, bool system);
     struct watchdog_state {
@@ -266,6 +273,12 @@ private:
     std::size_t live_user_tasks_ = 0;
     bool stopping_ = false;
     core_stats stats_;
+    std::unique_ptr<detail::fault_injector> faults_;  // faults on purpose (faults.hpp); null: off
+    struct held {
+        op* o;
+        std::uint64_t due;  // the loop turn that lets it go
+    };
+    std::vector<held> held_;  // few: each is an op in flight
     int wake_fd_ = -1;                        // eventfd: other threads' doorbell
     detail::mailbox inbox_{4096};
     std::vector<core*> peers_;                // every core of the run, by id

@@ -74,6 +74,13 @@ private:
     detail::pool_port port_;                  // where the blocking pool hands this core's jobs back
     unsigned in_pool_ = 0;                    // jobs in the pool: at most blocking_pool::per_core_limit
     op_queue pool_waiting_;                   // file ops beyond that limit, in order (in their frames)
+    struct respin {
+        int fd;
+        int dir;
+    };
+    // Injected EAGAINs (fault::eagain): parked ops the next poll wakes again. At most one per
+    // fd and direction, as each is a parked op.
+    std::vector<respin> respin_, respinning_;
 };
 
 }  // namespace coring

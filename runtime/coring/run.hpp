@@ -43,6 +43,7 @@ struct runtime_options {
     bool registered_buffers = true;                // --registered-buffers: zerocopy sends from registered pool buffers
     bool sqpoll = false;                           // --sqpoll: a kernel thread polls the SQ (costs a CPU while busy)
     bool fixed_files = fast_paths_default();       // --fixed-files: io_uring direct descriptors where available
+    fault_config faults = fault_config::from_environment();  // --faults SEED[:RATES] (faults.hpp); default off
     bool print_stats = false;                      // --stats: per-core counters on exit
     std::chrono::seconds stats_every{0};           // --stats-every: a live line per core per interval; 0: none
     bool print_features = false;                   // --features: what the kernel offers, then exit
@@ -52,7 +53,7 @@ struct runtime_options {
         const unsigned buffers = buffer_count ? buffer_count : default_buffer_count(cores, buffer_size);
         return {backend,  sq_entries, 0,       buffers, buffer_size,        multishot,
                 coalesce, recv_bundle, send_zc, zc_threshold, registered_buffers, sqpoll,
-                fixed_files};
+                fixed_files, 0, faults};
     }
 
     // Takes one runtime flag ("--cores", "--backend", "--drain-timeout", "--sq-entries").

@@ -1,5 +1,7 @@
 #pragma once
 // Per-core counters (DESIGN.md §10). Plain integers: each core writes only its own.
+#include <coring/faults.hpp>
+
 #include <cstdint>
 #include <string>
 
@@ -49,6 +51,7 @@ struct core_stats {
     std::uint64_t wakes_sent = 0;       // doorbells rung for sleeping peers
     std::uint64_t mail_deferred = 0;    // posts that found the destination inbox full
     backend_stats backend;
+    fault_counts faults{};  // faults injected, by kind (faults.hpp); all 0 when off
 
     core_stats& operator+=(const core_stats& o) noexcept;
 };
