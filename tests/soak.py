@@ -3,7 +3,8 @@
 peers misbehave; it fails when anything is lost or when the server keeps what it should let go.
 
 For each app that is built (coring-echo, coring-http, coring-pubsub) and each backend (uring,
-epoll), one server (one core, --stats-every 1, and --faults SEED when its --help offers it) gets:
+epoll), one server (one core, --stats-every 1, and --faults SEED --stats when its --help offers
+--faults: a bare seed injects every fault but resets, so no client may see one) gets:
   - coring-load, open loop, every reply verified (echo: random sizes; http: pipelined GETs;
     pubsub: publishers and subscribers, every delivery checked for loss, duplicates and order);
   - churn: connections that open, do one verified exchange and close, and misbehaving peers
