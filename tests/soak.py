@@ -59,8 +59,12 @@ POOL_BUFFERS = 1024      # the runtime's default --buffers on one core
 # the pool plus one kernel pass each" (past half the pool, receives are single-shot and only for
 # readers that wait); on io_uring a bundle's pass may take more than 32, so a stall on a plentiful
 # pool typically ends near half of it.
+
+
 def stall_buffer_bound(peers):
     return POOL_BUFFERS // 2 + STALL_BUFFERS_PER_PEER * peers
+
+
 STUFFED_PEERS = 8
 FD_SLACK = 16            # open fds while clients come and go: baseline + clients + this
 SETTLE_S = 5             # after the last client left: fds, tasks, ops and buffers back to baseline within this
