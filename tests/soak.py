@@ -304,7 +304,7 @@ class server:
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {' '.join(cmd)}: {self.lines[-5:]}")
+        raise RuntimeError(f"server did not start: {' '.join(cmd)}: {' | '.join(self.lines[-2:])}")
 
     def read_stderr(self):
         for line in self.proc.stderr:
@@ -582,10 +582,15 @@ def main():
             for app, backend in combos:
                 seconds = total_s * APPS[app][2] / shares - 3  # start, settle and stop take about 3 s
                 stall = min(stall_s, seconds - WARMUP_S - 6)
-                summary, failed = soak_one(args, app, backend, seconds, stall, seed, faults[app], samples)
-                summaries.append(summary)
-                failures += failed
-        except (RuntimeError, OSError) as e:
+                try:
+                    summary, failed = soak_one(args, app, backend, seconds, stall, seed, faults[app], samples)
+                    summaries.append(summary)
+                    failures += failed
+                except RuntimeError as e:  # this server did not start: the next one may
+                    print(f"soak: {app}/{backend}: FAILED: {e}", flush=True)
+                    failures.append(f"{app}/{backend}: {e}")
+                    benchlib.end_all()
+        except OSError as e:
             failures.append(str(e))
         finally:
             benchlib.end_all()
