@@ -96,6 +96,21 @@ std::string gib(std::uint64_t bytes) {
 
 std::string mib(std::uint64_t bytes) { return format("{} MiB", (bytes + (1ull << 19)) >> 20); }
 
+// --stats-every: the gauges a soak watches for leaks, one line per core per interval, in a
+// fixed "name value" form that tests/soak.py parses (cumulative counters stay in --stats). A
+// background task: it keeps logging through a stop's drain and never holds the core up.
+task<> log_stats_every(core& c, std::chrono::seconds every) {
+    for (;;) {
+        const auto slept = co_await sleep_for(every);  // not in the condition: g++ 12
+        if (!slept) co_return;  // cancelled: the core is going down
+        const core_stats s = c.stats();
+        log("stats core {}: tasks {}, in_flight {}, buffers_in_use {}, pool_touched_kib {}, buffer_waits {}, "
+            "spare_buffers {}, mail_deferred {}",
+            c.id(), c.live_tasks(), c.io().in_flight(), s.backend.buffers_in_use, s.backend.pool_touched_bytes / 1024,
+            s.backend.buffer_waits, s.backend.spare_buffers, s.mail_deferred);
+    }
+}
+
 task<> guard_main(task<> main_task, launch_state* state) {
     try {
         co_await std::move(main_task);
@@ -181,6 +196,8 @@ bool runtime_options::set(std::string_view flag, std::string_view value) {
         sqpoll = parse_on_off(flag, value);
     } else if (flag == "--fixed-files") {
         fixed_files = parse_on_off(flag, value);
+    } else if (flag == "--stats-every") {
+        stats_every = std::chrono::seconds{parse_count(flag, value, 1, 86'400)};
     } else if (flag == "--faults") {
         std::string why;
         auto f = fault_config::parse(value, &why);
@@ -221,6 +238,8 @@ std::string_view runtime_options::help() noexcept {
            "                       CORING_FAULTS): short_io eintr enobufs eagain sq_full delay accept (on with a\n"
            "                       bare seed) and reset (off unless named); --stats counts them\n"
            "  --stats              print per-core counters on exit\n"
+           "  --stats-every SECS   every SECS, each core logs one line: live tasks, ops in flight, receive\n"
+           "                       buffers in use (what a soak samples; default: never)\n"
            "  --features           print what io_uring and epoll offer here, and exit\n";
 }
 
@@ -452,6 +471,7 @@ int run(const runtime_options& opts, std::function<task<>(core&)> setup_fn, std:
         started.arrive_and_wait();  // all up, or none runs main_fn
         if (c && !start_failed) {
             c->join_group(state.cores, &group);  // complete: every core was set before the latch
+            if (opts.stats_every.count() > 0) c->spawn_background(log_stats_every(*c, opts.stats_every));
             try {
                 if (setup_fn)
                     c->spawn(setup_then_main(*c, &setup_fn, &main_fn, &setup, &state));

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -70,6 +71,7 @@ TEST_CASE("coring-echo rejects a bad flag with exit code 2 and one line naming i
         {"--backend=nope", "nope"},
         {"--listen not-an-address", "not-an-address"},
         {"--drain-timeout soon", "soon"},
+        {"--stats-every 0", "--stats-every"},
     }));
     INFO("coring-echo " << args);
     child_process p{CORING_ECHO_BINARY, split_words(args)};
@@ -100,6 +102,38 @@ TEST_CASE("coring-echo exits 2 naming the address when the port is taken", "[app
     CHECK(WEXITSTATUS(*status) == 2);
     CHECK_THAT(p.err(), Catch::Contains("bind " + where));
     CHECK_THAT(p.err(), Catch::Contains("Address already in use"));
+}
+
+TEST_CASE("coring-echo --stats-every logs each core's live gauges, and its ticker holds no core up at a stop",
+          "[app][signal]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    // A drain timeout far longer than the wait below: a ticker that kept the core running would
+    // be killed there, not exit.
+    child_process p{CORING_ECHO_BINARY, {"--listen", "127.0.0.1:0", "--backend", std::string{to_string(kind)},
+                                         "--cores", "1", "--stats-every", "1", "--drain-timeout", "60000"}};
+    const bool up = p.read_until(clock_type::now() + 10s, [](const child_process& e) { return listening_port(e.err()) != 0; });
+    INFO("stderr:\n" << p.err());
+    REQUIRE(up);
+    fd_guard client{connect_blocking(listening_port(p.err()))};
+    REQUIRE(client.fd >= 0);
+    CHECK(blocking_round_trip(client.fd, "ping") == "ping");
+    // The accept loop and the connection: two live tasks (the ticker is the runtime's, not counted).
+    const std::string with_client = "coring-echo: stats core 0: tasks 2, in_flight ";
+    CHECK(p.read_until(clock_type::now() + 10s, [&](const child_process& e) { return e.err().find(with_client) != std::string::npos; }));
+    ::close(std::exchange(client.fd, -1));  // the server sees it go
+    const auto seen = p.err().size();
+    CHECK(p.read_until(clock_type::now() + 10s, [&](const child_process& e) {
+        return e.err().find("coring-echo: stats core 0: tasks 1, in_flight ", seen) != std::string::npos;
+    }));
+    CHECK_THAT(p.err(), Catch::Contains(", buffers_in_use 0, pool_touched_kib "));
+
+    REQUIRE(::kill(p.pid(), SIGTERM) == 0);  // this test's own child, by pid
+    const auto status = p.wait_exit_or_kill(10s);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
 }
 
 TEST_CASE("coring-echo stops cleanly on SIGTERM and SIGINT, cancelling idle connections", "[app][signal]") {

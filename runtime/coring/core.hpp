@@ -147,6 +147,10 @@ public:
         spawn(make_task(std::move(fn)), group);
     }
 
+    // A task of the runtime's own, as the doorbell reader is: it never keeps the core running,
+    // a graceful stop's drain spares it, and the core's final drain cancels it (--stats-every).
+    void spawn_background(task<> t) { spawn_root(std::move(t), true); }
+
     // Runs the loop until t finishes and returns its value (or rethrows its exception). Other
     // tasks keep running meanwhile and stay alive afterwards.
     template <class T>

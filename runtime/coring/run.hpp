@@ -45,6 +45,7 @@ struct runtime_options {
     bool fixed_files = fast_paths_default();       // --fixed-files: io_uring direct descriptors where available
     fault_config faults = fault_config::from_environment();  // --faults SEED[:RATES] (faults.hpp); default off
     bool print_stats = false;                      // --stats: per-core counters on exit
+    std::chrono::seconds stats_every{0};           // --stats-every: a live line per core per interval; 0: none
     bool print_features = false;                   // --features: what the kernel offers, then exit
 
     // For one of `cores` cores.
