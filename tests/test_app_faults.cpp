@@ -395,3 +395,28 @@ TEST_CASE("coring-echo --workers: the workers exit when their parent is SIGKILLe
     }
     CHECK(port_free(port));
 }
+
+TEST_CASE("io_uring refused by the kernel (seccomp): --backend auto serves on epoll and says why, uring exits 2", "[app][refused]") {
+    // no-uring runs coring-echo with io_uring_setup answered EPERM by a seccomp filter, as a
+    // container's default profile answers it: a real refusal, not CORING_DISABLE_URING.
+    const auto refused = [](std::vector<std::string> args) {
+        args.insert(args.begin(), CORING_ECHO_BINARY);
+        return child_process{CORING_NO_URING_BINARY, std::move(args)};
+    };
+    child_process fallback = refused({"--backend", "auto", "--listen", "127.0.0.1:0", "--cores", "2", "--drain-timeout", "200"});
+    const std::uint16_t port = wait_listening(fallback);
+    INFO("coring-echo --backend auto said:\n" << fallback.err());
+    REQUIRE(port != 0);
+    // One line says what happened and what it does instead; every core runs on epoll.
+    CHECK_THAT(fallback.err(), Catch::Contains("io_uring unavailable: ") && Catch::Contains("Operation not permitted; using epoll"));
+    CHECK_THAT(fallback.err(), Catch::Contains("2 core(s), epoll"));
+    CHECK(echoes(port));
+    REQUIRE(::kill(fallback.pid(), SIGTERM) == 0);
+    CHECK(exited_within(fallback, 3s) == "exit 0");
+
+    child_process strict = refused({"--backend", "uring", "--listen", "127.0.0.1:0", "--cores", "2"});
+    CHECK(exited_within(strict, 5s) == "exit 2");
+    INFO("coring-echo --backend uring said:\n" << strict.err());
+    CHECK_THAT(strict.err(), Catch::Contains("Operation not permitted"));
+    CHECK(listening_port(strict.err()) == 0);  // it never served
+}
