@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <string>
 
 namespace coring {
 
@@ -71,11 +73,7 @@ task<result<tcp_stream>> accept_pacer::next(tcp_listener& listener) {
         }
         const std::error_code ec = accepted.error();
         if (ec == std::errc::operation_canceled) co_return ec;
-        if (connection_failed(ec)) {
-            ++dropped_;
-            continue;
-        }
-        ++paused_;
+        if (connection_failed(ec)) continue;
         note_failure(ec);
         // The connection is still queued: only a close can make the next try succeed.
         const auto slept = co_await sleep_for(pause_);
@@ -90,11 +88,12 @@ void accept_pacer::note_failure(std::error_code ec) {
     std::int64_t since_ns = 0;
     if (!claim_line(log_interval_, now_ns(), since_ns)) return;
     report.unsaid.fetch_sub(unsaid, std::memory_order_relaxed);  // what this line tells
+    const std::string what = ec.message() + (out_of_resources(ec) ? "" : " (unexpected)");
     if (since_ns == 0 || unsaid == 1) {
-        log("{}: {}; pausing {} ms between tries (said at most once per {} s)", who_, ec.message(), pause_.count(),
+        log("{}: {}; pausing {} ms between tries (said at most once per {} s)", who_, what, pause_.count(),
             log_interval_.count());
     } else {
-        log("{}: {} ({} times in the last {} s); pausing {} ms between tries", who_, ec.message(), unsaid,
+        log("{}: {} ({} times in the last {} s); pausing {} ms between tries", who_, what, unsaid,
             since_ns / 1'000'000'000, pause_.count());
     }
 }

@@ -23,7 +23,6 @@
 #include <coring/tcp.hpp>
 
 #include <chrono>
-#include <cstdint>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -43,14 +42,11 @@ public:
     [[nodiscard]] task<result<tcp_stream>> next(tcp_listener& listener);
 
     // Whether accept failed because the process or the system ran out of something a close
-    // will give back (so: pause, do not spin).
+    // will give back (any other failure but connection_failed is paused on too, and its log
+    // line says it was unexpected).
     static bool out_of_resources(std::error_code ec) noexcept;
     // Whether accept failed for that one connection only (so: try the next one at once).
     static bool connection_failed(std::error_code ec) noexcept;
-
-    // Failures of each kind seen so far (for tests and stats).
-    std::uint64_t paused() const noexcept { return paused_; }
-    std::uint64_t dropped() const noexcept { return dropped_; }
 
 private:
     void note_failure(std::error_code ec);
@@ -61,8 +57,6 @@ private:
     std::chrono::seconds log_interval_;
     std::error_code last_error_;  // the condition being counted
     bool failing_ = false;        // the last try failed for lack of resources
-    std::uint64_t paused_ = 0;
-    std::uint64_t dropped_ = 0;
 };
 
 }  // namespace coring
