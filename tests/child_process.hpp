@@ -231,6 +231,13 @@ public:
             }
             reset_signals_for_exec();
             ::execv(argv[0], argv.data());
+            // Said on the child's stderr, so a binary that was never built fails the test with
+            // its name instead of a server that "printed nothing". write(2): async-signal-safe.
+            // strerrordesc_np (glibc 2.32): static text, no locale, unlike strerror.
+            const char* why = ::strerrordesc_np(errno);
+            if (!why) why = "exec failed";
+            for (const char* piece : {"child_process: cannot exec ", static_cast<const char*>(argv[0]), ": ", why, "\n"})
+                (void)!::write(STDERR_FILENO, piece, std::strlen(piece));
             ::_exit(127);
         }
         ::close(out[1]);

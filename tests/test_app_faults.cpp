@@ -16,6 +16,7 @@
 #include <optional>
 #include <fstream>
 #include <netinet/in.h>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <sys/socket.h>
@@ -409,4 +410,115 @@ TEST_CASE("a --workers child killed by SIGKILL: the parent says so, stops the ot
     const std::string head = p.err().substr(line, at - line);
     CHECK((head == app + ": worker 0 " || head == app + ": worker 1 "));
     CHECK(port_free(port));
+namespace {
+
+// coring-echo with `more` flags under tests/no-uring, which runs it with io_uring_setup answered
+// EPERM by a seccomp filter, as a container's default profile answers it: a real refusal, not
+// CORING_DISABLE_URING. A missing helper fails here by name: ./dev's ASan build once built only
+// a list of targets without it, and the server then seemed to print nothing.
+child_process start_refused(std::vector<std::string> more) {
+    INFO("the helper " << CORING_NO_URING_BINARY << " (tests/no-uring) must be built: ninja -C <build> tests/no-uring");
+    REQUIRE(::access(CORING_NO_URING_BINARY, X_OK) == 0);
+    more.insert(more.begin(), CORING_ECHO_BINARY);
+    return child_process{CORING_NO_URING_BINARY, std::move(more)};
+}
+
+// The "io_uring refused" checks, on servers started while the kernel refuses io_uring (however
+// it does): `fallback` was started with --backend auto, `strict` with --backend uring; `reason`
+// is what the one line must say about why.
+void check_refused(child_process& fallback, child_process& strict, const std::string& reason) {
+    {
+        const std::uint16_t port = wait_listening(fallback);
+        INFO("coring-echo --backend auto said:\n" << fallback.err());
+        if (const auto ended = port == 0 ? fallback.wait_exit(clock_type::now() + 100ms) : std::nullopt) {
+            const int status = *ended;
+            INFO("it exited: " << (WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status)) : "signal " + std::to_string(WTERMSIG(status)))
+                               << (WIFEXITED(status) && WEXITSTATUS(status) == 127 ? " (127: a binary could not be run; see the line above)" : ""));
+            FAIL("coring-echo --backend auto ended before it listened");
+        }
+        REQUIRE(port != 0);
+        // One line says what happened and what it does instead; every core runs on epoll.
+        CHECK_THAT(fallback.err(), Catch::Contains("io_uring unavailable: ") && Catch::Contains(reason + "; using epoll"));
+        CHECK_THAT(fallback.err(), Catch::Contains("2 core(s), epoll"));
+        CHECK(echoes(port));
+        REQUIRE(::kill(fallback.pid(), SIGTERM) == 0);
+        CHECK(exited_within(fallback, 3s) == "exit 0");
+    }
+    CHECK(exited_within(strict, 5s) == "exit 2");  // 127 would mean it never ran: see its stderr
+    INFO("coring-echo --backend uring said:\n" << strict.err());
+    CHECK_THAT(strict.err(), Catch::Contains("Operation not permitted"));
+    CHECK(listening_port(strict.err()) == 0);  // it never served
+}
+
+// kernel.io_uring_disabled (Linux 6.6+) set to a value while this object lives, and its old
+// value written back on every way out (a failed REQUIRE included): the sysctl is the whole
+// machine's, so it is set for a second or two at most.
+class io_uring_sysctl {
+public:
+    static constexpr const char* path = "/proc/sys/kernel/io_uring_disabled";
+
+    // Whether the sysctl exists and this process may write it (root, /proc/sys not read-only).
+    static bool writable() { return ::access(path, W_OK) == 0 && read().has_value(); }
+
+    explicit io_uring_sysctl(int value) : old_{read()} {
+        REQUIRE(old_);
+        set_ = write(value);
+        REQUIRE(set_);
+    }
+    io_uring_sysctl(const io_uring_sysctl&) = delete;
+    io_uring_sysctl& operator=(const io_uring_sysctl&) = delete;
+    ~io_uring_sysctl() { restore(); }
+
+    void restore() noexcept {
+        if (set_ && write(*old_)) set_ = false;
+    }
+
+private:
+    static std::optional<int> read() {
+        std::ifstream f{path};
+        int v = 0;
+        if (f >> v) return v;
+        return std::nullopt;
+    }
+    static bool write(int value) noexcept {
+        const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) return false;
+        const std::string text = std::to_string(value) + "\n";
+        const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+        ::close(fd);
+        return ok;
+    }
+
+    std::optional<int> old_;
+    bool set_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("io_uring refused by the kernel (seccomp): --backend auto serves on epoll and says why, uring exits 2", "[app][refused]") {
+    child_process fallback = start_refused({"--backend", "auto", "--listen", "127.0.0.1:0", "--cores", "2", "--drain-timeout", "200"});
+    child_process strict = start_refused({"--backend", "uring", "--listen", "127.0.0.1:0", "--cores", "2"});
+    check_refused(fallback, strict, "Operation not permitted");
+}
+
+// Hidden ([.sysctl]): kernel.io_uring_disabled is the whole machine's, so this case is not in any
+// default group; ./dev test runs it once, alone, after the normal build's [app] group.
+TEST_CASE("io_uring refused by kernel.io_uring_disabled = 2: --backend auto serves on epoll and names the sysctl, uring exits 2", "[.sysctl]") {
+    if (!io_uring_sysctl::writable()) {
+        WARN(io_uring_sysctl::path << " is missing or read-only here: skipped");
+        return;
+    }
+    std::optional<child_process> fallback, strict;
+    {
+        io_uring_sysctl disabled{2};
+        // Both servers make their rings at start-up: once the first listens (every core is up by
+        // then) and the second has exited, the sysctl goes back at once.
+        fallback.emplace(CORING_ECHO_BINARY, std::vector<std::string>{"--backend", "auto", "--listen", "127.0.0.1:0", "--cores", "2", "--drain-timeout", "200"});
+        strict.emplace(CORING_ECHO_BINARY, std::vector<std::string>{"--backend", "uring", "--listen", "127.0.0.1:0", "--cores", "2"});
+        const auto deadline = clock_type::now() + 2s;
+        fallback->read_until(deadline, [](const child_process& c) { return listening_port(c.err()) != 0; });
+        (void)strict->wait_exit(deadline);
+        disabled.restore();
+    }
+    check_refused(*fallback, *strict, "(kernel.io_uring_disabled = 2)");
 }

@@ -56,22 +56,11 @@ namespace {
 
 task<> accept_loop(tcp_listener listener, bool nodelay) {
     core& here = core::current();
+    accept_pacer pacer{"accept"};  // out of fds: pauses, and says so once per interval
     for (;;) {
-        auto accepted = co_await listener.accept();
-        if (accepted) {
-            here.spawn(echo_connection(std::move(*accepted), nodelay));
-            continue;
-        }
-        const std::error_code ec = accepted.error();
-        if (ec == std::errc::operation_canceled) break;  // the core is stopping
-        if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
-            ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory) {
-            // The connection stays queued: retrying at once would spin. Wait for fds to close.
-            log("accept: {}; pausing 50 ms", ec.message());
-            const auto slept = co_await sleep_for(std::chrono::milliseconds{50});
-            if (!slept) break;  // cancelled while pausing
-        }
-        // ECONNABORTED and friends: that one connection is gone, the next may be fine.
+        auto accepted = co_await pacer.next(listener);
+        if (!accepted) break;  // the core is stopping
+        here.spawn(echo_connection(std::move(*accepted), nodelay));
     }
     const auto where = listener.local_address();
     co_await listener.close();

@@ -54,8 +54,9 @@ task<> pubsub_server::serve(core& c) {
         bus_reader.spawn(buses_.local().run());
     }
     task_group sessions;
+    accept_pacer pacer{"accept"};  // out of fds: pauses, and says so once per interval
     for (std::uint64_t n = 1;; ++n) {
-        auto conn = co_await listener->accept();
+        auto conn = co_await pacer.next(*listener);
         if (!conn) break;  // stopping
         (void)conn->set_nodelay(true);
         sessions.spawn(pubsub_detail::resp_session(std::move(*conn), hub, opts_, std::uint64_t{c.id()} << 48 | n));

@@ -84,8 +84,9 @@ int main(int argc, char** argv) {
             auto listener = tcp_listener::bind(listen, {.reuse_port = true});
             if (!listener) throw std::system_error(listener.error(), "bind " + listen.to_string());
             if (c.id() == 0) log("chat listening on {}", listen.to_string());
+            accept_pacer pacer{"accept"};  // out of fds: pauses and tries again, never stops serving
             for (std::uint64_t n = 0;; ++n) {
-                auto conn = co_await listener->accept();
+                auto conn = co_await pacer.next(*listener);
                 if (!conn) break;  // stopping
                 c.spawn(client(std::move(*conn), std::uint64_t{c.id()} << 48 | n));
             }

@@ -1,5 +1,6 @@
 #pragma once
 // Everything a coring program needs, in one include.
+#include <coring/accept_pacer.hpp>
 #include <coring/address.hpp>
 #include <coring/channel.hpp>
 #include <coring/core.hpp>

@@ -1,5 +1,6 @@
 #include <coring/http/server.hpp>
 
+#include <coring/accept_pacer.hpp>
 #include <coring/http/chunked.hpp>
 #include <coring/http/router.hpp>
 #include <coring/log.hpp>
@@ -534,21 +535,12 @@ task<> serve(tcp_listener listener, const routes& r, const server_options& opts)
     // The connections are children of this task, so the routes and options they borrow (which
     // live in the caller's frame) outlive every one of them: serve ends after its last connection.
     task_group connections;
+    accept_pacer pacer{"http accept"};  // out of fds: pauses, and says so once per interval
     for (;;) {
-        auto accepted = co_await listener.accept();
-        if (accepted) {
-            (void)accepted->set_nodelay(true);  // a response is a whole message: send it at once
-            connections.spawn(serve_connection(std::move(*accepted), r, opts));
-            continue;
-        }
-        const std::error_code ec = accepted.error();
-        if (ec == std::errc::operation_canceled) break;  // the core is stopping
-        if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
-            ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory) {
-            log("http accept: {}; pausing 50 ms", ec.message());
-            auto slept = co_await sleep_for(std::chrono::milliseconds{50});
-            if (!slept) break;
-        }
+        auto accepted = co_await pacer.next(listener);
+        if (!accepted) break;  // the core is stopping
+        (void)accepted->set_nodelay(true);  // a response is a whole message: send it at once
+        connections.spawn(serve_connection(std::move(*accepted), r, opts));
     }
     co_await listener.close();
     co_await connections.join();
