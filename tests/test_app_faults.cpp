@@ -410,6 +410,8 @@ TEST_CASE("a --workers child killed by SIGKILL: the parent says so, stops the ot
     const std::string head = p.err().substr(line, at - line);
     CHECK((head == app + ": worker 0 " || head == app + ": worker 1 "));
     CHECK(port_free(port));
+}
+
 namespace {
 
 // coring-echo with `more` flags under tests/no-uring, which runs it with io_uring_setup answered
