@@ -544,7 +544,40 @@ def has_faults_flag(binary):
     return "--faults" in out
 
 
+def plot(samples_csv, png):
+    """RSS (MiB) and open fds over each combination's seconds, one line per combination, with
+    gnuplot (no plot without it). Returns whether it wrote `png`."""
+    import shutil
+    if not shutil.which("gnuplot"):
+        print("soak: gnuplot not found, no plot (apt-get install gnuplot-nox)")
+        return False
+    runs = {}
+    with open(samples_csv) as f:
+        for row in csv.DictReader(f):
+            runs.setdefault(row["combination"], []).append(row)
+    data = os.path.splitext(png)[0] + ".dat"
+    with open(data, "w") as f:  # gnuplot's input: per combination t, RSS MiB, fds
+        for name, rows in runs.items():
+            f.write(f'"{name}"\n')
+            for r in rows:
+                f.write(f"{r['t_s']} {int(r['rss_anon_kib']) / 1024:.2f} {r['fds']}\n")
+            f.write("\n\n")
+    n = len(runs) - 1
+    script = (f'set terminal pngcairo size 1000,700 noenhanced; set output "{png}"; set multiplot layout 2,1;'
+              f'set key outside right; set grid; set xlabel "seconds into the combination";'
+              f'set title "server RssAnon (MiB), sampled each second"; set ylabel "MiB";'
+              f'plot for [i=0:{n}] "{data}" index i using 1:2 with lines title columnheader(1);'
+              f'set title "server open fds (io_uring: accepted sockets are direct descriptors)"; set ylabel "fds";'
+              f'plot for [i=0:{n}] "{data}" index i using 1:3 with lines title columnheader(1); unset multiplot')
+    r = subprocess.run(["gnuplot", "-e", script], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"soak: gnuplot failed: {r.stderr.strip()}")
+    return r.returncode == 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--plot":  # an earlier run's samples, plotted again
+        return 0 if plot(sys.argv[2], os.path.join(os.path.dirname(sys.argv[2]) or ".", "soak.png")) else 1
     if len(sys.argv) == 4 and sys.argv[1] == "--stream-child":
         stream_child(int(sys.argv[2]), int(sys.argv[3]))
         return 0
@@ -607,6 +640,8 @@ def main():
                   f"{s['rss_min_mib']:>8}..{s['rss_max_mib']:<8} {s['pool_touched_max_mib']:>5} {s['buffers_in_use_max']:>4} "
                   f"{s['fds_min']:>5}..{s['fds_max']:<6} {s['faults_injected']:>7}  {s['verdict']}")
     print(f"soak: samples in {args.out}/samples.csv, summary in {args.out}/summary.csv")
+    if plot(os.path.join(args.out, "samples.csv"), os.path.join(args.out, "soak.png")):
+        print(f"soak: RSS and fd curves in {args.out}/soak.png")
     if failures:
         print(f"soak: FAILED: {failures[0]}" + (f" (and {len(failures) - 1} more above)" if len(failures) > 1 else ""))
         return 1
