@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <thread>
 #include <climits>
 #include <csignal>
 #include <cstdint>
@@ -413,6 +414,20 @@ inline std::string exited_within(child_process& p, std::chrono::milliseconds lim
 }
 
 // Whether `port` on 127.0.0.1 can be listened on by a plain socket (no SO_REUSEPORT): nobody holds it.
+inline bool port_free(std::uint16_t port);
+
+// port_free, waited for: a server killed by SIGKILL on io_uring lets go of its listener only when
+// the kernel's asynchronous ring teardown has cancelled the accept that holds it, some
+// milliseconds after the process is gone (a graceful stop cancels it before exiting).
+inline bool port_freed_within(std::uint16_t port, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!port_free(port)) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    return true;
+}
+
 inline bool port_free(std::uint16_t port) {
     fd_guard s{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
     const int on = 1;

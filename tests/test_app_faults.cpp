@@ -409,7 +409,7 @@ TEST_CASE("a --workers child killed by SIGKILL: the parent says so, stops the ot
     const auto line = p.err().rfind('\n', at) + 1;  // npos + 1 == 0: the first line
     const std::string head = p.err().substr(line, at - line);
     CHECK((head == app + ": worker 0 " || head == app + ": worker 1 "));
-    CHECK(port_free(port));
+    CHECK(port_freed_within(port, std::chrono::milliseconds{3000}));
 }
 
 namespace {
