@@ -158,6 +158,7 @@ task<bool> link::connect_once() {
         redisAsyncFree(ac);
         co_return false;
     }
+    detail::limit_arrays(*ac->c.reader);
     ac_ = ac;
     fd_ = ac->c.fd;
     up_ = false;

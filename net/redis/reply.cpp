@@ -26,4 +26,27 @@ reply copy_of(const redisReply& r) {
     return out;
 }
 
+namespace {
+
+// hiredis's own functions (every reader starts with the same table), and a copy of them whose
+// createArray refuses what no Redis reply of ours needs.
+const redisReplyObjectFunctions* hiredis_functions = nullptr;
+
+void* create_array_limited(const redisReadTask* task, int elements) {
+    if (elements > max_array_elements) return nullptr;  // the reader reports "Out of memory"
+    return hiredis_functions->createArray(task, elements);
+}
+
+}  // namespace
+
+void limit_arrays(redisReader& reader) noexcept {
+    static const redisReplyObjectFunctions limited = [&] {
+        hiredis_functions = reader.fn;
+        redisReplyObjectFunctions f = *reader.fn;
+        f.createArray = create_array_limited;
+        return f;
+    }();
+    if (reader.fn == hiredis_functions) reader.fn = const_cast<redisReplyObjectFunctions*>(&limited);
+}
+
 }  // namespace coring::redis::detail

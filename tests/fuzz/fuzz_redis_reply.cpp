@@ -61,6 +61,7 @@ reading read(std::string_view first, std::string_view second) {
     reading out;
     redisReader* rd = redisReaderCreate();
     FUZZ_CHECK(rd != nullptr);
+    coring::redis::detail::limit_arrays(*rd);  // as the client's link does
     for (std::string_view piece : {first, second}) {
         if (redisReaderFeed(rd, piece.data(), piece.size()) != REDIS_OK) {
             out.failed = true;
