@@ -151,14 +151,20 @@ void core::cancel_all() noexcept {
 
 // ---- ops ---------------------------------------------------------------------------------------
 
+namespace {
+// Whether start() fails an op of kind k for task ctx at once (ECANCELED): a cancelled task (or
+// one past a with_timeout deadline) may still close fds and wait for its children, and a
+// stopping core accepts nothing more.
+bool refuses(const detail::task_context* ctx, op_kind k, bool stopping) noexcept {
+    const bool task_over = ctx && (ctx->cancelled || ctx->expired > 0) && k != op_kind::close && k != op_kind::join;
+    return task_over || (stopping && k == op_kind::accept);
+}
+}  // namespace
+
 void core::start(op& o) noexcept {
     o.ctx = current_;
     if (current_) current_->waiting_on = &o;
-    // A cancelled task (or one past a with_timeout deadline) may still close fds and wait for
-    // its children; everything else fails.
-    const bool refused = current_ && (current_->cancelled || current_->expired > 0) && o.kind != op_kind::close &&
-                         o.kind != op_kind::join;
-    if (refused || (stopping_ && o.kind == op_kind::accept)) {
+    if (refuses(current_, o.kind, stopping_)) {
         o.res = -ECANCELED;  // completes through the ready queue like any other op
         ++o.pending;
         return complete(o);
@@ -265,10 +271,9 @@ void core::release_held() noexcept {
             finish(o);
             continue;
         }
-        // EINTR: started again, unless its task was cancelled (or the core stops accepting)
-        // meanwhile, as start() would refuse it.
-        const bool refused = (o.ctx && (o.ctx->cancelled || o.ctx->expired > 0)) || (stopping_ && o.kind == op_kind::accept);
-        if (refused) {
+        // EINTR: started again, unless start() would refuse it now (its task was cancelled, or
+        // the core stops accepting, meanwhile).
+        if (refuses(o.ctx, o.kind, stopping_)) {
             o.res = -ECANCELED;
             finish(o);
             continue;
