@@ -300,3 +300,26 @@ TEST_CASE("pubsub: PUBLISH's reply counts channel and pattern subscribers on eve
     }
     CHECK(publisher.call({"PUBLISH", "count.other", "x"}) == ":" + std::to_string((subscribers.size() + 2) / 3));
 }
+
+TEST_CASE("pubsub: --max-subscriptions bounds one connection's channels plus patterns; a refused name is not kept", "[pubsub]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    pubsub_process server{kind, 2, {"--max-subscriptions", "3"}};
+    resp_client c{server.port}, other{server.port};
+    REQUIRE(c.send_raw(resp_command({"SUBSCRIBE", "a", "b", "a"})));
+    CHECK(c.next() == "[subscribe, a, :1]");
+    CHECK(c.next() == "[subscribe, b, :2]");
+    CHECK(c.next() == "[subscribe, a, :2]");  // already had it: takes no room
+    REQUIRE(c.send_raw(resp_command({"PSUBSCRIBE", "p*", "q*"})));
+    CHECK(c.next() == "[psubscribe, p*, :3]");
+    CHECK(c.next() == "-ERR max subscriptions per connection reached (3)");
+    CHECK(other.call({"PUBSUB", "NUMPAT"}) == ":1");  // q* was refused, not stored
+    CHECK(c.call({"SUBSCRIBE", "a"}) == "[subscribe, a, :3]");  // a name it has is still fine at the limit
+    CHECK(c.call({"UNSUBSCRIBE", "b"}) == "[unsubscribe, b, :2]");
+    CHECK(c.call({"PSUBSCRIBE", "q*"}) == "[psubscribe, q*, :3]");  // room again
+    CHECK(other.call({"PUBLISH", "qx", "hi"}) == ":1");
+    CHECK(c.next() == "[pmessage, q*, qx, hi]");
+    // Another connection has a limit of its own.
+    CHECK(other.call({"SUBSCRIBE", "a"}) == "[subscribe, a, :1]");
+}

@@ -5,6 +5,7 @@
 // restarted under the nodes; --workers runs nodes on one port. Every case on both backends.
 // Without redis-server the cases are skipped (./dev test installs it).
 #include "pubsub_support.hpp"
+#include "pubsub_ws_support.hpp"
 #include "redis_support.hpp"
 
 #include <algorithm>
@@ -501,4 +502,79 @@ TEST_CASE("bus: redis-py subscribed on one node gets what redis-cli published on
     REQUIRE(exit);
     CHECK((WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0));
     CHECK(py.out() == "subscribe\n('message', b'py', b'hello from B')\n");
+}
+
+namespace {
+
+// A masked WebSocket text frame (key 0: the payload goes as it is) of up to 65,535 bytes.
+std::string ws_text_frame(std::string_view payload) {
+    std::string f{'\x81'};
+    if (payload.size() < 126) {
+        f += static_cast<char>(0x80 | payload.size());
+    } else {
+        f += {'\xfe', static_cast<char>(payload.size() >> 8), static_cast<char>(payload.size() & 0xff)};
+    }
+    f += std::string(4, '\0');
+    f += payload;
+    return f;
+}
+
+// SIGSTOPs a process for as long as it lives, SIGCONT on every way out (a stopped redis-server
+// would not end on the SIGTERM of its clean-up).
+struct stopped {
+    pid_t pid;
+    explicit stopped(pid_t p) : pid{p} { ::kill(pid, SIGSTOP); }
+    void resume() {
+        if (pid > 0) ::kill(std::exchange(pid, 0), SIGCONT);
+    }
+    ~stopped() { resume(); }
+};
+
+}  // namespace
+
+TEST_CASE("bus: a WebSocket publisher is held back while Redis does not answer, and loses nothing", "[bus]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    const auto binary = server_binary("redis-server");
+    if (binary.empty()) return;
+    server bus = start_redis(binary);
+    pubsub_process node{kind, 1, bus_args(bus, {"--http", "127.0.0.1:0", "--bus-timeout", "60000"})};
+    const auto http_port = pubsub_ports_of(node.log()).http;
+    REQUIRE(http_port != 0);
+    resp_client info{node.port}, sub{node.port};
+    wait_for_bus(info);
+    REQUIRE(sub.call({"SUBSCRIBE", "c"}) == "[subscribe, c, :1]");
+
+    // A WebSocket publisher sends 6,000 publishes of 1 KiB (more than the socket buffers hold)
+    // while Redis is stopped: every one waits for Redis's answer, so the session stops reading
+    // at limits::max_unanswered (4,096) and TCP holds the rest back in the client.
+    constexpr int total = 6000;
+    fd_guard ws{connect_blocking(http_port)};
+    REQUIRE(ws.fd >= 0);
+    REQUIRE(send_all(ws.fd, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+    REQUIRE(read_line(ws.fd).starts_with("HTTP/1.1 101"));
+    for (int i = 0; i < 32; ++i)  // the rest of the head, up to its empty line
+        if (read_line(ws.fd) == "\r\n") break;
+    const std::uint64_t before = counter(info, "bus_published");
+    stopped paused{bus.proc->pid()};
+    std::thread flood([fd = ws.fd] {
+        for (int i = 0; i < total; ++i) {
+            std::string data = std::to_string(i);
+            data.resize(1024, '.');
+            if (!send_all(fd, ws_text_frame(R"({"pub":"c","data":")" + data + "\"}"))) return;
+        }
+    });
+    CHECK(eventually([&] { return counter(info, "bus_published") - before >= 4096; }));
+    std::this_thread::sleep_for(300ms);  // and it stays there
+    CHECK(counter(info, "bus_published") - before == 4096);
+    paused.resume();
+    flood.join();
+    CHECK(eventually([&] { return counter(info, "bus_published") - before == total; }));
+    CHECK(counter(info, "bus_publish_failed") == 0);
+    for (int i = 0; i < total; ++i) {  // the node's own subscriber got every one, in order
+        const std::string got = payload_of(sub);
+        if (!got.starts_with(std::to_string(i) + ".")) FAIL("message " << i << ": " << got.substr(0, 16));
+    }
 }

@@ -19,6 +19,7 @@ constexpr std::string_view usage =
     "  --max-message BYTES    the largest command or WebSocket message (default 8388608)\n"
     "  --max-output BYTES     a subscriber with more output queued is cut (default 33554432)\n"
     "  --max-output-soft BYTES,SECS   ... or with more than BYTES queued for SECS (default 8388608,60)\n"
+    "  --max-subscriptions N  channels plus patterns one connection may hold (default 100000)\n"
     "  --bus redis://HOST:PORT        join the other nodes (processes, machines) through this Redis:\n"
     "                         a publish to any node reaches the subscribers of every node, once\n"
     "  --bus-timeout MS       a PUBLISH the bus has not taken by then answers an error (default 2000)\n"
@@ -51,6 +52,8 @@ int main(int argc, char** argv) {
             opts.max_message = apps::count_flag(flag, value, 16, 512ul << 20);
         } else if (flag == "--max-output") {
             opts.limits.hard = apps::count_flag(flag, value, 1, 1ul << 40);
+        } else if (flag == "--max-subscriptions") {
+            opts.limits.max_subscriptions = apps::count_flag(flag, value, 1, 1ul << 32);
         } else if (flag == "--max-output-soft") {
             const auto [bytes, secs] = soft_flag(flag, value);
             opts.limits.soft = bytes;

@@ -153,8 +153,13 @@ bool session::run(const args_view& args) {
 task<> session::subscribe(const args_view& args, bool pattern) {
     const std::string_view kind = pattern ? "psubscribe" : "subscribe";
     for (std::size_t i = 1; i < args.size(); ++i) {
-        const std::size_t count = co_await conn_.subscribe(args[i], pattern);
-        conn_.reply_with([&](std::string& out) { append_subscription_reply(out, kind, &args[i], count); });
+        const auto count = co_await conn_.subscribe(args[i], pattern);
+        if (!count) {
+            error("ERR max subscriptions per connection reached (" +
+                  std::to_string(hub_.output_limits().max_subscriptions) + ")");
+            continue;
+        }
+        conn_.reply_with([&](std::string& out) { append_subscription_reply(out, kind, &args[i], *count); });
     }
 }
 

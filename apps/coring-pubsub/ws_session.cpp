@@ -3,7 +3,9 @@
 // {"channel":"...","data":"..."} (with "pattern" for a pattern subscription), serialized once
 // per core by the hub and shared, like the RESP subscribers' frames. Acknowledgements:
 // {"subscribed":"news","count":1} (unsubscribed, psubscribed, punsubscribed alike); errors:
-// {"error":"..."}, and the connection stays open. A publish gets no reply.
+// {"error":"..."}, and the connection stays open. A publish gets no reply; one that travels to
+// other cores or the bus is counted until they took it, and the session reads nothing more
+// while 4,096 are (limits::max_unanswered), as for a RESP publisher.
 #include "pubsub_app.hpp"
 #include "ws_command.hpp"
 
@@ -93,8 +95,13 @@ task<> ws_session(ws::websocket& socket, pubsub::hub& hub) {
         switch (cmd.kind) {
         case ws_command::subscribe:
         case ws_command::psubscribe: {
-            const std::size_t count = co_await conn.subscribe(cmd.topic, pattern);
-            reply_ack(conn, pattern ? "psubscribed" : "subscribed", cmd.topic, count);
+            const auto count = co_await conn.subscribe(cmd.topic, pattern);
+            if (!count) {
+                reply_json(conn, "{\"error\":\"max subscriptions per connection reached (" +
+                                     std::to_string(hub.output_limits().max_subscriptions) + ")\"}");
+                break;
+            }
+            reply_ack(conn, pattern ? "psubscribed" : "subscribed", cmd.topic, *count);
             break;
         }
         case ws_command::unsubscribe:

@@ -29,21 +29,13 @@ bus::~bus() = default;
 
 void bus::publish(std::string_view channel, std::string_view payload, frame_ref reply) {
     ++hub_.stats_.bus_published;
-    if (!reply && unanswered_ >= max_unanswered) {
-        // Only a publish nobody waits for (WebSocket) can come faster than Redis answers: its
-        // publishers have no reply to hold them back, so the bus refuses, and counts, instead.
-        ++hub_.stats_.bus_failed;
-        return;
-    }
-    ++unanswered_;
     const std::string wrapped = wrap_envelope(node_, payload);
     const std::string_view args[] = {"PUBLISH", channel, wrapped};  // copied by send (hiredis formats at once)
     out_.send(args, [this, reply = std::move(reply)](result<redis::reply> r) mutable {
         // close() fails what is pending before the bus goes: `this` outlives every answer.
-        --unanswered_;
         const bool taken = r && !r->is_error();
         if (!taken) ++hub_.stats_.bus_failed;
-        if (reply) hub::reply_part(reply, 0, !taken);
+        hub::reply_part(reply, 0, !taken);
     });
 }
 

@@ -1,38 +1,19 @@
+// pubsub::hub: one core's side of the engine (hub.hpp): topics and their subscribers here, the
+// replicated interest of every core, delivery, and the turn's cross-core batches and their
+// counts. A connection's own side (output, subscriptions, publishes) is in connection.cpp.
 #include <coring/pubsub/hub.hpp>
+#include "topic.hpp"
 
 #include <coring/pubsub/bus.hpp>
 
-#include <coring/log.hpp>
 #include <coring/resp/resp.hpp>
 #include <coring/ws/frame.hpp>
 
-#include <algorithm>
 #include <array>
 #include <bit>
 #include <set>
-#include <sys/uio.h>
 
 namespace coring::pubsub {
-
-// ---- the engine's structures ---------------------------------------------------------------
-
-// A channel or pattern with subscribers on this core: an intrusive list of them.
-struct hub::topic {
-    std::string name;
-    connection::subscription* head = nullptr;
-    std::size_t count = 0;
-    bool announced = false;  // every core knows this core has subscribers of it
-    event announced_event;
-};
-
-// One (connection, topic) pair: a node in the topic's list, and in the connection's sorted vector.
-struct connection::subscription {
-    connection* who;
-    hub::topic* topic;
-    bool pattern;
-    subscription* prev = nullptr;
-    subscription* next = nullptr;
-};
 
 // One turn's publishes for the other cores. It lives on the publishing core; each core with
 // interest gets one mail (a leg) pointing here, reads the messages, writes only its own counts,
@@ -117,259 +98,6 @@ frame_ref encode(format f, std::string_view pattern, std::string_view channel, s
 }
 
 }  // namespace
-
-// ---- connection ------------------------------------------------------------------------------
-
-connection::connection(hub& h, tcp_stream& stream, format f)
-    : hub_{h}, stream_{stream}, format_{f}, reader_{core::current().current_task()} {
-    ++hub_.stats_.connections;
-    ++hub_.stats_.accepted;
-}
-
-connection::~connection() {
-    for (subscription* s : subs_) {
-        hub::topic& t = *s->topic;
-        (s->prev ? s->prev->next : t.head) = s->next;
-        if (s->next) s->next->prev = s->prev;
-        const bool pattern = s->pattern;
-        delete s;
-        --hub_.stats_.subscriptions;
-        if (--t.count == 0) hub_.drop_topic(t, pattern);
-    }
-    drop_queue();
-    --hub_.stats_.connections;
-}
-
-const limits& connection::hub_limits() const noexcept { return hub_.limits_; }
-
-std::string& connection::reply_tail() {
-    // Replies go on into the last frame when nobody else holds it and no send is reading it
-    // (growing the string could move its bytes): pipelined replies become one frame.
-    if (head_ + in_flight_ < queue_.size()) {
-        const frame_ref& last = queue_.back();
-        if (!last.shared() && last->ready) return last->bytes;
-    }
-    queue_.push_back(frame_ref::make());
-    return queue_.back()->bytes;
-}
-
-void connection::deliver(const frame_ref& f) {
-    if (cut_ || closed_) return;
-    queue_.push_back(f);
-    queued_ += f->bytes.size();
-    work_.set();
-    const limits& lim = hub_.limits_;
-    if (queued_ > lim.hard) {
-        cut("over the hard output limit");
-    } else if (queued_ > lim.soft) {
-        const std::int64_t now = core::now_ns();
-        if (soft_since_ == 0) soft_since_ = now;
-        else if (now - soft_since_ >= lim.soft_for.count()) cut("over the soft output limit for too long");
-    }
-}
-
-void connection::cut(const char* why) {
-    cut_ = true;
-    ++hub_.stats_.slow_cut;
-    hub_.stats_.dropped += queue_.size() - head_;
-    auto peer = stream_.peer_address();
-    log("pubsub: cut slow subscriber {}: {} ({} bytes queued)", peer ? peer->to_string() : std::string{"?"}, why,
-        queued_);
-    // Both tasks end: the writer's send and the reader's receive fail with ECANCELED. The
-    // queue goes when the writer has ended (the kernel may still read the frame it sends).
-    core& here = core::current();
-    if (writer_) here.cancel_task(*writer_);
-    if (reader_) here.cancel_task(*reader_);
-    work_.set();
-    room_.set();
-}
-
-void connection::drop_queue() noexcept {
-    for (std::size_t i = head_; i < queue_.size(); ++i)
-        if (!queue_[i]->ready) queue_[i]->waiter = nullptr;  // its counts will find nobody
-    queue_.clear();
-    head_ = in_flight_ = offset_ = queued_ = 0;
-}
-
-void connection::close_output() noexcept {
-    closed_ = true;
-    work_.set();
-}
-
-void connection::release_reply() noexcept {
-    --unanswered_;
-    work_.set();
-    room_.set();
-}
-
-task<result<void>> connection::room() {
-    while (!cut_ && crowded()) {
-        room_.reset();
-        auto woken = co_await room_.wait();
-        if (!woken) co_return woken;
-    }
-    if (cut_) co_return std::errc::operation_canceled;
-    co_return result<void>{};
-}
-
-bool connection::front_ready() noexcept {
-    while (head_ < queue_.size() && queue_[head_]->ready && queue_[head_]->bytes.size() == offset_) {
-        queue_[head_++] = frame_ref{};  // ready and empty, or sent whole
-        offset_ = 0;
-    }
-    if (head_ == queue_.size()) {
-        if (queue_.capacity() > 64) queue_ = {};  // an idle connection keeps no burst-sized array
-        else queue_.clear();
-        head_ = 0;
-        return false;
-    }
-    return queue_[head_]->ready;
-}
-
-task<> connection::write_loop() {
-    writer_ = core::current().current_task();
-    // This frame stays small: an idle subscriber waits here; the iovecs live in send_ready's.
-    for (;;) {
-        if (!front_ready()) {
-            if (cut_ || (closed_ && head_ == queue_.size())) break;
-            work_.reset();
-            auto woken = co_await work_.wait();
-            if (!woken) break;
-            continue;
-        }
-        const bool sent = co_await send_ready();
-        if (!sent) break;  // the peer went away, or a cut or stop cancelled the send
-    }
-    // However it ended, the connection is done: the reader must not wait for a peer that can no
-    // longer be answered. Nothing is in flight now, so the queue can go.
-    writer_ = nullptr;
-    if (!closed_ && reader_) core::current().cancel_task(*reader_);
-    closed_ = true;
-    drop_queue();
-    room_.set();
-}
-
-task<bool> connection::send_ready() {
-    // Everything ready from the front, up to max_gather frames; a PUBLISH reply still waiting
-    // for counts stops it (what follows must go after it).
-    std::array<iovec, tcp_stream::max_gather> iov;
-    std::size_t n = 0;
-    std::size_t i = head_;
-    for (; i < queue_.size() && n < iov.size() && queue_[i]->ready; ++i) {
-        const std::string& bytes = queue_[i]->bytes;
-        const std::size_t skip = i == head_ ? offset_ : 0;
-        if (bytes.size() > skip) iov[n++] = {const_cast<char*>(bytes.data()) + skip, bytes.size() - skip};
-    }
-    in_flight_ = i - head_;  // reply_tail must not grow these while the kernel reads them
-    mutex::guard shared;
-    if (shared_lock_) {
-        auto locked = co_await shared_lock_->lock();
-        if (!locked) co_return false;
-        shared = std::move(*locked);
-    }
-    auto sent = co_await stream_.send(std::span<const iovec>{iov.data(), n});
-    shared.unlock();
-    in_flight_ = 0;
-    if (!sent) co_return false;
-    ++hub_.stats_.sends;
-    std::size_t left = *sent;
-    queued_ -= left;
-    while (left > 0) {  // drop what went out whole
-        const std::size_t rest = queue_[head_]->bytes.size() - offset_;
-        if (left < rest) {
-            offset_ += left;
-            break;
-        }
-        left -= rest;
-        queue_[head_++] = frame_ref{};
-        offset_ = 0;
-    }
-    if (head_ >= 64 && head_ * 2 >= queue_.size()) {  // the sent front goes; the rest moves up
-        queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
-        head_ = 0;
-    }
-    if (queued_ <= hub_.limits_.soft) soft_since_ = 0;
-    if (queued_ <= hub_.limits_.reply_room) room_.set();
-    co_return true;
-}
-
-task<std::size_t> connection::subscribe(std::string_view name, bool pattern) {
-    hub::topic& t = hub_.topic_of(name, pattern);
-    const auto at = std::lower_bound(subs_.begin(), subs_.end(), &t,
-                                     [](const subscription* s, const hub::topic* key) { return s->topic < key; });
-    if (at != subs_.end() && (*at)->topic == &t) co_return subs_.size();
-    auto* s = new subscription{this, &t, pattern};
-    s->next = t.head;
-    if (t.head) t.head->prev = s;
-    t.head = s;
-    subs_.insert(at, s);
-    ++hub_.stats_.subscriptions;
-    if (++t.count == 1 && !t.announced) {
-        // The first here: every core learns that this one has subscribers of the name before
-        // the reply goes out. Our subscription keeps the topic alive meanwhile.
-        auto announce = [name = t.name, pattern, k = hub_.core_](hub& h) { h.set_interest(name, pattern, k, true); };
-        co_await hub_.all_.invoke_on_all(announce);
-        if (hub_.bus_) {  // and the other nodes, through core 0's subscription on the bus
-            auto on_bus = [name = t.name, pattern](hub& h) { return h.bus_subscribe(name, pattern); };
-            co_await hub_.all_.invoke_on(0, on_bus);
-        }
-        t.announced = true;
-        t.announced_event.set();
-    } else if (!t.announced) {
-        (void)co_await t.announced_event.wait();  // another connection is announcing it
-    }
-    co_return subs_.size();
-}
-
-std::size_t connection::unsubscribe(std::string_view name, bool pattern) {
-    auto& topics = pattern ? hub_.patterns_ : hub_.channels_;
-    const auto found = topics.find(name);
-    if (found == topics.end()) return subs_.size();
-    hub::topic* t = found->second.get();
-    const auto at = std::lower_bound(subs_.begin(), subs_.end(), t,
-                                     [](const subscription* s, const hub::topic* key) { return s->topic < key; });
-    if (at == subs_.end() || (*at)->topic != t) return subs_.size();
-    subscription* s = *at;
-    subs_.erase(at);
-    (s->prev ? s->prev->next : t->head) = s->next;
-    if (s->next) s->next->prev = s->prev;
-    delete s;
-    --hub_.stats_.subscriptions;
-    if (--t->count == 0) hub_.drop_topic(*t, pattern);  // nobody is announcing it: they would count
-    return subs_.size();
-}
-
-std::vector<std::string> connection::names(bool pattern) const {
-    std::vector<std::string> out;
-    for (const subscription* s : subs_)
-        if (s->pattern == pattern) out.push_back(s->topic->name);
-    return out;
-}
-
-void connection::publish(std::string_view channel, std::string_view payload) {
-    if (format_ != format::resp) {
-        hub_.publish(channel, payload);
-        return;
-    }
-    ++hub_.stats_.published;
-    const std::uint32_t local = hub_.deliver_local(channel, payload);
-    const hub::core_mask others = hub_.interested(channel) & ~(hub::core_mask{1} << hub_.core_);
-    if (others == 0 && !hub_.bus_) {
-        reply_with([local](std::string& out) { resp::append_integer(out, local); });
-        return;
-    }
-    // The reply waits in line for the other cores' counts and for the bus to take the message;
-    // what is queued after it waits too.
-    frame_ref reply = frame_ref::make();
-    reply->ready = false;
-    reply->waiter = this;
-    reply->receivers = local;
-    reply->parts = static_cast<std::uint8_t>((others != 0) + (hub_.bus_ != nullptr));
-    queue_.push_back(reply);
-    ++unanswered_;
-    if (hub_.bus_) hub_.bus_->publish(channel, payload, reply);
-    if (others != 0) hub_.queue_remote(others, channel, payload, std::move(reply));
-}
 
 // ---- hub ---------------------------------------------------------------------------------------
 
@@ -464,14 +192,6 @@ std::uint32_t hub::deliver_local(std::string_view channel, std::string_view payl
     return receivers;
 }
 
-void hub::publish(std::string_view channel, std::string_view payload) {
-    ++stats_.published;
-    deliver_local(channel, payload);
-    const core_mask others = interested(channel) & ~(core_mask{1} << core_);
-    if (others != 0) queue_remote(others, channel, payload, frame_ref{});
-    if (bus_) bus_->publish(channel, payload, frame_ref{});
-}
-
 void hub::deliver_from_bus(std::string_view pattern, std::string_view channel, std::string_view payload) {
     const reach r = pattern.empty() ? reach::channel : reach::pattern;
     deliver_local(channel, payload, r, pattern);
@@ -497,7 +217,9 @@ void hub::reply_part(frame_ref& reply, std::uint64_t receivers, bool bus_failed)
     reply->receivers += receivers;
     reply->bus_failed |= bus_failed;
     if (--reply->parts > 0) return;
-    if (reply->bus_failed) {
+    if (reply->silent) {
+        // nobody to tell: the bus counted a failure (bus_publish_failed)
+    } else if (reply->bus_failed) {
         // Redis-style, and nothing silently lost: the publisher learns that only this node's
         // subscribers got it.
         resp::append_error(reply->bytes, "ERR bus unavailable: delivered to " + std::to_string(reply->receivers) +

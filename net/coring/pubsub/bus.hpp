@@ -39,8 +39,9 @@ public:
     bus& operator=(const bus&) = delete;
     ~bus();  // close() first
 
-    // Sends a publish of this node to the other nodes. `reply`, when set, is the PUBLISH reply
-    // waiting for the bus's answer (hub::reply_part).
+    // Sends a publish of this node to the other nodes. `reply` is the publish's reply frame,
+    // waiting for the bus's answer (hub::reply_part); its connection counts it as unanswered,
+    // which bounds what one publisher has waiting on Redis (limits::max_unanswered).
     void publish(std::string_view channel, std::string_view payload, frame_ref reply);
     // Core 0: the node subscribes to a name (completes when Redis confirmed it, or at once while
     // the link is down: it is subscribed when the link comes back), or leaves it.
@@ -58,10 +59,6 @@ private:
     hub& hub_;
     std::uint64_t node_;
     std::string where_;  // "HOST:PORT", for the logs
-    // PUBLISHes sent and not yet answered. A publisher's connection holds at most
-    // limits::max_unanswered of them; reply-less ones (WebSocket) stop at this bound.
-    static constexpr std::size_t max_unanswered = 65536;
-    std::size_t unanswered_ = 0;
     bool closing_ = false;
     redis::client out_;
     std::optional<redis::subscriber> in_;

@@ -64,6 +64,7 @@ class frame {
 public:
     std::string bytes;
     bool ready = true;              // false: a PUBLISH reply waiting for other cores' counts
+    bool silent = false;            // a publish that gets no reply (WebSocket): stays empty
     connection* waiter = nullptr;   // while not ready: whose writer to wake once it is
     // A PUBLISH reply still being made: how many answers it waits for (the other cores' counts,
     // the bus's), the receivers counted so far, and whether the bus failed to take the message.
@@ -116,6 +117,9 @@ struct limits {
     std::chrono::nanoseconds soft_for = std::chrono::seconds{60};
     std::size_t reply_room = 256 << 10;  // a session reads no more commands while more is queued
     std::size_t max_unanswered = 4096;   // PUBLISHes waiting for other cores' counts, per connection
+    // Channels plus patterns one connection may hold (redis-server has no limit): each costs an
+    // entry on its core and interest on every core, so this is what bounds a client's memory.
+    std::size_t max_subscriptions = 100'000;
 };
 
 // Counters of one core (summed over cores for INFO and --stats).
@@ -186,7 +190,8 @@ public:
     // ---- subscriptions ----------------------------------------------------------------------
     // Subscribes to a channel (or a pattern); returns this connection's subscription count
     // after it. Waits for the other cores only when this core had no subscriber of `name`.
-    [[nodiscard]] task<std::size_t> subscribe(std::string_view name, bool pattern);
+    // Fails (std::errc::too_many_links) when a new name would pass limits::max_subscriptions.
+    [[nodiscard]] task<result<std::size_t>> subscribe(std::string_view name, bool pattern);
     // Returns the count after it (unchanged when it was not subscribed).
     std::size_t unsubscribe(std::string_view name, bool pattern);
     // Every name it has of one kind, to unsubscribe them (UNSUBSCRIBE with no argument).
@@ -194,7 +199,9 @@ public:
     std::size_t subscription_count() const noexcept { return subs_.size(); }
 
     // Publishes through the hub. RESP: the reply (":N", every receiver on every core) is queued
-    // in order, perhaps not yet ready. Other formats get no reply.
+    // in order, perhaps not yet ready. Other formats get no reply, but a publish that travels
+    // to other cores or the bus counts as unanswered until they took it, as a RESP one does:
+    // room() holds a publisher back at max_unanswered whatever its format.
     void publish(std::string_view channel, std::string_view payload);
 
 private:
@@ -244,10 +251,6 @@ public:
     [[nodiscard]] task<std::vector<std::string>> channels_all(std::string_view pattern);
     [[nodiscard]] task<std::uint64_t> numsub_all(std::string_view channel);
     [[nodiscard]] task<std::uint64_t> numpat_all();
-
-    // A publish from somewhere without a connection (WebSocket clients, tests): delivered here at
-    // once, to the other cores at the end of the turn, and to the bus; nobody counts receivers.
-    void publish(std::string_view channel, std::string_view payload);
 
     // ---- the bus (bus.hpp): other nodes, joined through Redis -------------------------------
     // The core's bus, or none; set once by the bus itself, cleared when it closes.
