@@ -1,0 +1,95 @@
+#pragma once
+// What the HTTP server's files share (private to net/http): a route as the table keeps it, and
+// one connection's state. routes.cpp fills the table, server.cpp runs connections (heads,
+// routing, answers, keep-alive), body.cpp reads request bodies and writes streamed responses.
+#include <coring/http/server.hpp>
+
+#include <coring/http/chunked.hpp>
+#include <coring/http/router.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace coring::http {
+
+struct routes::route {
+    enum class kind : std::uint8_t { plain, stream, websocket };
+    kind k = kind::plain;
+    handler plain;
+    stream_handler streamed;
+    websocket_handler upgraded;
+    std::size_t max_body = 0;     // 0: the server's
+    std::size_t max_message = 0;  // websocket
+};
+
+struct routes::table {
+    router<route> paths;
+    std::optional<route> fallback;
+};
+
+inline std::span<const std::byte> bytes_of(std::string_view s) noexcept {
+    return std::as_bytes(std::span(s.data(), s.size()));
+}
+
+// The state of one connection, in serve_connection's frame.
+class connection {
+public:
+    connection(tcp_stream& s, const routes& r, const server_options& o) noexcept
+        : stream_{s}, reader_{s, max_head_bytes + 16 * 1024}, table_{*r.table_}, opts_{o} {}
+
+    task<> run();
+
+private:
+    friend class request;
+    friend class response_stream;
+
+    // The head of the next request, parsed into head_; 0, or the status to answer (and close)
+    // with; -1: the connection is over (closed, reset, idle), nothing to answer.
+    task<int> next_head();
+    // The same without waiting, when the whole head is already here (pipelined requests):
+    // not_buffered when it is not.
+    static constexpr int not_buffered = -2;
+    int head_if_buffered();
+    int parse_head(std::size_t length);
+    // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
+    const routes::route* route();
+    // false: close the connection
+    task<bool> answer_plain(const routes::route& r);
+    task<bool> answer_stream(const routes::route& r);
+    task<bool> answer_websocket(const routes::route& r);
+    void queue(const response& resp);
+    void queue_error(int status);
+    task<result<void>> flush();
+    task<result<void>> send(std::span<const std::span<const std::byte>> pieces);
+    task<> linger();
+    task<result<std::span<const std::byte>>> read_body_some();
+    void start_body() noexcept;
+    bool body_finished() const noexcept { return body_done_; }
+
+    tcp_stream& stream_;
+    buffered_reader reader_;
+    const routes::table& table_;
+    const server_options& opts_;
+    request_head head_;
+    std::string head_copy_;      // the head of a request with a body (reading it moves the reader's bytes)
+    std::size_t head_in_reader_ = 0;  // a body-less request's head, consumed once it is answered
+    bool keep_alive_ = true;
+    bool is_head_ = false;       // HEAD: every response goes without its body
+    std::string out_;            // responses queued for one send (bounded by max_output)
+    std::vector<std::pair<std::string_view, std::string>> params_;
+    // The request body.
+    std::size_t body_limit_ = 0;
+    std::uint64_t body_left_ = 0;  // Content-Length: bytes not yet read
+    chunked_decoder chunks_{0};
+    std::size_t body_pending_ = 0;  // handed to the handler, consumed at its next read
+    bool body_done_ = true;
+    bool continue_due_ = false;     // "100 Continue" owed before the first body read
+    int body_failure_ = 0;          // the status a failed body read makes the response
+};
+
+}  // namespace coring::http
