@@ -557,6 +557,14 @@ TEST_CASE("bus: a WebSocket publisher is held back while Redis does not answer, 
     REQUIRE(read_line(ws.fd).starts_with("HTTP/1.1 101"));
     for (int i = 0; i < 32; ++i)  // the rest of the head, up to its empty line
         if (read_line(ws.fd) == "\r\n") break;
+    // The publisher subscribes too: what it is sent must not wait behind its own publishes.
+    REQUIRE(send_all(ws.fd, ws_text_frame(R"({"sub":"w"})")));
+    const auto text_message = [&] {  // a server's frame: unmasked, short
+        const std::string head = read_n(ws.fd, 2);
+        if (head.size() != 2 || (head[1] & 0x7f) >= 126) return std::string{"<bad frame>"};
+        return read_n(ws.fd, static_cast<std::size_t>(head[1] & 0x7f));
+    };
+    CHECK(text_message() == R"({"subscribed":"w","count":1})");
     const std::uint64_t before = counter(info, "bus_published");
     stopped paused{bus.proc->pid()};
     std::thread flood([fd = ws.fd] {
@@ -569,10 +577,15 @@ TEST_CASE("bus: a WebSocket publisher is held back while Redis does not answer, 
     CHECK(eventually([&] { return counter(info, "bus_published") - before >= 4096; }));
     std::this_thread::sleep_for(300ms);  // and it stays there
     CHECK(counter(info, "bus_published") - before == 4096);
+    // Meanwhile the publisher's own subscription is served at once, Redis or not.
+    resp_client other{node.port};
+    REQUIRE(other.send_raw(resp_command({"PUBLISH", "w", "now"})));  // its reply waits for Redis
+    CHECK(text_message() == R"({"channel":"w","data":"now"})");
     paused.resume();
     flood.join();
-    CHECK(eventually([&] { return counter(info, "bus_published") - before == total; }));
+    CHECK(eventually([&] { return counter(info, "bus_published") - before == total + 1; }));  // and "now"
     CHECK(counter(info, "bus_publish_failed") == 0);
+    CHECK(other.next() == ":1");
     for (int i = 0; i < total; ++i) {  // the node's own subscriber got every one, in order
         const std::string got = payload_of(sub);
         if (!got.starts_with(std::to_string(i) + ".")) FAIL("message " << i << ": " << got.substr(0, 16));

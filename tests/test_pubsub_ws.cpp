@@ -396,3 +396,31 @@ TEST_CASE("coring-pubsub /ws: a subscriber that never reads is cut at --max-outp
     REQUIRE(status);
     CHECK(WIFEXITED(*status));
 }
+
+namespace {
+
+task<> subscribe_past_limit(pubsub_ports ports) {
+    auto c = co_await ws_connect(ports.http);
+    auto got = co_await ws_ask(c.get(), R"({"sub":"a"})");
+    CHECK(got == R"({"subscribed":"a","count":1})");
+    got = co_await ws_ask(c.get(), R"({"psub":"b*"})");
+    CHECK(got == R"j({"error":"max subscriptions per connection reached (1)"})j");
+    got = co_await ws_ask(c.get(), R"({"sub":"a"})");  // one it has: fine at the limit
+    CHECK(got == R"({"subscribed":"a","count":1})");
+    auto closed = co_await c->socket.close();
+    CHECK(closed);
+}
+
+}  // namespace
+
+TEST_CASE("coring-pubsub /ws: past --max-subscriptions a subscribe gets an error and the connection goes on", "[pubsub]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    pubsub_server_process server{kind, {"--max-subscriptions", "1"}};
+    test_core c{kind};
+    c.run_for(20s, subscribe_past_limit(server.ports()));
+    const auto status = server.stop();
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+}

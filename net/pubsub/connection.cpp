@@ -84,6 +84,8 @@ void connection::cut(const char* why) {
 void connection::drop_queue() noexcept {
     for (std::size_t i = head_; i < queue_.size(); ++i)
         if (!queue_[i]->ready) queue_[i]->waiter = nullptr;  // its counts will find nobody
+    for (const frame_ref& f : silent_) f->waiter = nullptr;
+    silent_.clear();
     queue_.clear();
     head_ = in_flight_ = offset_ = queued_ = 0;
 }
@@ -95,6 +97,10 @@ void connection::close_output() noexcept {
 
 void connection::release_reply() noexcept {
     --unanswered_;
+    // Silent replies are done with once ready. They mostly come back in order; those ready
+    // behind one still travelling are swept when the list reaches twice the bound.
+    while (!silent_.empty() && silent_.front()->ready) silent_.pop_front();
+    if (silent_.size() > 2 * hub_limits().max_unanswered) std::erase_if(silent_, [](const frame_ref& f) { return f->ready; });
     work_.set();
     room_.set();
 }
@@ -262,14 +268,17 @@ void connection::publish(std::string_view channel, std::string_view payload) {
         return;
     }
     // The reply waits in line for the other cores' counts and for the bus to take the message;
-    // what is queued after it waits too. A silent one stays empty, and bounds the publisher.
+    // what is queued after it waits too. A silent one is never sent, so it waits apart (the
+    // connection's deliveries and acknowledgements go on), counted until it is ready: that
+    // bounds the publisher.
     frame_ref reply = frame_ref::make();
     reply->ready = false;
     reply->silent = silent;
     reply->waiter = this;
     reply->receivers = local;
     reply->parts = static_cast<std::uint8_t>((others != 0) + (hub_.bus_ != nullptr));
-    queue_.push_back(reply);
+    if (silent) silent_.push_back(reply);
+    else queue_.push_back(reply);
     ++unanswered_;
     if (hub_.bus_) hub_.bus_->publish(channel, payload, reply);
     if (others != 0) hub_.queue_remote(others, channel, payload, std::move(reply));

@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -63,7 +64,7 @@ using name_map = std::unordered_map<std::string, T, name_hash, std::equal_to<>>;
 class frame {
 public:
     std::string bytes;
-    bool ready = true;              // false: a PUBLISH reply waiting for other cores' counts
+    bool ready = true;              // false: a PUBLISH reply waiting for other cores' counts or the bus
     bool silent = false;            // a publish that gets no reply (WebSocket): stays empty
     connection* waiter = nullptr;   // while not ready: whose writer to wake once it is
     // A PUBLISH reply still being made: how many answers it waits for (the other cores' counts,
@@ -233,6 +234,9 @@ private:
     event work_;   // the writer waits here for output (or the end)
     event room_;   // room() waits here
     std::vector<subscription*> subs_;  // sorted by topic, so one is found in O(log n)
+    // Publishes of a connection that gets no replies (WebSocket) still travelling to other
+    // cores or the bus: never sent, each counted in unanswered_ until it is ready.
+    std::deque<frame_ref> silent_;
 };
 
 // One core's engine. Build with sharded<hub>::start (every core), before any connection.
