@@ -36,11 +36,22 @@ inline std::span<const std::byte> bytes_of(std::string_view s) noexcept {
     return std::as_bytes(std::span(s.data(), s.size()));
 }
 
-// The state of one connection, in serve_connection's frame.
+// The connections of one serve() (one core), so that a graceful stop can end those that wait
+// for their next request at once, as nginx closes idle keep-alive connections: nobody is
+// owed anything there. The others end after their response (draining: no keep-alive wait).
+struct connection_set {
+    connection* head = nullptr;
+    bool draining = false;
+    void drain() noexcept;
+};
+
+// The state of one connection, in its task's frame (server.cpp, serve_in).
 class connection {
 public:
-    connection(tcp_stream& s, const routes& r, const server_options& o) noexcept
-        : stream_{s}, reader_{s, max_head_bytes + 16 * 1024}, table_{*r.table_}, opts_{o} {}
+    connection(tcp_stream& s, const routes& r, const server_options& o, connection_set& set) noexcept;
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    ~connection();
 
     task<> run();
 
@@ -71,6 +82,13 @@ private:
     void start_body() noexcept;
     bool body_finished() const noexcept { return body_done_; }
 
+    friend struct connection_set;
+    connection_set& set_;
+    connection* prev_ = nullptr;  // in set_
+    connection* next_ = nullptr;
+    coring::detail::task_context* task_;  // the connection's task, ended by a stop while it is idle
+    bool idle_ = false;           // waiting for the first byte of a request after the first
+    bool answered_ = false;       // a response was queued: a keep-alive wait is idle from now on
     tcp_stream& stream_;
     buffered_reader reader_;
     const routes::table& table_;

@@ -77,13 +77,39 @@ task<> connection::linger() {
     (void)co_await with_timeout(linger_time, drain(this));
 }
 
+connection::connection(tcp_stream& s, const routes& r, const server_options& o, connection_set& set) noexcept
+    : set_{set}, task_{core::current().current_task()}, stream_{s}, reader_{s, max_head_bytes + 16 * 1024},
+      table_{*r.table_}, opts_{o} {
+    next_ = set_.head;
+    if (next_) next_->prev_ = this;
+    set_.head = this;
+}
+
+connection::~connection() {
+    (prev_ ? prev_->next_ : set_.head) = next_;
+    if (next_) next_->prev_ = prev_;
+}
+
+void connection_set::drain() noexcept {
+    draining = true;
+    core& here = core::current();
+    // Only the wait is cancelled, not the task: a request whose bytes came this very turn (its
+    // wait is over, its resumption queued) is still answered, and then the connection closes.
+    for (connection* c = head; c; c = c->next_)
+        if (c->idle_ && c->task_ && c->task_->waiting_on) here.cancel(*c->task_->waiting_on);
+}
+
 task<int> connection::next_head() {
     if (reader_.buffered() == 0) {
-        // Between requests: what is queued goes now, then the keep-alive wait.
+        // Between requests: what is queued goes now, then the keep-alive wait (none once the
+        // server is stopping). A new connection's first request is waited for even then:
+        // it may be on the wire already, and the drain timeout bounds the wait.
         auto sent = co_await flush();
-        if (!sent) co_return -1;
+        if (!sent || (set_.draining && answered_)) co_return -1;
         stream_.set_idle_timeout({});
+        idle_ = answered_;
         auto got = co_await with_timeout(opts_.idle_timeout, reader_.fill());
+        idle_ = false;
         if (!got || *got == 0) co_return -1;
     }
     std::size_t length = find_head_end(reader_.peek_text());
@@ -144,6 +170,7 @@ task<> connection::run() {
             else again = co_await answer_websocket(*r);
         }
         reader_.consume(std::exchange(head_in_reader_, 0));
+        answered_ = true;
         if (!again) break;
         if (!keep_alive_) {
             auto sent = co_await flush();
@@ -159,7 +186,7 @@ task<> connection::run() {
 
 const routes::route* connection::route() {
     is_head_ = head_.method == "HEAD";
-    keep_alive_ = head_.keep_alive;
+    keep_alive_ = head_.keep_alive && !set_.draining;  // stopping: this response says close
     body_limit_ = opts_.max_body;
     start_body();  // again below, with the route's limit, once it is known
     // A HEAD is answered as the GET would be, without the body.
@@ -283,25 +310,36 @@ task<bool> connection::answer_websocket(const routes::route& r) {
     co_return false;  // the connection was the handler's: it ends with it
 }
 
-task<> serve_connection(tcp_stream conn, const routes& r, const server_options& opts) {
+namespace {
+
+task<> serve_in(tcp_stream conn, const routes& r, const server_options& opts, connection_set& set) {
     {
-        connection c{conn, r, opts};
+        connection c{conn, r, opts, set};
         co_await c.run();
     }
     co_await conn.close();
 }
 
+}  // namespace
+
+task<> serve_connection(tcp_stream conn, const routes& r, const server_options& opts) {
+    connection_set alone;  // no serve() to drain it: its keep-alive wait ends with the idle timeout
+    co_await serve_in(std::move(conn), r, opts, alone);
+}
+
 task<> serve(tcp_listener listener, const routes& r, const server_options& opts) {
     // The connections are children of this task, so the routes and options they borrow (which
     // live in the caller's frame) outlive every one of them: serve ends after its last connection.
+    connection_set live;  // declared first: it outlives the connections' task group
     task_group connections;
     accept_pacer pacer{"http accept"};  // out of fds: pauses, and says so once per interval
     for (;;) {
         auto accepted = co_await pacer.next(listener);
         if (!accepted) break;  // the core is stopping
         (void)accepted->set_nodelay(true);  // a response is a whole message: send it at once
-        connections.spawn(serve_connection(std::move(*accepted), r, opts));
+        connections.spawn(serve_in(std::move(*accepted), r, opts, live));
     }
+    live.drain();  // idle keep-alive connections end now, the others after their response
     co_await listener.close();
     co_await connections.join();
 }

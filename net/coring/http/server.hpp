@@ -137,7 +137,8 @@ private:
 // Serves one connection until it closes (or the core stops); routes and opts must outlive it.
 task<> serve_connection(tcp_stream conn, const routes& r, const server_options& opts);
 // Accepts on listener and serves each connection in its own task on this core, until the core
-// stops or the listener fails; routes and opts must outlive it.
+// stops or the listener fails; routes and opts must outlive it. At a graceful stop, connections
+// waiting for their next request close at once (as nginx's do), the others after their response.
 task<> serve(tcp_listener listener, const routes& r, const server_options& opts);
 
 }  // namespace coring::http
