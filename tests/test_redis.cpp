@@ -301,6 +301,36 @@ TEST_CASE("parse_url takes redis://HOST[:PORT] and says what is wrong otherwise"
     CHECK(redis::url_error("redis://h:1").empty());
 }
 
+namespace {
+
+// A host name, looked up through dns.hpp (localhost: /etc/hosts, no query leaves the machine),
+// not an address. If ::1 comes first, that connect is refused (the server listens on 127.0.0.1)
+// and the next one tries 127.0.0.1.
+task<> by_name(std::uint16_t port) {
+    auto o = at(port);
+    o.host = "localhost";
+    o.backoff_min = 20ms;
+    redis::client db{o};
+    CO_REQUIRE(co_await db.wait_connected(5s));
+    auto pong = co_await db.command("PING");
+    REQUIRE(pong);
+    CHECK(pong->str == "PONG");
+    co_await db.close();
+}
+
+}  // namespace
+
+TEST_CASE("redis client: a host name is looked up without blocking the core", "[redis][dns]") {
+    const auto binary = server_binary("redis-server");
+    if (binary.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    auto srv = start_redis(binary);
+    test_core c{kind};
+    c.run_for(30s, by_name(srv.port));
+}
+
 TEST_CASE("redis client: commands, binary values, error replies, 1,000 pipelined", "[redis]") {
     const auto binary = server_binary("redis-server");
     if (binary.empty()) return;

@@ -1,10 +1,12 @@
 #include "link.hpp"
 
+#include <coring/dns.hpp>
 #include <coring/log.hpp>
 #include <coring/readiness.hpp>
 #include <coring/timer.hpp>
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cstdlib>
 
 namespace coring::redis::detail {
@@ -147,8 +149,39 @@ task<result<void>> link::settled() {
     co_return result<void>{};
 }
 
+namespace {
+
+bool is_numeric(const std::string& host) noexcept {
+    unsigned char buf[sizeof(in6_addr)];
+    return ::inet_pton(AF_INET, host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+std::string numeric_host(const address& a) {
+    char text[INET6_ADDRSTRLEN] = "";
+    const void* bytes = a.family() == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(a.data())->sin6_addr)
+                                               : static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(a.data())->sin_addr);
+    ::inet_ntop(a.family(), bytes, text, sizeof text);
+    return text;
+}
+
+}  // namespace
+
 task<bool> link::connect_once() {
-    redisAsyncContext* ac = redisAsyncConnect(opts_.host.c_str(), opts_.port);  // a name resolves here, blocking
+    // hiredis would resolve a name itself, blocking the core: it is given an address instead,
+    // looked up through dns.hpp. A name with several addresses has them tried in turn, one per
+    // attempt (the backoff spaces them).
+    std::string host = opts_.host;
+    if (!is_numeric(host)) {
+        dns::options lookup;
+        lookup.timeout = opts_.connect_timeout;
+        auto found = co_await dns::resolve(host, opts_.port, lookup);
+        if (!found) {
+            last_error_ = "resolving " + host + ": " + found.error().message();
+            co_return false;
+        }
+        host = numeric_host((*found)[attempt_++ % found->size()]);
+    }
+    redisAsyncContext* ac = redisAsyncConnect(host.c_str(), opts_.port);
     if (!ac) {
         last_error_ = "out of memory";
         co_return false;

@@ -126,6 +126,7 @@ private:
     int fd_ = -1;
     bool up_ = false;              // the connect callback said so, for this context
     bool failing_ = false;         // a failure was logged; the next success says so
+    std::size_t attempt_ = 0;      // which of a name's addresses the next connect tries
     std::string last_error_;
     pump_state pumps_[2];
     event changed_;                // the connector's: connected, failed or dropped

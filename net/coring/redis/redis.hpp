@@ -40,7 +40,7 @@ struct reply {  // a deep copy of hiredis's redisReply (RESP2 types)
 };
 
 struct options {
-    std::string host = "127.0.0.1";
+    std::string host = "127.0.0.1";  // an address, or a name (looked up through dns.hpp at each connect)
     std::uint16_t port = 6379;
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds command_timeout{0};                   // 0: none
