@@ -84,8 +84,10 @@ void connection::cut(const char* why) {
 void connection::drop_queue() noexcept {
     for (std::size_t i = head_; i < queue_.size(); ++i)
         if (!queue_[i]->ready) queue_[i]->waiter = nullptr;  // its counts will find nobody
-    for (const frame_ref& f : silent_) f->waiter = nullptr;
-    silent_.clear();
+    for (const frame_ref& f : silent_)
+        if (f) f->waiter = nullptr;
+    silent_ = {};
+    silent_head_ = 0;
     queue_.clear();
     head_ = in_flight_ = offset_ = queued_ = 0;
 }
@@ -99,8 +101,15 @@ void connection::release_reply() noexcept {
     --unanswered_;
     // Silent replies are done with once ready. They mostly come back in order; those ready
     // behind one still travelling are swept when the list reaches twice the bound.
-    while (!silent_.empty() && silent_.front()->ready) silent_.pop_front();
-    if (silent_.size() > 2 * hub_limits().max_unanswered) std::erase_if(silent_, [](const frame_ref& f) { return f->ready; });
+    while (silent_head_ < silent_.size() && silent_[silent_head_]->ready) silent_[silent_head_++] = frame_ref{};
+    if (silent_head_ == silent_.size()) {
+        if (silent_.capacity() > 64) silent_ = {};  // an idle connection keeps no burst-sized array
+        else silent_.clear();
+        silent_head_ = 0;
+    } else if (silent_.size() > 2 * hub_limits().max_unanswered) {
+        std::erase_if(silent_, [](const frame_ref& f) { return !f || f->ready; });
+        silent_head_ = 0;
+    }
     work_.set();
     room_.set();
 }
