@@ -83,7 +83,10 @@ TEST_CASE("http: h2load --h1, 10 connections pipelining 4 deep, every request su
         INFO(h2load.out() << h2load.err());
         CHECK(status == 0);
         CHECK_THAT(h2load.out(), Catch::Contains("2000 succeeded, 0 failed, 0 errored, 0 timeout"));
-        CHECK_THAT(h2load.out(), Catch::Contains("status codes: 2000 2xx"));
+        CHECK_THAT(h2load.out(), Catch::Contains(" 2xx, 0 3xx, 0 4xx, 0 5xx"));
+        // h2load counts a status each time its parser reports status bytes, so a status line
+        // that arrives in two reads counts twice: injected short sends (CORING_FAULTS) do that.
+        if (!faults_on()) CHECK_THAT(h2load.out(), Catch::Contains("status codes: 2000 2xx"));
     });
 }
 
