@@ -69,8 +69,10 @@ private:
     int parse_head(std::size_t length);
     // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
     const routes::route* route();
+    request make_request() noexcept;
+    // Queues a plain handler's response (null: it threw), or the error its body read met.
+    void answer(const response* resp);
     // false: close the connection
-    task<bool> answer_plain(const routes::route& r);
     task<bool> answer_stream(const routes::route& r);
     task<bool> answer_websocket(const routes::route& r);
     void queue(const response& resp);

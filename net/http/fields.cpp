@@ -7,32 +7,15 @@
 namespace coring::http {
 namespace {
 
-// One table lookup per byte instead of a chain of comparisons: the parsers run per request.
-enum char_class : std::uint8_t {
-    token_char = 1,   // tchar
-    value_char = 2,   // field-vchar, SP, HTAB, obs-text (RFC 9110 §5.5)
-    host_char = 4,    // what an authority's host and port are made of (RFC 3986 §3.2)
-};
-
-constexpr bool in(std::string_view set, int c) { return set.find(static_cast<char>(c)) != std::string_view::npos; }
-
-constexpr std::array<std::uint8_t, 256> make_classes() {
-    std::array<std::uint8_t, 256> t{};
-    for (int c = 0; c < 256; ++c) {
-        const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-        std::uint8_t k = 0;
-        if (alnum || in("!#$%&'*+-.^_`|~", c)) k |= token_char;
-        if (detail::is_value_byte(static_cast<char>(c))) k |= value_char;
-        if (alnum || in("-._~%!$&'()*+,;=:[]", c)) k |= host_char;
-        t[static_cast<std::size_t>(c)] = k;
-    }
-    return t;
-}
-constexpr auto classes = make_classes();
+using detail::host_char;
+using detail::is_class;
+using detail::is_token_byte;
+using detail::token_char;
+using detail::value_char;
 
 bool all_of_class(std::string_view s, std::uint8_t k) noexcept {
     for (const char c : s)
-        if ((classes[static_cast<unsigned char>(c)] & k) == 0) return false;
+        if (!is_class(c, k)) return false;
     return true;
 }
 
@@ -57,6 +40,15 @@ void for_each_element(std::string_view list, Fn fn) noexcept {
         if (comma == std::string_view::npos) return;
         list.remove_prefix(comma + 1);
     }
+}
+
+// A field name (a token, so no CR) against a lowercase literal of letters and '-' of the same
+// length: c | 0x20 folds a letter's case, and of the bytes it maps onto '-' only '-' is a tchar.
+template <std::size_t N>
+bool name_is(std::string_view name, const char (&lower)[N]) noexcept {
+    for (std::size_t i = 0; i + 1 < N; ++i)
+        if ((name[i] | 0x20) != lower[i]) return false;
+    return true;
 }
 
 // 1*DIGIT into a uint64; false for anything else (sign, space, list, overflow).
@@ -117,23 +109,37 @@ bool next_line(std::string_view& rest, std::string_view& line) noexcept {
 
 fields_result parse_fields(std::string_view rest, std::array<header, max_headers>& out,
                            std::size_t& count) noexcept {
+    // One pass, one table lookup per byte: a name runs over tchars up to its colon, a value
+    // over value bytes up to its CR, and a CR must be followed by LF. What the lookups reject
+    // (a bare CR or LF, a control byte, whitespace before the colon) ends the scan on a byte
+    // the next check refuses.
     count = 0;
-    std::string_view line;
-    while (next_line(rest, line)) {
-        if (line.empty()) return rest.empty() ? fields_result::ok : fields_result::bad_syntax;
-        // obs-fold (a continuation line) is rejected, RFC 9112 §5.2 allows it for servers.
-        if (is_ows(line.front())) return fields_result::bad_syntax;
-        const std::size_t colon = line.find(':');
-        if (colon == std::string_view::npos) return fields_result::bad_syntax;
-        const std::string_view name = line.substr(0, colon);
-        // "Host : x" fails here: whitespace is no tchar (RFC 9112 §5.1 requires a 400).
-        if (!is_token(name)) return fields_result::bad_syntax;
-        const std::string_view value = trim_ows(line.substr(colon + 1));
-        if (!all_of_class(value, value_char)) return fields_result::bad_syntax;
+    // Every scan below stops at a CR at the latest, so with the CRLF at the end in place no
+    // scan can run past it, and none needs a bounds check.
+    if (rest.size() < 2 || rest.substr(rest.size() - 2) != "\r\n") return fields_result::bad_syntax;
+    const char* p = rest.data();
+    const char* const end = p + rest.size();
+    for (;;) {
+        if (*p == '\r') {  // the blank line: it must end the head
+            return p[1] == '\n' && p + 2 == end ? fields_result::ok : fields_result::bad_syntax;
+        }
+        // obs-fold (a line starting with SP/HTAB) is rejected, as RFC 9112 §5.2 allows a server;
+        // so is "Host : x" (whitespace is no tchar, and §5.1 requires a 400).
+        const char* const name = p;
+        while (is_token_byte(*p)) ++p;
+        if (p == name || *p != ':') return fields_result::bad_syntax;
+        const std::string_view field_name{name, static_cast<std::size_t>(p - name)};
+        ++p;
+        while (is_ows(*p)) ++p;
+        const char* const value = p;
+        while (is_class(*p, value_char)) ++p;
+        if (*p != '\r' || p[1] != '\n') return fields_result::bad_syntax;
+        const char* value_end = p;
+        while (value_end > value && is_ows(value_end[-1])) --value_end;
+        p += 2;
         if (count == max_headers) return fields_result::too_many;
-        out[count++] = header{name, value};
+        out[count++] = header{field_name, {value, static_cast<std::size_t>(value_end - value)}};
     }
-    return fields_result::bad_syntax;  // no blank line, or a bare LF
 }
 
 framing_fields read_framing_fields(const header* headers, std::size_t count) noexcept {
@@ -146,27 +152,27 @@ framing_fields read_framing_fields(const header* headers, std::size_t count) noe
         // Dispatch on length first: most fields are none of these and cost one switch.
         switch (h.name.size()) {
         case 4:
-            if (equals_ignore_case(h.name, "host")) {
+            if (name_is(h.name, "host")) {
                 ++f.host_lines;
                 if (!all_of_class(h.value, host_char)) f.host_valid = false;
             }
             break;
         case 6:
-            if (equals_ignore_case(h.name, "expect")) {
+            if (name_is(h.name, "expect")) {
                 for_each_element(h.value, [&](std::string_view e) {
                     (equals_ignore_case(e, "100-continue") ? f.expect_continue : f.expect_other) = true;
                 });
             }
             break;
         case 7:
-            if (equals_ignore_case(h.name, "upgrade")) {
+            if (name_is(h.name, "upgrade")) {
                 for_each_element(h.value, [&](std::string_view e) {
                     if (equals_ignore_case(e, "websocket")) f.upgrade_websocket = true;
                 });
             }
             break;
         case 10:
-            if (equals_ignore_case(h.name, "connection")) {
+            if (name_is(h.name, "connection")) {
                 for_each_element(h.value, [&](std::string_view e) {
                     if (equals_ignore_case(e, "close")) f.connection_close = true;
                     else if (equals_ignore_case(e, "keep-alive")) f.connection_keep_alive = true;
@@ -175,13 +181,13 @@ framing_fields read_framing_fields(const header* headers, std::size_t count) noe
             }
             break;
         case 14:
-            if (equals_ignore_case(h.name, "content-length")) {
+            if (name_is(h.name, "content-length")) {
                 ++f.content_length_lines;
                 if (!parse_decimal(h.value, f.content_length)) f.content_length_valid = false;
             }
             break;
         case 17:
-            if (equals_ignore_case(h.name, "transfer-encoding")) {
+            if (name_is(h.name, "transfer-encoding")) {
                 f.transfer_encoding = true;
                 // Codings apply in order across lines (RFC 9110 §5.3 combines them).
                 for_each_element(h.value, [&](std::string_view e) {

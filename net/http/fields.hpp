@@ -25,8 +25,36 @@ constexpr bool is_value_byte(char c) noexcept {
     return c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f);
 }
 
-// tchar (RFC 9110 §5.6.2): the bytes of a method, a field name, a list token.
-bool is_token(std::string_view s) noexcept;
+// One table lookup per byte instead of a chain of comparisons: the parsers run per request.
+enum char_class : std::uint8_t {
+    token_char = 1,   // tchar (RFC 9110 §5.6.2): a method, a field name, a list token
+    value_char = 2,   // is_value_byte
+    host_char = 4,    // what an authority's host and port are made of (RFC 3986 §3.2)
+    target_char = 8,  // a request-target's: visible ASCII but '#' (RFC 3986 has no raw spaces,
+                      // controls or bytes >= 0x80, and a fragment is never sent: RFC 9112 §3.2)
+};
+
+constexpr std::array<std::uint8_t, 256> make_char_classes() {
+    const auto in = [](std::string_view set, int c) { return set.find(static_cast<char>(c)) != std::string_view::npos; };
+    std::array<std::uint8_t, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        std::uint8_t k = 0;
+        if (alnum || in("!#$%&'*+-.^_`|~", c)) k |= token_char;
+        if (is_value_byte(static_cast<char>(c))) k |= value_char;
+        if (alnum || in("-._~%!$&'()*+,;=:[]", c)) k |= host_char;
+        if (c > 0x20 && c < 0x7f && c != '#') k |= target_char;
+        t[static_cast<std::size_t>(c)] = k;
+    }
+    return t;
+}
+inline constexpr auto char_classes = make_char_classes();
+
+constexpr bool is_class(char c, std::uint8_t k) noexcept {
+    return (char_classes[static_cast<unsigned char>(c)] & k) != 0;
+}
+constexpr bool is_token_byte(char c) noexcept { return is_class(c, token_char); }
+bool is_token(std::string_view s) noexcept;  // one or more tchars
 
 // Takes the next CRLF-terminated line off the front of `rest` (without the CRLF). False when
 // there is none or a LF comes without its CR (a bare CR inside the line is left to the caller's

@@ -8,17 +8,10 @@ namespace {
 
 bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-// A request-target is visible ASCII (RFC 3986 has no raw spaces, controls or bytes >= 0x80)
-// and has no fragment ('#' is never sent, RFC 9112 §3.2).
-bool valid_target_bytes(std::string_view t) noexcept {
-    for (const char c : t)
-        if (c <= 0x20 || c >= 0x7f || c == '#') return false;
-    return true;
-}
-
 // Splits the target into path and query; false for a form we do not serve: authority-form
 // (CONNECT's "host:port": we are no proxy) or an asterisk-form with a method other than OPTIONS.
-bool split_target(std::string_view method, std::string_view target, request_head& out) noexcept {
+// query_at: where the first '?' of the target is (npos: none).
+bool split_target(std::string_view method, std::string_view target, std::size_t query_at, request_head& out) noexcept {
     std::string_view rest = target;
     if (target == "*") {
         if (method != "OPTIONS") return false;
@@ -43,7 +36,7 @@ bool split_target(std::string_view method, std::string_view target, request_head
             return true;
         }
     }
-    const std::size_t q = rest.find('?');
+    const std::size_t q = rest.data() == target.data() ? query_at : rest.find('?');
     out.path = rest.substr(0, q);
     out.query = q == std::string_view::npos ? std::string_view{} : rest.substr(q + 1);
     return true;
@@ -68,19 +61,27 @@ int parse_request_head(std::string_view head, request_head& out) noexcept {
     // send a CRLF after a POST body.
     while (rest.substr(0, 2) == "\r\n") rest.remove_prefix(2);
 
-    std::string_view line;
-    if (!detail::next_line(rest, line)) return 400;
-    // Exactly one SP between the three parts (RFC 9112 §3: the lenient whitespace it allows is
-    // one of the smuggling vectors strictness removes).
-    const std::size_t sp1 = line.find(' ');
-    const std::size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos) return 400;
-    out.method = line.substr(0, sp1);
-    out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    if (!detail::is_token(out.method) || out.target.empty() || !valid_target_bytes(out.target))
+    // The request line in one pass: exactly one SP between its three parts (RFC 9112 §3: the
+    // lenient whitespace it allows is one of the smuggling vectors strictness removes), a token
+    // for the method, target bytes (fields.hpp) for the target, then the version and CRLF.
+    const char* const begin = rest.data();
+    const char* const end = begin + rest.size();  // rest ends with CRLF CRLF: p + 9 stays inside below
+    const char* p = begin;
+    while (p < end && detail::is_token_byte(*p)) ++p;
+    if (p == begin || p == end || *p != ' ') return 400;
+    out.method = {begin, static_cast<std::size_t>(p - begin)};
+    const char* const target = ++p;
+    const char* query = nullptr;
+    for (; p < end && detail::is_class(*p, detail::target_char); ++p)
+        if (*p == '?' && !query) query = p;
+    if (p == target || p == end || *p != ' ') return 400;
+    out.target = {target, static_cast<std::size_t>(p - target)};
+    ++p;
+    if (end - p < 10 || p[8] != '\r' || p[9] != '\n') return 400;
+    if (const int v = detail::parse_version({p, 8}, out.minor_version); v != 0) return v;
+    rest.remove_prefix(static_cast<std::size_t>(p + 10 - begin));
+    if (!split_target(out.method, out.target, query ? static_cast<std::size_t>(query - target) : std::string_view::npos, out))
         return 400;
-    if (const int v = detail::parse_version(line.substr(sp2 + 1), out.minor_version); v != 0) return v;
-    if (!split_target(out.method, out.target, out)) return 400;
 
     switch (detail::parse_fields(rest, out.headers, out.header_count)) {
     case detail::fields_result::ok: break;

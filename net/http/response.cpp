@@ -148,40 +148,60 @@ std::string_view reason_phrase(int status) noexcept {
     }
 }
 
-void write_head(std::string& out, int status, std::string_view content_type,
-                std::optional<std::uint64_t> content_length, bool keep_alive,
-                std::span<const std::pair<std::string, std::string>> extra, bool chunked) {
+namespace {
+
+std::string_view date_now(std::time_t& second) noexcept;
+
+// The head write_head makes for these arguments, without extra fields.
+void make_head(std::string& out, int status, std::string_view content_type, std::string_view date,
+               std::optional<std::uint64_t> content_length, bool keep_alive, bool chunked) {
     char number[24];
-    const auto append_number = [&](std::uint64_t v) {
-        out.append(number, std::to_chars(number, number + sizeof(number), v).ptr);
-    };
-    // The status line, Server and Date change at most once a second for a given status: made
-    // once per thread and second, then appended in one piece (most responses share a status).
-    thread_local struct {
-        int status = 0;
-        std::string date;  // the Date value `text` was made with
-        std::string text;
-    } start;
-    const std::string_view date = http_date_now();
-    if (start.status != status || start.date != date) {
-        start.status = status;
-        start.date.assign(date);
-        start.text.assign("HTTP/1.1 ");
-        start.text.append(number, std::to_chars(number, number + sizeof(number), status).ptr);
-        start.text.append(" ").append(reason_phrase(status)).append("\r\nServer: coring\r\nDate: ");
-        start.text.append(date).append("\r\n");
-    }
-    out.append(start.text);
+    out.append("HTTP/1.1 ");
+    out.append(number, std::to_chars(number, number + sizeof(number), status).ptr);
+    out.append(" ").append(reason_phrase(status)).append("\r\nServer: coring\r\nDate: ").append(date).append("\r\n");
     if (!content_type.empty()) out.append("Content-Type: ").append(content_type).append("\r\n");
     const bool bodiless = status < 200 || status == 204;
     if (!bodiless && content_length) {
         out.append("Content-Length: ");
-        append_number(*content_length);
+        out.append(number, std::to_chars(number, number + sizeof(number), *content_length).ptr);
         out.append("\r\n");
     } else if (!bodiless && status != 304 && chunked) {
         out.append("Transfer-Encoding: chunked\r\n");
     }
     out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+}
+
+}  // namespace
+
+void write_head(std::string& out, int status, std::string_view content_type,
+                std::optional<std::uint64_t> content_length, bool keep_alive,
+                std::span<const std::pair<std::string, std::string>> extra, bool chunked) {
+    // A server answers most requests with the same head, and the Date in it changes once a
+    // second: the last head made is kept per thread (so per core) and appended in one piece
+    // while the same arguments come again.
+    thread_local struct {
+        int status = 0;
+        std::optional<std::uint64_t> content_length;
+        bool keep_alive = false;
+        bool chunked = false;
+        std::time_t second = -1;     // the second its Date names
+        std::string content_type;
+        std::string text;            // the head, through the last field before any extra
+    } last;
+    std::time_t second;
+    const std::string_view date = date_now(second);
+    if (last.second != second || last.status != status || last.content_length != content_length || last.keep_alive != keep_alive ||
+        last.chunked != chunked || last.content_type != content_type) {
+        last.status = status;
+        last.content_length = content_length;
+        last.keep_alive = keep_alive;
+        last.chunked = chunked;
+        last.content_type.assign(content_type);
+        last.second = second;
+        last.text.clear();
+        make_head(last.text, status, content_type, date, content_length, keep_alive, chunked);
+    }
+    out.append(last.text);
     for (const auto& [name, value] : extra) {
         if (!detail::is_token(name) || value.find_first_of(std::string_view{"\r\n\0", 3}) != std::string::npos) continue;
         out.append(name).append(": ").append(value).append("\r\n");
@@ -189,7 +209,10 @@ void write_head(std::string& out, int status, std::string_view content_type,
     out.append("\r\n");
 }
 
-std::string_view http_date_now() noexcept {
+namespace {
+
+// The Date for now, and the second it names.
+std::string_view date_now(std::time_t& second) noexcept {
     // Per thread, so cores never share the cache line; thread_local, so each core formats
     // at most once a second.
     thread_local std::time_t cached_second = -1;
@@ -200,7 +223,15 @@ std::string_view http_date_now() noexcept {
         format_date(now.tv_sec, cached);
         cached_second = now.tv_sec;
     }
+    second = cached_second;
     return {cached, date_length};
+}
+
+}  // namespace
+
+std::string_view http_date_now() noexcept {
+    std::time_t second;
+    return date_now(second);
 }
 
 std::string format_http_date(std::time_t t) {

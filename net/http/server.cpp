@@ -165,9 +165,22 @@ task<> connection::run() {
         }
         bool again = true;
         if (const routes::route* r = route()) {
-            if (r->k == routes::route::kind::plain) again = co_await answer_plain(*r);
-            else if (r->k == routes::route::kind::stream) again = co_await answer_stream(*r);
-            else again = co_await answer_websocket(*r);
+            if (r->k == routes::route::kind::plain) {
+                // Here rather than in a coroutine of its own: most requests come this way, and
+                // a frame per request is what the handler's own already costs.
+                request req = make_request();
+                std::optional<response> resp;
+                try {
+                    resp = co_await r->plain(req);
+                } catch (const std::exception& e) {
+                    log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+                }
+                answer(resp ? &*resp : nullptr);
+            } else if (r->k == routes::route::kind::stream) {
+                again = co_await answer_stream(*r);
+            } else {
+                again = co_await answer_websocket(*r);
+            }
         }
         reader_.consume(std::exchange(head_in_reader_, 0));
         answered_ = true;
@@ -223,36 +236,28 @@ const routes::route* connection::route() {
     return r;
 }
 
-task<bool> connection::answer_plain(const routes::route& r) {
+request connection::make_request() noexcept {
     request req;
     req.conn_ = this;
     req.head_ = &head_;
     req.params_ = params_;
-    std::optional<response> resp;
-    try {
-        resp = co_await r.plain(req);
-    } catch (const std::exception& e) {
-        log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
-    }
+    return req;
+}
+
+void connection::answer(const response* resp) {
     reader_.consume(std::exchange(body_pending_, 0));
     if (body_failure_) {  // the body was too big or malformed: that is the answer
         queue_error(body_failure_);
-        co_return true;
-    }
-    if (!resp) {
+    } else if (!resp) {  // the handler threw
         queue_error(500);
-        co_return true;
+    } else {
+        if (!body_done_) keep_alive_ = false;  // the handler left the body unread: only a close ends it
+        queue(*resp);
     }
-    if (!body_done_) keep_alive_ = false;  // the handler left the body unread: only a close ends it
-    queue(*resp);
-    co_return true;
 }
 
 task<bool> connection::answer_stream(const routes::route& r) {
-    request req;
-    req.conn_ = this;
-    req.head_ = &head_;
-    req.params_ = params_;
+    request req = make_request();
     response_stream out{*this};
     bool threw = false;
     try {
@@ -296,10 +301,7 @@ task<bool> connection::answer_websocket(const routes::route& r) {
     if (!sent) co_return false;
     // What follows the head may already be frames: the websocket reads on from this reader.
     reader_.consume(std::exchange(head_in_reader_, 0));
-    request req;
-    req.conn_ = this;
-    req.head_ = &head_;
-    req.params_ = params_;
+    request req = make_request();
     stream_.set_idle_timeout({});
     ws::websocket socket{stream_, reader_, ws::role::server, {.max_message = r.max_message}};
     try {
