@@ -32,10 +32,8 @@ enum direction : int { reading = 0, writing = 1 };
 // Lives in resolve()'s frame; c-ares's callbacks find it through their void* argument.
 struct query {
     struct watch {
-        int fd;
-        bool active[2] = {false, false};       // c-ares wants this direction watched
-        unsigned generation[2] = {0, 0};       // a pump of an older wish ends at once
-        coring::detail::task_context* pump[2] = {nullptr, nullptr};
+        int fd = -1;
+        readiness_wish wishes[2];  // c-ares's, per direction
     };
 
     ares_channel channel = nullptr;
@@ -55,7 +53,6 @@ struct query {
     // closes fd right after this returns: the waits must be gone and the fd forgotten first
     // (readiness.hpp's contract; on epoll the cancel unparks the wait at once).
     void want(int fd, bool read, bool write);
-    void set(watch& w, int d, bool on);
     task<> pump(int fd, int d, unsigned generation);
     task<> retries();
     void answer(int st, ares_addrinfo* info) noexcept;
@@ -65,47 +62,34 @@ void query::want(int fd, bool read, bool write) {
     watch* w = find(fd);
     if (!w) {
         if (!read && !write) return;
-        w = &watched.emplace_back(watch{fd});
+        w = &watched.emplace_back();
+        w->fd = fd;
     }
-    set(*w, reading, read);
-    set(*w, writing, write);
+    for (const int d : {reading, writing})
+        if (const unsigned generation = w->wishes[d].set(d == reading ? read : write))
+            tasks.spawn(pump(fd, d, generation));
     if (!read && !write) {
         core::current().io().forget_fd(fd);
         watched.erase(watched.begin() + (w - watched.data()));
     }
 }
 
-void query::set(watch& w, int d, bool on) {
-    if (w.active[d] == on) return;
-    w.active[d] = on;
-    if (on) {
-        tasks.spawn(pump(w.fd, d, ++w.generation[d]));
-        return;
-    }
-    // Off: the pump's wait ends (ECANCELED). A pump switching itself off from inside
-    // ares_process_fd sees `active` cleared when that call returns.
-    coring::detail::task_context* t = std::exchange(w.pump[d], nullptr);
-    if (t && t != core::current().current_task()) core::current().cancel_task(*t);
-}
-
 task<> query::pump(int fd, int d, unsigned generation) {
+    // By fd each time: `watched` may move when c-ares opens another socket.
     auto current = [&] {
         const watch* w = find(fd);
-        return !done && w && w->active[d] && w->generation[d] == generation;
+        return !done && w && w->wishes[d].current(generation);
     };
     if (!current()) co_return;
-    find(fd)->pump[d] = core::current().current_task();
+    find(fd)->wishes[d].enter();
     while (current()) {
-        // Two awaits, not a ?: inside one (g++ 12, docs/ARCHITECTURE.md "Compiler notes").
-        result<unsigned> ready = std::errc::bad_file_descriptor;
-        if (d == reading) ready = co_await wait_readable(fd);
-        else ready = co_await wait_writable(fd);
+        auto ready = co_await wait_ready(fd, d == writing);
         if (!ready || !current()) break;
         // c-ares reads (or writes) the socket itself; it may close it, or finish the query,
         // from inside this call.
         ares_process_fd(channel, d == reading ? fd : ARES_SOCKET_BAD, d == writing ? fd : ARES_SOCKET_BAD);
     }
-    if (watch* w = find(fd); w && w->generation[d] == generation) w->pump[d] = nullptr;
+    if (watch* w = find(fd)) w->wishes[d].leave(generation);
 }
 
 task<> query::retries() {
@@ -193,7 +177,7 @@ task<result<std::vector<address>>> resolve(std::string host, std::uint16_t port,
     q.done = true;
     q.finished.set();
     for (auto& w : q.watched)
-        for (int d : {reading, writing}) q.set(w, d, false);
+        for (auto& wish : w.wishes) (void)wish.set(false);
     co_await q.tasks.cancel_and_join();
     ares_destroy(q.channel);
     if (failed) co_return failed;

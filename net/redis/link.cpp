@@ -2,7 +2,6 @@
 
 #include <coring/dns.hpp>
 #include <coring/log.hpp>
-#include <coring/readiness.hpp>
 #include <coring/timer.hpp>
 
 #include <algorithm>
@@ -65,17 +64,8 @@ void link::start() { tasks_.spawn(connector()); }
 // ---- hiredis's hooks (ev.data and ac->data are this link) ----------------------------------
 
 void link::want(int d, bool on) noexcept {
-    pump_state& p = pumps_[d];
-    if (on == p.active) return;  // hiredis calls addRead after every read: idempotent
-    p.active = on;
-    if (on) {
-        tasks_.spawn(pump(d, ++p.generation, ac_));
-        return;
-    }
-    // Off: the pump's wait ends (ECANCELED) and the pump with it. A pump calling this from
-    // inside its own Handle call simply sees `active` cleared when that call returns.
-    coring::detail::task_context* t = std::exchange(p.task, nullptr);
-    if (t && t != core::current().current_task()) core::current().cancel_task(*t);
+    // A pump switched off from inside its own Handle call sees it when that call returns.
+    if (const unsigned generation = wishes_[d].set(on)) tasks_.spawn(pump(d, generation, ac_));
 }
 
 void link::on_cleanup() noexcept {
@@ -111,10 +101,10 @@ void link::on_connect(const redisAsyncContext* ac, int status) {
 // ---- tasks --------------------------------------------------------------------------------
 
 task<> link::pump(int d, unsigned generation, redisAsyncContext* ac) {
-    pump_state& p = pumps_[d];
-    auto current = [&] { return p.active && p.generation == generation && ac_ == ac; };
+    readiness_wish& wish = wishes_[d];
+    auto current = [&] { return wish.current(generation) && ac_ == ac; };
     if (!current()) co_return;  // switched off before it ever ran
-    p.task = core::current().current_task();
+    wish.enter();
     while (current()) {
         if (d == reading && reading_paused()) {  // the subscriber's queue is full: Redis holds the rest
             room_.reset();
@@ -122,22 +112,14 @@ task<> link::pump(int d, unsigned generation, redisAsyncContext* ac) {
             if (!room) break;
             continue;
         }
-        // Two awaits, not a ?: inside one (g++ 12, docs/ARCHITECTURE.md "Compiler notes").
-        result<unsigned> ready = std::errc::bad_file_descriptor;
-        if (d == reading) ready = co_await wait_readable(fd_);
-        else ready = co_await wait_writable(fd_);
+        auto ready = co_await wait_ready(fd_, d == writing);
         if (!ready || !current()) break;
         // POLLERR/POLLHUP included: hiredis's own read or write then meets the error and
         // disconnects (cleanup, then the context is freed inside this call).
         if (d == reading) redisAsyncHandleRead(ac);
         else redisAsyncHandleWrite(ac);
     }
-    if (p.generation == generation) {
-        // Ended while still wanted (a wait failed: the core is shutting down): the next
-        // addRead/addWrite starts a new pump.
-        p.task = nullptr;
-        p.active = false;
-    }
+    wish.leave(generation);
 }
 
 task<result<void>> link::settled() {

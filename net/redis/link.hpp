@@ -13,6 +13,7 @@
 // with_timeout in the connector, command timeouts are the awaiting op's deadline.
 #include "reply.hpp"
 
+#include <coring/readiness.hpp>
 #include <coring/redis/redis.hpp>
 #include <coring/sync.hpp>
 #include <coring/task_group.hpp>
@@ -109,11 +110,6 @@ protected:
 
 private:
     enum direction : int { reading = 0, writing = 1 };
-    struct pump_state {
-        bool active = false;                   // hiredis wants this direction
-        unsigned generation = 0;               // which pump is the current one
-        coring::detail::task_context* task = nullptr;  // the current pump, once it runs
-    };
     task<> connector();
     task<bool> connect_once();
     task<result<void>> settled();  // until the connect callback, or the context's end
@@ -128,7 +124,7 @@ private:
     bool failing_ = false;         // a failure was logged; the next success says so
     std::size_t attempt_ = 0;      // which of a name's addresses the next connect tries
     std::string last_error_;
-    pump_state pumps_[2];
+    readiness_wish wishes_[2];     // hiredis's, per direction
     event changed_;                // the connector's: connected, failed or dropped
     event up_event_;               // wait_connected's
     event room_{true};             // the reader's, while reading_paused()

@@ -27,6 +27,7 @@
 #include <coroutine>
 #include <cstdint>
 #include <poll.h>
+#include <utility>
 
 namespace coring {
 
@@ -63,6 +64,56 @@ template <class Rep, class Period>
 template <class Rep, class Period>
 [[nodiscard]] readiness_awaiter wait_writable(int fd, std::chrono::duration<Rep, Period> timeout) noexcept {
     return {fd, POLLOUT, detail::deadline_after(timeout)};
+}
+
+// One direction of a library's wish to hear about an fd (hiredis's addRead/delRead hooks,
+// c-ares's sock_state_cb), served by a pump task that waits (wait_ready) and calls the library
+// back for as long as the wish stands:
+//
+//   if (unsigned g = wish.set(on)) group.spawn(pump(g));       // from the library's hook
+//   task<> pump(unsigned g) {                                   // the pump
+//       wish.enter();
+//       while (wish.current(g)) { wait_ready(...), then the library's handler }
+//       wish.leave(g);
+//   }
+//
+// Switching it off cancels the pump's wait (ECANCELED ends it); a pump switched off from inside
+// its own callback sees it when the callback returns. Switching off and on again starts a new
+// pump under a new generation, and the old one ends at its next check.
+class readiness_wish {
+public:
+    // The generation a new pump must run under when this turns it on; 0 when none is needed.
+    unsigned set(bool on) noexcept {
+        if (on == active_) return 0;  // libraries repeat their wishes (hiredis: addRead after every read)
+        active_ = on;
+        if (on) return ++generation_;
+        detail::task_context* t = std::exchange(task_, nullptr);
+        core& here = core::current();
+        if (t && t != here.current_task()) here.cancel_task(*t);
+        return 0;
+    }
+    bool active() const noexcept { return active_; }
+    // Whether the pump of that generation is still the one wanted.
+    bool current(unsigned generation) const noexcept { return active_ && generation_ == generation; }
+    // The pump starts: its task is the one set(false) cancels.
+    void enter() noexcept { task_ = core::current().current_task(); }
+    // The pump ends. If it was still the wanted one (its wait failed: the core is stopping),
+    // the wish lapses, so that the library's next wish starts a new pump.
+    void leave(unsigned generation) noexcept {
+        if (generation_ != generation) return;
+        task_ = nullptr;
+        active_ = false;
+    }
+
+private:
+    bool active_ = false;
+    unsigned generation_ = 0;
+    detail::task_context* task_ = nullptr;
+};
+
+// Readable (write false) or writable (write true): the pump's one wait for either direction.
+[[nodiscard]] inline readiness_awaiter wait_ready(int fd, bool write) noexcept {
+    return {fd, static_cast<short>(write ? POLLOUT : POLLIN), 0};
 }
 
 // Call before closing a foreign fd that was waited on (see the contract above); on the core
