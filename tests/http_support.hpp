@@ -12,6 +12,7 @@
 #include <atomic>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -41,6 +42,13 @@ inline http::routes test_routes() {
         auto body = co_await req.body();
         co_return http::response::text(body ? *body : std::string{"failed"});
     }, {.max_body = 16});
+    // Handlers that never wait, as plain functions; and handlers that throw (500, then a close).
+    r.get("/sync/{id}", [](http::request& req) { return http::response::text("sync " + std::string{req.param("id")}); });
+    r.get("/sync-throws", [](http::request&) -> http::response { throw std::runtime_error("sync boom"); });
+    r.get("/throws", [](http::request&) -> task<http::response> {
+        throw std::runtime_error("boom");
+        co_return http::response::text("never");
+    });
     // A handler that never reads the body it was sent: the server must not read it as a request.
     r.post("/ignore", [](http::request&) -> task<http::response> { co_return http::response::text("ignored"); });
     r.stream("GET", "/stream", [](http::request&, http::response_stream& out) -> task<> {

@@ -131,6 +131,44 @@ TEST_CASE("http: bad requests get their status and a close", "[http]") {
     });
 }
 
+TEST_CASE("http: plain-function handlers answer like coroutines; one that throws gets 500 and a close", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        // Pipelined: two plain-function answers, a HEAD of one, then one that throws, on one connection.
+        const int fd = connect_blocking(port);
+        REQUIRE(fd >= 0);
+        fd_guard guard{fd};
+        REQUIRE(send_all(fd, "GET /sync/7 HTTP/1.1\r\nHost: x\r\n\r\nGET /sync/8 HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "HEAD /sync/9 HTTP/1.1\r\nHost: x\r\n\r\nGET /sync-throws HTTP/1.1\r\nHost: x\r\n\r\n"));
+        std::string pending;
+        for (const char* id : {"7", "8"}) {
+            const auto r = read_response(fd, pending);
+            CHECK(r.status == 200);
+            CHECK(r.body == std::string{"sync "} + id);
+            CHECK(r.keep_alive);
+        }
+        const auto head = read_response(fd, pending, true);
+        CHECK(head.status == 200);
+        CHECK(head.body.empty());
+        const auto thrown = read_response(fd, pending);
+        CHECK(thrown.status == 500);
+        CHECK_FALSE(thrown.keep_alive);
+        CHECK(closed_by_server(fd));
+        // A coroutine handler that throws: the same answer.
+        const int fd2 = connect_blocking(port);
+        REQUIRE(fd2 >= 0);
+        fd_guard guard2{fd2};
+        REQUIRE(send_all(fd2, "GET /throws HTTP/1.1\r\nHost: x\r\n\r\n"));
+        std::string pending2;
+        const auto r = read_response(fd2, pending2);
+        CHECK(r.status == 500);
+        CHECK_FALSE(r.keep_alive);
+        CHECK(closed_by_server(fd2));
+    });
+}
+
 TEST_CASE("http: HTTP/1.0 closes unless asked to keep alive; HEAD has no body", "[http]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
     if (skip_without(kind)) return;

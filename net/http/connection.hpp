@@ -18,9 +18,10 @@
 namespace coring::http {
 
 struct routes::route {
-    enum class kind : std::uint8_t { plain, stream, websocket };
+    enum class kind : std::uint8_t { plain, sync, stream, websocket };
     kind k = kind::plain;
     handler plain;
+    sync_handler immediate;
     stream_handler streamed;
     websocket_handler upgraded;
     std::size_t max_body = 0;     // 0: the server's

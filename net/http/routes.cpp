@@ -16,6 +16,15 @@ routes& routes::add(std::string_view method, std::string_view pattern, handler h
     return *this;
 }
 
+routes& routes::add(std::string_view method, std::string_view pattern, sync_handler h, route_options o) {
+    route r;
+    r.k = route::kind::sync;
+    r.immediate = std::move(h);
+    r.max_body = o.max_body;
+    table_->paths.add(method, pattern, std::move(r));
+    return *this;
+}
+
 routes& routes::stream(std::string_view method, std::string_view pattern, stream_handler h, route_options o) {
     route r;
     r.k = route::kind::stream;

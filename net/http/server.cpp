@@ -176,6 +176,15 @@ task<> connection::run() {
                     log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
                 }
                 answer(resp ? &*resp : nullptr);
+            } else if (r->k == routes::route::kind::sync) {
+                request req = make_request();
+                std::optional<response> resp;
+                try {
+                    resp = r->immediate(req);
+                } catch (const std::exception& e) {
+                    log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+                }
+                answer(resp ? &*resp : nullptr);
             } else if (r->k == routes::route::kind::stream) {
                 again = co_await answer_stream(*r);
             } else {

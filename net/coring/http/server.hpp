@@ -8,7 +8,8 @@
 //   });
 //   core.spawn(http::serve(std::move(listener), r));   // one listener per core (SO_REUSEPORT)
 //
-// A handler returns a whole response, or (stream) writes its body piece by piece through a
+// A handler returns a whole response (a coroutine, or a plain function when it never waits: no
+// frame per request then), or (stream) writes its body piece by piece through a
 // response_stream; a websocket route gets the upgraded connection. What the server does for
 // every route: keep-alive (HTTP/1.0 and 1.1 rules), HEAD, Expect: 100-continue, request bodies
 // by Content-Length or chunked, the limits and errors of RFC 9112 (400, 413, 431, 501, 505,
@@ -100,6 +101,9 @@ private:
 };
 
 using handler = std::function<task<response>(request&)>;
+// A handler that never waits (it reads no body, calls nothing that suspends): a plain function,
+// called without a coroutine frame of its own.
+using sync_handler = std::function<response(request&)>;
 using stream_handler = std::function<task<>(request&, response_stream&)>;
 using websocket_handler = std::function<task<>(request&, ws::websocket&)>;
 
@@ -117,7 +121,9 @@ public:
     // Patterns are paths whose segments may be {name}: "/users/{id}". An exact segment wins
     // over a {name} one. A path that matches with another method gets 405 and Allow.
     routes& add(std::string_view method, std::string_view pattern, handler h, route_options o = {});
+    routes& add(std::string_view method, std::string_view pattern, sync_handler h, route_options o = {});
     routes& get(std::string_view pattern, handler h, route_options o = {}) { return add("GET", pattern, std::move(h), o); }
+    routes& get(std::string_view pattern, sync_handler h, route_options o = {}) { return add("GET", pattern, std::move(h), o); }
     routes& post(std::string_view pattern, handler h, route_options o = {}) { return add("POST", pattern, std::move(h), o); }
     routes& stream(std::string_view method, std::string_view pattern, stream_handler h, route_options o = {});
     // GET with "Upgrade: websocket": the handshake is done before h runs; h owns the socket
