@@ -33,12 +33,17 @@ enum direction : int { reading = 0, writing = 1 };
 struct query {
     struct watch {
         int fd = -1;
+        // Which watch of this query: c-ares may close a socket and open another with the same
+        // number inside one ares_process_fd, and the old socket's pump must not take the new
+        // one's watch (its wish's generations start again) for its own.
+        unsigned serial = 0;
         readiness_wish wishes[2];  // c-ares's, per direction
     };
 
     ares_channel channel = nullptr;
     std::uint16_t port = 0;
     std::vector<watch> watched;  // c-ares opens at most one socket per server
+    unsigned watches_made = 0;
     task_group tasks;            // the pumps and the retry timer
     event finished;
     bool done = false;
@@ -53,7 +58,7 @@ struct query {
     // closes fd right after this returns: the waits must be gone and the fd forgotten first
     // (readiness.hpp's contract; on epoll the cancel unparks the wait at once).
     void want(int fd, bool read, bool write);
-    task<> pump(int fd, int d, unsigned generation);
+    task<> pump(int fd, unsigned serial, int d, unsigned generation);
     task<> retries();
     void answer(int st, ares_addrinfo* info) noexcept;
 };
@@ -64,24 +69,29 @@ void query::want(int fd, bool read, bool write) {
         if (!read && !write) return;
         w = &watched.emplace_back();
         w->fd = fd;
+        w->serial = ++watches_made;
     }
     for (const int d : {reading, writing})
         if (const unsigned generation = w->wishes[d].set(d == reading ? read : write))
-            tasks.spawn(pump(fd, d, generation));
+            tasks.spawn(pump(fd, w->serial, d, generation));
     if (!read && !write) {
         core::current().io().forget_fd(fd);
         watched.erase(watched.begin() + (w - watched.data()));
     }
 }
 
-task<> query::pump(int fd, int d, unsigned generation) {
+task<> query::pump(int fd, unsigned serial, int d, unsigned generation) {
     // By fd each time: `watched` may move when c-ares opens another socket.
+    auto mine = [&]() -> watch* {
+        watch* w = find(fd);
+        return w && w->serial == serial ? w : nullptr;
+    };
     auto current = [&] {
-        const watch* w = find(fd);
+        const watch* w = mine();
         return !done && w && w->wishes[d].current(generation);
     };
     if (!current()) co_return;
-    find(fd)->wishes[d].enter();
+    mine()->wishes[d].enter();
     while (current()) {
         auto ready = co_await wait_ready(fd, d == writing);
         if (!ready || !current()) break;
@@ -89,7 +99,7 @@ task<> query::pump(int fd, int d, unsigned generation) {
         // from inside this call.
         ares_process_fd(channel, d == reading ? fd : ARES_SOCKET_BAD, d == writing ? fd : ARES_SOCKET_BAD);
     }
-    if (watch* w = find(fd)) w->wishes[d].leave(generation);
+    if (watch* w = mine()) w->wishes[d].leave(generation);
 }
 
 task<> query::retries() {

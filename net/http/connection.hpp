@@ -73,6 +73,7 @@ private:
     request make_request() noexcept;
     // Queues a plain handler's response (null: it threw), or the error its body read met.
     void answer(const response* resp);
+    void answer_sync(const routes::route& r);
     // false: close the connection
     task<bool> answer_stream(const routes::route& r);
     task<bool> answer_websocket(const routes::route& r);

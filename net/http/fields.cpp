@@ -114,12 +114,13 @@ fields_result parse_fields(std::string_view rest, std::array<header, max_headers
     // (a bare CR or LF, a control byte, whitespace before the colon) ends the scan on a byte
     // the next check refuses.
     count = 0;
-    // Every scan below stops at a CR at the latest, so with the CRLF at the end in place no
-    // scan can run past it, and none needs a bounds check.
+    // Every scan below stops at a CR at the latest, so with a CRLF at the end no scan runs
+    // past it: only the start of each line needs a bounds check.
     if (rest.size() < 2 || rest.substr(rest.size() - 2) != "\r\n") return fields_result::bad_syntax;
     const char* p = rest.data();
     const char* const end = p + rest.size();
     for (;;) {
+        if (p == end) return fields_result::bad_syntax;  // no blank line
         if (*p == '\r') {  // the blank line: it must end the head
             return p[1] == '\n' && p + 2 == end ? fields_result::ok : fields_result::bad_syntax;
         }

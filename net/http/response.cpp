@@ -152,23 +152,14 @@ namespace {
 
 std::string_view date_now(std::time_t& second) noexcept;
 
-// The head write_head makes for these arguments, without extra fields.
-void make_head(std::string& out, int status, std::string_view content_type, std::string_view date,
-               std::optional<std::uint64_t> content_length, bool keep_alive, bool chunked) {
+// The start of a head: the status line, Server, Date and Content-Type, which a server repeats
+// in most of its responses within a second.
+void make_start(std::string& out, int status, std::string_view content_type, std::string_view date) {
     char number[24];
     out.append("HTTP/1.1 ");
     out.append(number, std::to_chars(number, number + sizeof(number), status).ptr);
     out.append(" ").append(reason_phrase(status)).append("\r\nServer: coring\r\nDate: ").append(date).append("\r\n");
     if (!content_type.empty()) out.append("Content-Type: ").append(content_type).append("\r\n");
-    const bool bodiless = status < 200 || status == 204;
-    if (!bodiless && content_length) {
-        out.append("Content-Length: ");
-        out.append(number, std::to_chars(number, number + sizeof(number), *content_length).ptr);
-        out.append("\r\n");
-    } else if (!bodiless && status != 304 && chunked) {
-        out.append("Transfer-Encoding: chunked\r\n");
-    }
-    out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
 }
 
 }  // namespace
@@ -176,32 +167,52 @@ void make_head(std::string& out, int status, std::string_view content_type, std:
 void write_head(std::string& out, int status, std::string_view content_type,
                 std::optional<std::uint64_t> content_length, bool keep_alive,
                 std::span<const std::pair<std::string, std::string>> extra, bool chunked) {
-    // A server answers most requests with the same head, and the Date in it changes once a
-    // second: the last head made is kept per thread (so per core) and appended in one piece
-    // while the same arguments come again.
+    // Most responses of a server within a second repeat their head. Per thread (so per core),
+    // the last head made is kept whole, and the start it was made from (status line, Server,
+    // Date, Content-Type) too, so that a new length or Connection costs only the tail. A key
+    // is set only once what it names is complete: a throw midway leaves nothing half-made.
     thread_local struct {
         int status = 0;
+        std::time_t second = -1;  // of the start's Date; -1: no start
+        std::string content_type;
+        std::string start;
+        bool whole_valid = false;
         std::optional<std::uint64_t> content_length;
         bool keep_alive = false;
         bool chunked = false;
-        std::time_t second = -1;     // the second its Date names
-        std::string content_type;
-        std::string text;            // the head, through the last field before any extra
+        std::string whole;        // start, then the framing and Connection fields
     } last;
     std::time_t second;
     const std::string_view date = date_now(second);
-    if (last.second != second || last.status != status || last.content_length != content_length || last.keep_alive != keep_alive ||
-        last.chunked != chunked || last.content_type != content_type) {
+    if (last.second != second || last.status != status || last.content_type != content_type) {
+        last.second = -1;
+        last.whole_valid = false;
         last.status = status;
+        last.content_type.assign(content_type);
+        last.start.clear();
+        make_start(last.start, status, content_type, date);
+        last.second = second;
+    }
+    if (!last.whole_valid || last.content_length != content_length || last.keep_alive != keep_alive ||
+        last.chunked != chunked) {
+        last.whole_valid = false;
+        last.whole = last.start;
+        const bool bodiless = status < 200 || status == 204;
+        if (!bodiless && content_length) {
+            char number[24];
+            last.whole.append("Content-Length: ");
+            last.whole.append(number, std::to_chars(number, number + sizeof(number), *content_length).ptr);
+            last.whole.append("\r\n");
+        } else if (!bodiless && status != 304 && chunked) {
+            last.whole.append("Transfer-Encoding: chunked\r\n");
+        }
+        last.whole.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
         last.content_length = content_length;
         last.keep_alive = keep_alive;
         last.chunked = chunked;
-        last.content_type.assign(content_type);
-        last.second = second;
-        last.text.clear();
-        make_head(last.text, status, content_type, date, content_length, keep_alive, chunked);
+        last.whole_valid = true;
     }
-    out.append(last.text);
+    out.append(last.whole);
     for (const auto& [name, value] : extra) {
         if (!detail::is_token(name) || value.find_first_of(std::string_view{"\r\n\0", 3}) != std::string::npos) continue;
         out.append(name).append(": ").append(value).append("\r\n");

@@ -177,14 +177,7 @@ task<> connection::run() {
                 }
                 answer(resp ? &*resp : nullptr);
             } else if (r->k == routes::route::kind::sync) {
-                request req = make_request();
-                std::optional<response> resp;
-                try {
-                    resp = r->immediate(req);
-                } catch (const std::exception& e) {
-                    log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
-                }
-                answer(resp ? &*resp : nullptr);
+                answer_sync(*r);  // a plain function: its request and response stay off this frame
             } else if (r->k == routes::route::kind::stream) {
                 again = co_await answer_stream(*r);
             } else {
@@ -251,6 +244,17 @@ request connection::make_request() noexcept {
     req.head_ = &head_;
     req.params_ = params_;
     return req;
+}
+
+void connection::answer_sync(const routes::route& r) {
+    request req = make_request();
+    std::optional<response> resp;
+    try {
+        resp = r.immediate(req);
+    } catch (const std::exception& e) {
+        log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+    }
+    answer(resp ? &*resp : nullptr);
 }
 
 void connection::answer(const response* resp) {

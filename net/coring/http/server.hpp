@@ -125,6 +125,7 @@ public:
     routes& get(std::string_view pattern, handler h, route_options o = {}) { return add("GET", pattern, std::move(h), o); }
     routes& get(std::string_view pattern, sync_handler h, route_options o = {}) { return add("GET", pattern, std::move(h), o); }
     routes& post(std::string_view pattern, handler h, route_options o = {}) { return add("POST", pattern, std::move(h), o); }
+    routes& post(std::string_view pattern, sync_handler h, route_options o = {}) { return add("POST", pattern, std::move(h), o); }
     routes& stream(std::string_view method, std::string_view pattern, stream_handler h, route_options o = {});
     // GET with "Upgrade: websocket": the handshake is done before h runs; h owns the socket
     // until it returns. A plain GET there gets 426 Upgrade Required.
