@@ -16,10 +16,11 @@ namespace {
 
 // A UDP DNS server on 127.0.0.1 (a port of its own), in a thread: "svc.coring.test" has the A
 // record 127.0.0.2, every other name does not exist; AAAA queries get no data. `silent` drops
-// every query instead. Ends with the object.
+// every query instead; `refused` answers every one REFUSED. Ends with the object.
+enum class behaviour { answer, silent, refused };
 class dns_server {
 public:
-    explicit dns_server(bool silent = false) : silent_{silent} {
+    explicit dns_server(behaviour b = behaviour::answer) : silent_{b == behaviour::silent}, refused_{b == behaviour::refused} {
         fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         REQUIRE(fd_ >= 0);
         sockaddr_in a{};
@@ -64,10 +65,10 @@ private:
             if (question_end > static_cast<std::size_t>(n)) continue;
             const int qtype = (q[at + 1] << 8) | q[at + 2];
             const bool known = name == "svc.coring.test";
-            const bool answer = known && qtype == 1;
+            const bool answer = known && qtype == 1 && !refused_;
             std::string r(reinterpret_cast<const char*>(q), question_end);
             r[2] = static_cast<char>(0x81);               // QR, RD
-            r[3] = static_cast<char>(known ? 0x80 : 0x83);  // RA; NXDOMAIN for the unknown
+            r[3] = static_cast<char>(refused_ ? 0x85 : known ? 0x80 : 0x83);  // RA; REFUSED, or NXDOMAIN for the unknown
             r[6] = 0;
             r[7] = answer ? 1 : 0;  // ANCOUNT
             r[8] = r[9] = r[10] = r[11] = 0;
@@ -80,6 +81,7 @@ private:
     }
 
     bool silent_;
+    bool refused_;
     int fd_ = -1;
     std::uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
@@ -140,7 +142,7 @@ TEST_CASE("dns: a server that never answers: the call ends at its timeout, nothi
     const auto kind = GENERATE(BOTH_BACKENDS);
     if (skip_without(kind)) return;
     INFO(to_string(kind));
-    dns_server server{/*silent=*/true};
+    dns_server server{behaviour::silent};
     test_core c{kind};
     c.run_for(1s, []() -> task<> { co_return; }());  // the core's own op (its doorbell) is armed
     const std::size_t baseline = c->io().in_flight();
@@ -162,4 +164,26 @@ TEST_CASE("dns: a server that never answers: the call ends at its timeout, nothi
     auto tried = c.run_for(20s, dns::resolve("svc.coring.test", 80, patient));
     REQUIRE_FALSE(tried);
     CHECK(tried.error().message() == "Timeout while contacting DNS servers");
+}
+
+TEST_CASE("dns: a server that refuses: c-ares moves on to the next, and the answer comes from there", "[dns]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    dns_server refusing{behaviour::refused};
+    dns_server good;
+    test_core c{kind};
+    c.run_for(1s, []() -> task<> { co_return; }());  // the core's own op (its doorbell) is armed
+    const std::size_t baseline = c->io().in_flight();
+    dns::options opts;
+    opts.servers = refusing.servers() + "," + good.servers();
+    for (int round = 0; round < 3; ++round) {  // sockets opened and closed again, numbers reused
+        auto found = c.run_for(10s, dns::resolve("svc.coring.test", 6379, opts));
+        INFO(found.error().message());
+        REQUIRE(found);
+        CHECK(texts(*found) == std::vector<std::string>{"127.0.0.2:6379"});
+    }
+    CHECK(refusing.queries() >= 3);
+    CHECK(good.queries() >= 3);
+    CHECK(c->io().in_flight() == baseline);
 }
