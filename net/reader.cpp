@@ -45,14 +45,12 @@ bool buffered_reader::append_to_spill(std::span<const std::byte> bytes) noexcept
     return true;
 }
 
-task<result<std::size_t>> buffered_reader::fill() {
-    if (ended_) co_return std::size_t{0};
-    auto next = co_await stream_->recv_lease();
-    if (!next) co_return next.error();
+result<std::size_t> buffered_reader::took(result<buffer_lease> next) noexcept {
+    if (!next) return next.error();
     const std::size_t n = next->size();
     if (n == 0) {
         ended_ = true;
-        co_return std::size_t{0};
+        return std::size_t{0};
     }
     if (buffered() == 0) {  // nothing pending: the new bytes are parsed where they are
         spill_pos_ = spill_used_ = 0;
@@ -62,17 +60,17 @@ task<result<std::size_t>> buffered_reader::fill() {
         }
         lease_ = std::move(*next);
         lease_pos_ = 0;
-        co_return n;
+        return n;
     }
     // A message straddles two receives: its bytes are copied together into the spill.
     if (spill_used_ == spill_pos_) {
         spill_pos_ = spill_used_ = 0;
-        if (!append_to_spill(peek())) co_return std::errc::message_size;
+        if (!append_to_spill(peek())) return std::errc::message_size;
         lease_.reset();
         lease_pos_ = 0;
     }
-    if (!append_to_spill(next->data())) co_return std::errc::message_size;
-    co_return n;
+    if (!append_to_spill(next->data())) return std::errc::message_size;
+    return n;
 }
 
 task<result<std::span<const std::byte>>> buffered_reader::read_until(std::string_view delim, std::size_t max) {

@@ -295,46 +295,6 @@ void session::client(const args_view& args) {
     }
 }
 
-// Reads and runs commands until the peer quits or goes away, or sends a malformed one (then
-// the error is the last reply, as redis-server does).
-task<> read_commands(buffered_reader& in, session& s, pubsub::connection& conn, const pubsub_options& opts) {
-    resp::limits lim;
-    lim.max_bulk = std::min(lim.max_bulk, opts.max_message);
-    args_view args;
-    std::string scratch;
-    std::size_t needed = 0;  // a command known to need this many bytes: no parse before
-    for (;;) {
-        if (needed <= in.buffered()) {
-            const resp::parsed p = resp::parse_command(in.peek_text(), args, scratch, lim);
-            if (p.status == resp::parse_status::error) {
-                conn.reply_with([&](std::string& out) { resp::append_error(out, p.error); });
-                co_return;
-            }
-            if (p.status == resp::parse_status::complete) {
-                needed = 0;
-                bool go_on = true;
-                if (args.empty()) go_on = true;
-                else if (session::waits(args[0])) go_on = co_await s.execute(args);
-                else go_on = s.run(args);
-                in.consume(p.consumed);
-                if (!go_on) co_return;
-                if (conn.crowded()) {  // a client that does not read its replies waits here
-                    auto room = co_await conn.room();
-                    if (!room) co_return;
-                }
-                continue;
-            }
-            needed = p.needed;
-        }
-        auto got = co_await in.fill();
-        if (!got && got.error() == std::errc::message_size) {
-            conn.reply("-ERR Protocol error: command bigger than --max-message\r\n");
-            co_return;
-        }
-        if (!got || *got == 0) co_return;  // gone, reset, cut or stopping
-    }
-}
-
 }  // namespace
 
 task<> resp_session(tcp_stream stream, pubsub::hub& hub, const pubsub_options& opts, std::uint64_t id) {
@@ -342,10 +302,47 @@ task<> resp_session(tcp_stream stream, pubsub::hub& hub, const pubsub_options& o
     task_group writer;
     writer.spawn(conn.write_loop());
     {
+        // Reads and runs commands until the peer quits or goes away, or sends a malformed one
+        // (then the error is the last reply, as redis-server does). Here, not in a coroutine of
+        // its own: an idle subscriber waits in this frame, and a second one would cost its bytes.
         // A command must fit whole: the largest message plus its framing.
         buffered_reader in{stream, opts.max_message + 64 * 1024};
         session s{conn, hub, id};
-        co_await read_commands(in, s, conn, opts);
+        resp::limits lim;
+        lim.max_bulk = std::min(lim.max_bulk, opts.max_message);
+        args_view args;
+        std::string scratch;
+        std::size_t needed = 0;  // a command known to need this many bytes: no parse before
+        for (;;) {
+            if (needed <= in.buffered()) {
+                const resp::parsed p = resp::parse_command(in.peek_text(), args, scratch, lim);
+                if (p.status == resp::parse_status::error) {
+                    conn.reply_with([&](std::string& out) { resp::append_error(out, p.error); });
+                    break;
+                }
+                if (p.status == resp::parse_status::complete) {
+                    needed = 0;
+                    bool go_on = true;
+                    if (args.empty()) go_on = true;
+                    else if (session::waits(args[0])) go_on = co_await s.execute(args);
+                    else go_on = s.run(args);
+                    in.consume(p.consumed);
+                    if (!go_on) break;
+                    if (conn.crowded()) {  // a client that does not read its replies waits here
+                        auto room = co_await conn.room();
+                        if (!room) break;
+                    }
+                    continue;
+                }
+                needed = p.needed;
+            }
+            auto got = co_await in.fill();
+            if (!got && got.error() == std::errc::message_size) {
+                conn.reply("-ERR Protocol error: command bigger than --max-message\r\n");
+                break;
+            }
+            if (!got || *got == 0) break;  // gone, reset, cut or stopping
+        }
     }
     conn.close_output();  // what is queued still goes out (QUIT's +OK, a protocol error)
     co_await writer.join();

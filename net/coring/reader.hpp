@@ -17,6 +17,7 @@
 #include <coring/task.hpp>
 #include <coring/tcp.hpp>
 
+#include <coroutine>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -53,8 +54,23 @@ public:
     // Waits for the next received bytes and appends them to what peek() shows. Returns how many
     // arrived; 0 at the end of the stream. Errors: the stream's (connection_reset, timed_out from
     // its idle timeout, operation_canceled), or message_size when the bytes not consumed would
-    // pass spill_limit.
-    [[nodiscard]] task<result<std::size_t>> fill();
+    // pass spill_limit. An awaiter, not a task: a connection waiting for its next message holds
+    // no coroutine frame for the wait (await it in the same expression, or with with_timeout).
+    class fill_awaiter {
+    public:
+        explicit fill_awaiter(buffered_reader& r) : reader_{&r}, lease_{r.stream_->recv_lease()} {}
+        bool await_ready() noexcept { return reader_->ended_ || lease_.await_ready(); }
+        void await_suspend(std::coroutine_handle<> h) noexcept { lease_.await_suspend(h); }
+        result<std::size_t> await_resume() noexcept {
+            if (reader_->ended_) return std::size_t{0};
+            return reader_->took(lease_.await_resume());
+        }
+
+    private:
+        buffered_reader* reader_;
+        tcp_stream::recv_lease_awaiter lease_;
+    };
+    [[nodiscard]] fill_awaiter fill() { return fill_awaiter{*this}; }
 
     // The bytes up to and including the first `delim`, as a view into peek() (consume it when
     // done). Errors: message_size when `max` bytes came without it (the delimiter would be
@@ -67,6 +83,7 @@ public:
 
 private:
     bool append_to_spill(std::span<const std::byte> bytes) noexcept;
+    result<std::size_t> took(result<buffer_lease> next) noexcept;  // fill's work once bytes came
 
     tcp_stream* stream_;
     buffer_lease lease_;           // the receive whose bytes peek() shows (unless they are spilled)
