@@ -3,6 +3,9 @@
 
 #include <array>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace coring::http {
 namespace {
@@ -81,17 +84,28 @@ std::string_view find_header(std::span<const header> headers, std::string_view n
 }
 
 std::size_t find_head_end(std::string_view bytes) noexcept {
-    // memchr finds each LF at memory speed; a head ends at the first LF that closes "\r\n\r\n".
+    // A head ends at the first LF that closes "\r\n\r\n". LFs are found 16 bytes at a time
+    // (SSE2: a compare and a mask), then the three bytes before each are checked; the tail, or
+    // everything on a machine without SSE2, one byte at a time.
     const char* const begin = bytes.data();
-    const char* const end = begin + bytes.size();
-    const char* p = begin;
-    while (p < end) {
-        const auto* lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-        if (lf == nullptr) return 0;
-        if (lf - begin >= 3 && lf[-1] == '\r' && lf[-2] == '\n' && lf[-3] == '\r')
-            return static_cast<std::size_t>(lf - begin) + 1;
-        p = lf + 1;
+    const std::size_t size = bytes.size();
+    const auto closes_head = [begin](std::size_t lf) {
+        return lf >= 3 && begin[lf - 1] == '\r' && begin[lf - 2] == '\n' && begin[lf - 3] == '\r';
+    };
+    std::size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i newline = _mm_set1_epi8('\n');
+    for (; i + 16 <= size; i += 16) {
+        const __m128i chunk = _mm_loadu_si128(reinterpret_cast<const __m128i*>(begin + i));
+        for (auto mask = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(chunk, newline))); mask != 0;
+             mask &= mask - 1) {
+            const std::size_t lf = i + static_cast<std::size_t>(__builtin_ctz(mask));
+            if (closes_head(lf)) return lf + 1;
+        }
     }
+#endif
+    for (; i < size; ++i)
+        if (begin[i] == '\n' && closes_head(i)) return i + 1;
     return 0;
 }
 

@@ -8,12 +8,16 @@ routes::~routes() = default;
 routes::routes(routes&&) noexcept = default;
 routes& routes::operator=(routes&&) noexcept = default;
 
+routes& routes::put(std::string_view method, std::string_view pattern, route r) {
+    table_->paths.add(method, pattern, std::move(r));
+    return *this;
+}
+
 routes& routes::add(std::string_view method, std::string_view pattern, handler h, route_options o) {
     route r;
     r.plain = std::move(h);
     r.max_body = o.max_body;
-    table_->paths.add(method, pattern, std::move(r));
-    return *this;
+    return put(method, pattern, std::move(r));
 }
 
 routes& routes::add(std::string_view method, std::string_view pattern, sync_handler h, route_options o) {
@@ -21,8 +25,7 @@ routes& routes::add(std::string_view method, std::string_view pattern, sync_hand
     r.k = route::kind::sync;
     r.immediate = std::move(h);
     r.max_body = o.max_body;
-    table_->paths.add(method, pattern, std::move(r));
-    return *this;
+    return put(method, pattern, std::move(r));
 }
 
 routes& routes::stream(std::string_view method, std::string_view pattern, stream_handler h, route_options o) {
@@ -30,8 +33,7 @@ routes& routes::stream(std::string_view method, std::string_view pattern, stream
     r.k = route::kind::stream;
     r.streamed = std::move(h);
     r.max_body = o.max_body;
-    table_->paths.add(method, pattern, std::move(r));
-    return *this;
+    return put(method, pattern, std::move(r));
 }
 
 routes& routes::websocket(std::string_view pattern, websocket_handler h, std::size_t max_message) {
@@ -39,8 +41,7 @@ routes& routes::websocket(std::string_view pattern, websocket_handler h, std::si
     r.k = route::kind::websocket;
     r.upgraded = std::move(h);
     r.max_message = max_message;
-    table_->paths.add("GET", pattern, std::move(r));
-    return *this;
+    return put("GET", pattern, std::move(r));
 }
 
 routes& routes::fallback(stream_handler h) {

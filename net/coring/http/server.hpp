@@ -138,6 +138,7 @@ public:
 
 private:
     friend class connection;
+    routes& put(std::string_view method, std::string_view pattern, route r);
     std::unique_ptr<table> table_;
 };
 
