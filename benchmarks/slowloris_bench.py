@@ -28,8 +28,8 @@ import http_bench
 from benchlib import end, end_all, fmt, ports, spawn, summary_row, write_results
 
 PARTIAL_HEAD = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
-KEYS = ("p99_alone_us", "p99_loris_us", "ratio", "rps_alone", "rps_loris", "got_408", "closed_quietly", "still_open",
-        "last_end_s")
+KEYS = ("p99_alone_us", "p99_loris_us", "rps_alone", "rps_loris", "opened", "connect_failed", "got_408",
+        "closed_quietly", "wrong", "still_open", "last_end_s")
 
 
 def client(port, count, trickle_ms, wait_s):
@@ -40,6 +40,7 @@ def client(port, count, trickle_ms, wait_s):
     socks, failed = [], 0
     for _ in range(count):
         s = socket.socket()
+        s.settimeout(5)
         try:
             s.connect(("127.0.0.1", port))
             s.sendall(PARTIAL_HEAD)
@@ -53,7 +54,7 @@ def client(port, count, trickle_ms, wait_s):
     live = {s.fileno(): s for s in socks}
     said = {fd: b"" for fd in live}
     got_408 = quiet = wrong = 0
-    last_end = 0.0
+    last_end = -1.0  # none ended
     groups = 10
     next_trickle = [opened + trickle_ms / 1000 * (g + 1) / groups for g in range(groups)]
     deadline = opened + wait_s
@@ -129,12 +130,13 @@ def run_once(build, server, args, tmp, port_pool):
             end(loris)
         end(proc)
     outcome = dict(zip(done[1::2], done[2::2])) if done and done[0] == "done" else {}
+    last_end = float(outcome.get("last_end", -1))
     return {"p99_alone_us": alone["p99_us"], "p99_loris_us": crowded["p99_us"],
             "rps_alone": alone["req_per_sec"], "rps_loris": crowded["req_per_sec"],
-            "ratio": crowded["p99_us"] / alone["p99_us"] if alone["p99_us"] and crowded["p99_us"] else None,
-            "opened": int(first[1]), "got_408": int(outcome.get("408", 0)), "closed_quietly": int(outcome.get("quiet", 0)),
-            "still_open": int(outcome.get("open", 0)), "wrong": int(outcome.get("wrong", 0)),
-            "last_end_s": float(outcome.get("last_end", 0)), "errors": (alone["errors"] or 0) + (crowded["errors"] or 0),
+            "opened": int(first[1]), "connect_failed": int(first[3]), "got_408": int(outcome.get("408", 0)),
+            "closed_quietly": int(outcome.get("quiet", 0)), "wrong": int(outcome.get("wrong", 0)),
+            "still_open": int(outcome.get("open", 0)), "last_end_s": last_end if last_end >= 0 else None,
+            "errors": (alone["errors"] or 0) + (crowded["errors"] or 0),
             "note": "; ".join(n for n in (alone["note"], crowded["note"]) if n)}
 
 
@@ -187,33 +189,40 @@ def main():
                     r = dict.fromkeys(KEYS) | {"errors": None, "note": str(e)}
                 samples[server].append(r)
                 done += 1
+                ratio = r["p99_loris_us"] / r["p99_alone_us"] if r["p99_alone_us"] and r["p99_loris_us"] else None
                 print(f"slowloris_bench: [{done}/{runs}] {server}: wrk p99 {fmt(r['p99_alone_us'])} us alone, "
-                      f"{fmt(r['p99_loris_us'])} us with slowloris (x{fmt(r['ratio'], 2)}); slowloris "
+                      f"{fmt(r['p99_loris_us'])} us with slowloris (x{fmt(ratio, 2)}); slowloris "
                       f"{fmt(r['got_408'])} got 408, {fmt(r['closed_quietly'])} closed quietly, "
                       f"{fmt(r['still_open'])} still open, last end {fmt(r['last_end_s'], 1)} s"
                       f"{', ' + r['note'] if r['note'] else ''} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
         for server in servers:
-            rows.append(summary_row({"server": server}, samples[server], KEYS))
+            row = summary_row({"server": server}, samples[server], KEYS)
+            # The ratio of the medians printed beside it (not a median of per-run ratios).
+            row["ratio"] = (row["p99_loris_us"] / row["p99_alone_us"]
+                            if row["p99_alone_us"] and row["p99_loris_us"] else None)
+            rows.append(row)
     finally:
         end_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
     header = (f"{'server':<13} {'p99 alone us':>12} {'p99 w/ loris':>12} {'ratio':>6} {'req/s alone':>11} "
-              f"{'req/s loris':>11} {'408':>5} {'closed':>6} {'open':>5} {'last end s':>10}")
+              f"{'req/s loris':>11} {'opened':>6} {'408':>5} {'closed':>6} {'wrong':>5} {'open':>5} {'last end s':>10}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['server']:<13} {fmt(r['p99_alone_us']):>12} {fmt(r['p99_loris_us']):>12} {fmt(r['ratio'], 2):>6} "
-              f"{fmt(r['rps_alone']):>11} {fmt(r['rps_loris']):>11} {fmt(r['got_408']):>5} {fmt(r['closed_quietly']):>6} "
-              f"{fmt(r['still_open']):>5} {fmt(r['last_end_s'], 1):>10}{'  ' + r['notes'] if r['notes'] else ''}")
-    print(f"medians of {args.reps}; ratio = p99 with slowloris / p99 alone (the issue's target: <= 2); 408, closed, "
-          f"open: of the {args.loris} slowloris connections, after up to {args.loris_wait} s")
+              f"{fmt(r['rps_alone']):>11} {fmt(r['rps_loris']):>11} {fmt(r['opened']):>6} {fmt(r['got_408']):>5} "
+              f"{fmt(r['closed_quietly']):>6} {fmt(r['wrong']):>5} {fmt(r['still_open']):>5} {fmt(r['last_end_s'], 1):>10}"
+              f"{'  ' + r['notes'] if r['notes'] else ''}")
+    print(f"medians of {args.reps}; ratio = the median p99 with slowloris / the median p99 alone (the issue's target: "
+          f"<= 2); opened, 408, closed (without a word), wrong (another answer), open: of the {args.loris} slowloris "
+          f"connections, after up to {args.loris_wait} s; last end '-': none ended")
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M"),
                "conns": args.conns, "loris": args.loris, "trickle_ms": args.trickle, "reps": args.reps,
                "server_cpu": args.server_cpu, "load_cpu": args.load_cpu}
     write_results(args.out, "slowloris", rows, machine)
     print(f"slowloris_bench: wrote {args.out}/slowloris.csv and slowloris.json", file=sys.stderr)
-    return 1 if any(r["errors"] or r["p99_loris_us"] is None for r in rows) else 0
+    return 1 if any(r["errors"] or r["p99_loris_us"] is None or r["wrong"] for r in rows) else 0
 
 
 if __name__ == "__main__":
