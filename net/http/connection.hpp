@@ -8,6 +8,7 @@
 #include <coring/http/router.hpp>
 
 #include <cstddef>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string>
@@ -71,6 +72,7 @@ private:
     // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
     const routes::route* route();
     request make_request() noexcept;
+    void handler_threw(const std::exception& e) const;  // logs it; the answer is the caller's
     // Queues a plain handler's response (null: it threw), or the error its body read met.
     void answer(const response* resp);
     void answer_sync(const routes::route& r);

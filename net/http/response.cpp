@@ -150,7 +150,21 @@ std::string_view reason_phrase(int status) noexcept {
 
 namespace {
 
-std::string_view date_now(std::time_t& second) noexcept;
+// The Date for now, and the second it names.
+std::string_view date_now(std::time_t& second) noexcept {
+    // Per thread, so cores never share the cache line; thread_local, so each core formats
+    // at most once a second.
+    thread_local std::time_t cached_second = -1;
+    thread_local char cached[date_length];
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &now);
+    if (now.tv_sec != cached_second) {
+        format_date(now.tv_sec, cached);
+        cached_second = now.tv_sec;
+    }
+    second = cached_second;
+    return {cached, date_length};
+}
 
 // The start of a head: the status line, Server, Date and Content-Type, which a server repeats
 // in most of its responses within a second.
@@ -219,26 +233,6 @@ void write_head(std::string& out, int status, std::string_view content_type,
     }
     out.append("\r\n");
 }
-
-namespace {
-
-// The Date for now, and the second it names.
-std::string_view date_now(std::time_t& second) noexcept {
-    // Per thread, so cores never share the cache line; thread_local, so each core formats
-    // at most once a second.
-    thread_local std::time_t cached_second = -1;
-    thread_local char cached[date_length];
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME_COARSE, &now);
-    if (now.tv_sec != cached_second) {
-        format_date(now.tv_sec, cached);
-        cached_second = now.tv_sec;
-    }
-    second = cached_second;
-    return {cached, date_length};
-}
-
-}  // namespace
 
 std::string_view http_date_now() noexcept {
     std::time_t second;

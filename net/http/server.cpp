@@ -173,7 +173,7 @@ task<> connection::run() {
                 try {
                     resp = co_await r->plain(req);
                 } catch (const std::exception& e) {
-                    log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+                    handler_threw(e);
                 }
                 answer(resp ? &*resp : nullptr);
             } else if (r->k == routes::route::kind::sync) {
@@ -238,6 +238,10 @@ const routes::route* connection::route() {
     return r;
 }
 
+void connection::handler_threw(const std::exception& e) const {
+    log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+}
+
 request connection::make_request() noexcept {
     request req;
     req.conn_ = this;
@@ -252,7 +256,7 @@ void connection::answer_sync(const routes::route& r) {
     try {
         resp = r.immediate(req);
     } catch (const std::exception& e) {
-        log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+        handler_threw(e);
     }
     answer(resp ? &*resp : nullptr);
 }
@@ -277,7 +281,7 @@ task<bool> connection::answer_stream(const routes::route& r) {
         co_await r.streamed(req, out);
     } catch (const std::exception& e) {
         threw = true;
-        log("http: handler for {} {} threw: {}", head_.method, head_.path, e.what());
+        handler_threw(e);
     }
     reader_.consume(std::exchange(body_pending_, 0));
     if (!out.started_) {
