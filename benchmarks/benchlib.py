@@ -167,3 +167,13 @@ def line_plot(data, png, title, xlabel, ylabel, series):
     if r.returncode != 0:
         print(f"gnuplot failed: {r.stderr.strip()}", file=sys.stderr)
     return r.returncode == 0
+
+
+def run_main(main, name):
+    """A runner's entry point: SIGTERM unwinds like Ctrl-C, through main's cleanup (end_all in
+    its finally), which ends every process it started; the exit status is main's."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(f"{name}: interrupted; every process it started has been stopped")

@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 import time
 
 from benchlib import (cpu_seconds, end, end_all, fmt, line_plot, ports, series_by_conns, spawn, summary_row,
-                      window_cpu, write_results)
+                      run_main, window_cpu, write_results)
 
 SERVERS = ["coring-uring", "coring-epoll", "nginx", "raw-uring-http"]
 DRIVERS = ["wrk", "coring-load"]
@@ -410,9 +409,4 @@ def main():
 
 
 if __name__ == "__main__":
-    # SIGTERM unwinds like Ctrl-C, through main's cleanup, which ends every process we started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit("http_bench: interrupted; every process it started has been stopped")
+    run_main(main, "http_bench")

@@ -18,14 +18,13 @@ import json
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import end, end_all, fmt, line_plot, ports, spawn, summary_row, window_cpu, write_results
+from benchlib import end, end_all, fmt, line_plot, ports, spawn, summary_row, window_cpu, write_results, run_main
 
 SERVERS = ["coring-uring", "coring-epoll", "coring-2cores", "redis", "nats"]
 # What a server may hold for one subscriber before cutting it: far more than a run queues, so
@@ -292,9 +291,4 @@ def main():
 
 
 if __name__ == "__main__":
-    # SIGTERM unwinds like Ctrl-C, through main's cleanup, which ends every process we started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit("pubsub_bench: interrupted; every process it started has been stopped")
+    run_main(main, "pubsub_bench")

@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 
-from benchlib import cpu_seconds, end, end_all, fmt, line_plot, ports, spawn, write_results
+from benchlib import cpu_seconds, end, end_all, fmt, line_plot, ports, spawn, write_results, run_main
 from ladder import children, fd_hard_limit, mappings, meminfo_kib, pool_resident, rss_anon_kib
 
 CHANNELS = 1000
@@ -388,9 +388,4 @@ def main():
 
 
 if __name__ == "__main__":
-    # SIGTERM unwinds like Ctrl-C, through main's cleanup, which ends every process we started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit("pubsub-ladder: interrupted; every process it started has been stopped")
+    run_main(main, "pubsub-ladder")

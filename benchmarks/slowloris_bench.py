@@ -25,7 +25,7 @@ import time
 import shutil
 
 import http_bench
-from benchlib import end, end_all, fmt, ports, spawn, summary_row, write_results
+from benchlib import end, end_all, fmt, ports, spawn, summary_row, write_results, run_main
 
 PARTIAL_HEAD = b"GET /plaintext HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 KEYS = ("p99_alone_us", "p99_loris_us", "rps_alone", "rps_loris", "opened", "connect_failed", "got_408",
@@ -226,9 +226,4 @@ def main():
 
 
 if __name__ == "__main__":
-    import signal
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit("slowloris_bench: interrupted; every process it started has been stopped")
+    run_main(main, "slowloris_bench")
