@@ -96,9 +96,10 @@ epoll_backend::fd_state& epoll_backend::state_of(int fd) {
     return fds_[fd];
 }
 
-void epoll_backend::register_fd(int fd) noexcept {
+void epoll_backend::register_fd(int fd, bool stream) noexcept {
     state_of(fd) = fd_state{};
     fds_[fd].registered = true;
+    fds_[fd].stream = stream;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.fd = fd;
@@ -122,14 +123,16 @@ void epoll_backend::forget_fd(int fd) noexcept {
 int epoll_backend::open_socket(int domain, int type, int protocol) noexcept {
     const int fd = ::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0) return -errno;
-    register_fd(fd);
+    register_fd(fd, (type & 0xf) == SOCK_STREAM);
     return fd;
 }
 
 void epoll_backend::adopt(int fd) noexcept {
     const int fl = ::fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    register_fd(fd);
+    int type = 0;
+    socklen_t len = sizeof type;
+    register_fd(fd, ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM);
 }
 
 int epoll_backend::perform(op& o) noexcept {
@@ -138,7 +141,7 @@ int epoll_backend::perform(op& o) noexcept {
     case op_kind::accept: {
         const int fd = ::accept4(o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return -errno;
-        register_fd(fd);
+        register_fd(fd, fds_[o.fd].stream);  // a stream listener's connections are streams
         return fd;
     }
     case op_kind::connect: {
@@ -191,10 +194,17 @@ int epoll_backend::perform(op& o) noexcept {
     std::abort();  // the core keeps timers and joins; file ops go through start_file_op
 }
 
+bool epoll_backend::drained_by(const op& o, int r) const noexcept {
+    const fd_state& f = fds_[o.fd];
+    if (r <= 0 || !f.stream || f.hung_up || (o.flags & (MSG_PEEK | MSG_WAITALL)) != 0) return false;
+    const std::uint32_t asked = o.select_buffer ? pool_recv_size(o) : o.len;
+    return static_cast<std::uint32_t>(r) < asked;
+}
+
 int epoll_backend::recv_into_pool(op& o) noexcept {
     const int id = take_free();
     if (id < 0) return -ENOBUFS;  // readable, but the pool is empty: the op's owner decides
-    const std::uint32_t want = o.len != 0 ? std::min(o.len, buffer_size()) : buffer_size();  // 0: the whole buffer
+    const std::uint32_t want = pool_recv_size(o);
     const ssize_t n = ::recv(o.fd, buffer(static_cast<std::uint16_t>(id)), want, o.flags);
     if (n <= 0) {  // nothing landed: the buffer goes back on top, as warm as it was
         put_free(static_cast<std::uint16_t>(id));
@@ -219,7 +229,7 @@ void epoll_backend::start(op& o) noexcept {
     if (is_file_op(o.kind)) return start_file_op(o);
     const direction d = direction_of(o);
     if (d == neither) return finish(o, perform(o));
-    if (o.kind == op_kind::poll && !state_of(o.fd).registered) register_fd(o.fd);  // a foreign fd's first wait
+    if (o.kind == op_kind::poll && !state_of(o.fd).registered) register_fd(o.fd, false);  // a foreign fd's first wait
     if (state_of(o.fd).waiter[d]) {  // one op per direction per fd: a second would be a bug
         log("epoll: two {} ops at once on fd {}", d == reading ? "read" : "write", o.fd);
         std::abort();
@@ -236,8 +246,11 @@ void epoll_backend::attempt(op& o) noexcept {
             respin_.push_back({o.fd, d});
         } else {
             const int r = perform(o);
-            if (r != -EAGAIN) return finish(o, r);
-            fds_[o.fd].ready[d] = false;  // only EAGAIN clears readiness; the next edge sets it again
+            if (r != -EAGAIN) {
+                if (o.kind == op_kind::recv && drained_by(o, r)) fds_[o.fd].ready[reading] = false;
+                return finish(o, r);
+            }
+            fds_[o.fd].ready[d] = false;  // the next edge sets it again
         }
     }
     ++stats_.eagain_retries;
@@ -329,6 +342,7 @@ void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
         if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
         const std::uint32_t ev = events[i].events;
         const bool failed = ev & (EPOLLERR | EPOLLHUP);
+        if (failed || (ev & EPOLLRDHUP)) fds_[fd].hung_up = true;
         if (failed || (ev & (EPOLLIN | EPOLLRDHUP))) on_ready(fd, reading);
         if (failed || (ev & EPOLLOUT)) on_ready(fd, writing);
         ++stats_.completions;

@@ -4,9 +4,14 @@
 //
 // Each fd is registered once, edge-triggered, for both directions, when the backend creates or
 // adopts it. Per fd we remember whether each direction may be ready and which op (at most one
-// per direction) is parked waiting for it. An op first tries its syscall; only EAGAIN parks it
-// and clears readiness; an edge sets readiness and retries the parked op. EPOLLERR/EPOLLHUP
-// wake both directions, so each syscall reports the real errno.
+// per direction) is parked waiting for it. An op first tries its syscall; EAGAIN parks it and
+// clears readiness; an edge sets readiness and retries the parked op. EPOLLERR/EPOLLHUP wake
+// both directions, so each syscall reports the real errno. A short read on a stream socket also
+// clears readiness: TCP (and AF_UNIX stream) hands back less than asked only when its receive
+// queue is empty, and any byte that arrives later raises a new edge. So the next receive parks
+// at once instead of paying a recv that can only say EAGAIN: one syscall less per message. Not
+// once an edge has reported the peer's FIN, a reset or an error: those stay for the next recv
+// to report, and no new edge would announce them.
 //
 // Provided buffers: a recv with select_buffer waits for readiness first, then takes the most
 // recently returned buffer from the free list and receives into it (EAGAIN gives it back), so
@@ -19,6 +24,7 @@
 #include <coring/backend.hpp>
 #include <coring/blocking_pool.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace coring {
@@ -52,17 +58,25 @@ private:
     struct fd_state {
         op* waiter[2] = {nullptr, nullptr};  // [0] reader, [1] writer
         bool ready[2] = {true, true};        // unknown counts as ready: try the syscall first
+        bool stream = false;                 // SOCK_STREAM: a short read means drained...
+        bool hung_up = false;                // ...until an edge said EPOLLRDHUP, EPOLLHUP or EPOLLERR
         // In the epoll set. The backend's own fds are from birth; a foreign fd (op_kind::poll)
         // from its first wait until forget_fd.
         bool registered = false;
     };
     fd_state& state_of(int fd);
-    void register_fd(int fd) noexcept;
+    void register_fd(int fd, bool stream) noexcept;
     void on_ready(int fd, int dir) noexcept;  // an edge: retry the parked op, if any
     void setup_buffers() override;
     void attempt(op& o) noexcept;  // perform, then finish or park
     int perform(op& o) noexcept;  // the syscall: a result, -EAGAIN or (no pool buffer) -ENOBUFS
     int recv_into_pool(op& o) noexcept;
+    // What a pool receive asks for: the op's len, within one buffer (0: the whole buffer).
+    std::uint32_t pool_recv_size(const op& o) const noexcept {
+        return o.len != 0 ? std::min(o.len, buffer_size()) : buffer_size();
+    }
+    // A receive that returned r and left the stream's queue empty (see the top of this file).
+    bool drained_by(const op& o, int r) const noexcept;
     void finish(op& o, int res) noexcept;
     void start_file_op(op& o) noexcept;
     void to_pool(op& o) noexcept;     // into the blocking pool, or its FIFO while this core's share is full
