@@ -123,11 +123,13 @@ void backend::wait_for_buffer(op& o) noexcept {
 
 void backend::stop_waiting_for_buffer(op& o) noexcept { buffer_waiters_.remove(o); }
 
-void backend::trim_buffers() noexcept {
-    on_trim();
-    // free_ is a stack: its bottom low_water_ entries were not taken since the last call.
+bool backend::trim_buffers() noexcept {
+    if (trim_from_ == 0) on_trim();  // a round starts
+    // free_ is a stack: its bottom low_water_ entries were not taken since the round began (a
+    // round that goes on keeps low_water_, which take_free lowers as buffers leave).
     const std::size_t cold = std::min(low_water_, free_.size());
-    for (std::size_t i = 0; i < cold; ++i) {
+    std::size_t i = trim_from_;
+    for (unsigned trimmed = 0; i < cold && trimmed < trim_per_turn; ++i) {
         const std::uint16_t id = free_[i];
         if (!touched_[id]) continue;
         before_trim(id);
@@ -136,8 +138,15 @@ void backend::trim_buffers() noexcept {
         --dirty_;
         stats_.pool_touched_bytes -= buffer_size_;
         ++stats_.buffers_trimmed;
+        ++trimmed;
     }
+    if (i < cold) {
+        trim_from_ = i;
+        return true;
+    }
+    trim_from_ = 0;
     low_water_ = free_.size();
+    return false;
 }
 
 bool fast_paths_default() noexcept {

@@ -356,7 +356,8 @@ void core::trim_buffers_when_due() noexcept {
     if (!backend_->buffers_to_trim()) return;
     const std::int64_t now = now_ns();
     if (now < next_trim_ns_) return;
-    if (next_trim_ns_ != 0) backend_->trim_buffers();  // the first call only starts the clock
+    // The first call only starts the clock; a round with more to trim goes on next turn.
+    if (next_trim_ns_ != 0 && backend_->trim_buffers()) return;
     next_trim_ns_ = now + 1'000'000'000;
 }
 

@@ -186,9 +186,13 @@ public:
     // give_back, longest waiter first. Only when pool and spares are all used up.
     void wait_for_buffer(op& o) noexcept;
     void stop_waiting_for_buffer(op& o) noexcept;
-    // Gives the pages of pool buffers that sat unused since the last call back to the kernel
-    // (MADV_DONTNEED); the core calls it about once a second while any are dirty.
-    void trim_buffers() noexcept;
+    // Gives the pages of pool buffers that sat unused since the last round back to the kernel
+    // (MADV_DONTNEED); the core starts a round about once a second while any are dirty. A call
+    // trims at most trim_per_turn buffers and says whether the round has more: then the core
+    // calls again on its next turn, so a thousand cold buffers (a burst that has passed) cost
+    // the loop many short pauses, never one of several milliseconds.
+    bool trim_buffers() noexcept;
+    static constexpr unsigned trim_per_turn = 32;
     bool buffers_to_trim() const noexcept { return dirty_ > 0; }
 
 protected:
@@ -218,7 +222,8 @@ protected:
     std::vector<buffer_link> links_;
     std::vector<std::uint16_t> free_;  // LIFO: the warmest buffer goes out first
     std::vector<bool> touched_;        // by pool id: its pages may be resident
-    std::size_t low_water_ = 0;        // the fewest free_ held since the last trim
+    std::size_t low_water_ = 0;        // the fewest free_ held since the last trim round
+    std::size_t trim_from_ = 0;        // where in free_ the round in progress goes on
     unsigned dirty_ = 0;               // touched buffers now in free_ (candidates for trim)
     unsigned buffers_in_ring_ = 0;     // io_uring: given to the kernel, not yet seen taken
     std::vector<std::unique_ptr<std::byte[]>> spares_;  // by id - buffer_count_
