@@ -45,6 +45,14 @@ bool buffered_reader::append_to_spill(std::span<const std::byte> bytes) noexcept
     return true;
 }
 
+void buffered_reader::spill_lease() noexcept {
+    if (spill_used_ != spill_pos_ || lease_pos_ == lease_.size()) return;  // spilled already, or nothing
+    spill_pos_ = spill_used_ = 0;
+    if (!append_to_spill(peek())) return;  // over the limit: took() reports it with the next bytes
+    lease_.reset();
+    lease_pos_ = 0;
+}
+
 result<std::size_t> buffered_reader::took(result<buffer_lease> next) noexcept {
     if (!next) return next.error();
     const std::size_t n = next->size();

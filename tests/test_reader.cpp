@@ -95,6 +95,35 @@ TEST_CASE("buffered_reader: read_exact and peek across buffers", "[tcp][reader]"
     }());
 }
 
+TEST_CASE("buffered_reader: a half-sent message waits in the spill, holding no pool buffer", "[tcp][reader]") {
+    // A thousand peers that each send half a request head and stall (slowloris) would otherwise
+    // hold a thousand receive buffers: the whole default pool.
+    const auto setup = GENERATE(LEASE_SETUPS);
+    INFO(describe(setup));
+    test_core c{config_of(setup, 64, 1024)};
+    c.run_for(20s, []() -> task<> {
+        auto [client, server] = co_await connected_pair();
+        buffered_reader reader{server, 4096};
+        CO_REQUIRE(co_await client.write_all(as_bytes("GET / HTTP/1.1\r\nHost: a")));
+        task_group group;
+        std::size_t held_while_waiting = 99;
+        group.spawn([](tcp_stream* to, std::size_t* held) -> task<> {
+            CO_REQUIRE(co_await sleep_for(50ms));  // the reader waits for the rest by now
+            *held = buffers_in_use();
+            CO_REQUIRE(co_await to->write_all(as_bytes("\r\n\r\n")));
+        }(&client, &held_while_waiting));
+        auto head = co_await reader.read_until("\r\n\r\n", 1024);
+        REQUIRE(head);
+        CHECK(text_of(*head) == "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        CHECK(held_while_waiting == 0);
+        reader.consume(head->size());
+        CHECK(buffers_in_use() == 0);
+        co_await group.join();
+        co_await client.close();
+        co_await server.close();
+    }());
+}
+
 TEST_CASE("buffered_reader: bounds and a stream that ends inside a message", "[tcp][reader]") {
     const auto setup = GENERATE(LEASE_SETUPS);
     INFO(describe(setup));

@@ -11,7 +11,8 @@
 // parser consuming any of it, gets std::errc::message_size instead of growing memory. Parsers
 // that stream a large payload (a body, a big frame) consume as they go and never hit it.
 //
-// At most one lease is held at a time, so a reader pins at most one pool buffer.
+// At most one lease is held at a time, so a reader pins at most one pool buffer, and none while
+// it waits for more bytes: a part of a message left in the lease is spilled before the wait.
 #include <coring/buffer_lease.hpp>
 #include <coring/result.hpp>
 #include <coring/task.hpp>
@@ -60,7 +61,10 @@ public:
     public:
         explicit fill_awaiter(buffered_reader& r) : reader_{&r}, lease_{r.stream_->recv_lease()} {}
         bool await_ready() noexcept { return reader_->ended_ || lease_.await_ready(); }
-        void await_suspend(std::coroutine_handle<> h) noexcept { lease_.await_suspend(h); }
+        void await_suspend(std::coroutine_handle<> h) noexcept {
+            reader_->spill_lease();  // a part of a message waits in the spill, not in a pool buffer
+            lease_.await_suspend(h);
+        }
         result<std::size_t> await_resume() noexcept {
             if (reader_->ended_) return std::size_t{0};
             return reader_->took(lease_.await_resume());
@@ -83,6 +87,11 @@ public:
 
 private:
     bool append_to_spill(std::span<const std::byte> bytes) noexcept;
+    // Before a wait: bytes not consumed that sit in the lease move to the spill, and the pool
+    // buffer goes back. A peer that sends half a message and stalls (slowloris) then holds a
+    // spill the size of what it sent, not a whole receive buffer: a thousand such peers would
+    // otherwise empty the pool, and everyone else's receives would fall back to spare buffers.
+    void spill_lease() noexcept;
     result<std::size_t> took(result<buffer_lease> next) noexcept;  // fill's work once bytes came
 
     tcp_stream* stream_;
