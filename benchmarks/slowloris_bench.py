@@ -3,8 +3,8 @@
 
 Per run, one server (started afresh, pinned to --server-cpu like http_bench.py) is measured
 twice with wrk (--conns connections, depth 1, pinned to --load-cpu): first alone, then while
---loris connections each send a partial head and one more header byte every --trickle ms (ten
-groups taking turns over the period, as separate clients would). The slowloris client runs in a
+--loris connections each send a partial head and one more header byte every --trickle ms (in
+groups taking turns every 10 ms or so, as separate clients would). The slowloris client runs in a
 process of its own on the load CPU, next to wrk, and stays until the server has closed every
 one of its connections or --loris-wait seconds have passed since they opened: it reports how
 many got a 408, how many were closed without a word, and when the last one ended (coring-http's
@@ -55,7 +55,9 @@ def client(port, count, trickle_ms, wait_s):
     said = {fd: b"" for fd in live}
     got_408 = quiet = wrong = 0
     last_end = -1.0  # none ended
-    groups = 10
+    # Connections take turns in groups, as separate clients would: a group every 10 ms or so,
+    # so that neither the server nor the CPU this client shares with wrk sees one burst of all.
+    groups = max(1, min(count, trickle_ms // 10))
     next_trickle = [opened + trickle_ms / 1000 * (g + 1) / groups for g in range(groups)]
     deadline = opened + wait_s
     poller = select.poll()
