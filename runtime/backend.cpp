@@ -140,7 +140,7 @@ bool backend::trim_buffers() noexcept {
         ++stats_.buffers_trimmed;
         ++trimmed;
     }
-    if (i < cold) {
+    if (i < cold && dirty_ > 0) {  // more to look at, and something left to trim
         trim_from_ = i;
         return true;
     }

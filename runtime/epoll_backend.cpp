@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -36,6 +37,13 @@ direction direction_of(const op& o) noexcept {
 }
 
 int errno_or(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
+
+// The sockets whose short read means an empty receive queue (epoll_backend.hpp): TCP only.
+// AF_UNIX stream stops a read early after passed fds (SCM_RIGHTS) or between writers with
+// SO_PASSCRED, SCTP returns a message per read: data may stay queued with no new edge.
+bool is_tcp(int domain, int type, int protocol) noexcept {
+    return (domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
+}
 
 // The system call of a file op. `nowait`: the form that answers EAGAIN rather than wait for
 // the disk (epoll's core thread tries that first). Reads only op fields nothing writes while
@@ -96,12 +104,12 @@ epoll_backend::fd_state& epoll_backend::state_of(int fd) {
     return fds_[fd];
 }
 
-void epoll_backend::register_fd(int fd, bool stream) noexcept {
+void epoll_backend::register_fd(int fd, bool tcp) noexcept {
     state_of(fd) = fd_state{};
     fds_[fd].registered = true;
-    fds_[fd].stream = stream;
+    fds_[fd].tcp = tcp;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;  // PRI: TCP urgent data (see drained_by)
     ev.data.fd = fd;
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0)
         log("epoll_ctl ADD fd {}: {}", fd, std::system_category().message(errno));
@@ -123,16 +131,19 @@ void epoll_backend::forget_fd(int fd) noexcept {
 int epoll_backend::open_socket(int domain, int type, int protocol) noexcept {
     const int fd = ::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0) return -errno;
-    register_fd(fd, (type & 0xf) == SOCK_STREAM);
+    register_fd(fd, is_tcp(domain, type & 0xf, protocol));
     return fd;
 }
 
 void epoll_backend::adopt(int fd) noexcept {
     const int fl = ::fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    int type = 0;
-    socklen_t len = sizeof type;
-    register_fd(fd, ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM);
+    int domain = 0, type = 0, protocol = 0;
+    socklen_t len = sizeof domain;
+    const bool known = ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+                       ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(len = sizeof type)) == 0 &&
+                       ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &(len = sizeof protocol)) == 0;
+    register_fd(fd, known && is_tcp(domain, type, protocol));
 }
 
 int epoll_backend::perform(op& o) noexcept {
@@ -141,7 +152,7 @@ int epoll_backend::perform(op& o) noexcept {
     case op_kind::accept: {
         const int fd = ::accept4(o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return -errno;
-        register_fd(fd, fds_[o.fd].stream);  // a stream listener's connections are streams
+        register_fd(fd, fds_[o.fd].tcp);  // a TCP listener's connections are TCP
         return fd;
     }
     case op_kind::connect: {
@@ -196,7 +207,7 @@ int epoll_backend::perform(op& o) noexcept {
 
 bool epoll_backend::drained_by(const op& o, int r) const noexcept {
     const fd_state& f = fds_[o.fd];
-    if (r <= 0 || !f.stream || f.hung_up || (o.flags & (MSG_PEEK | MSG_WAITALL)) != 0) return false;
+    if (r <= 0 || !f.tcp || f.hung_up || o.flags != 0) return false;  // plain receives only
     const std::uint32_t asked = o.select_buffer ? pool_recv_size(o) : o.len;
     return static_cast<std::uint32_t>(r) < asked;
 }
@@ -342,8 +353,8 @@ void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
         if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
         const std::uint32_t ev = events[i].events;
         const bool failed = ev & (EPOLLERR | EPOLLHUP);
-        if (failed || (ev & EPOLLRDHUP)) fds_[fd].hung_up = true;
-        if (failed || (ev & (EPOLLIN | EPOLLRDHUP))) on_ready(fd, reading);
+        if (failed || (ev & (EPOLLRDHUP | EPOLLPRI))) fds_[fd].hung_up = true;
+        if (failed || (ev & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))) on_ready(fd, reading);
         if (failed || (ev & EPOLLOUT)) on_ready(fd, writing);
         ++stats_.completions;
     }

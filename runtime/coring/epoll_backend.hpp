@@ -6,12 +6,14 @@
 // adopts it. Per fd we remember whether each direction may be ready and which op (at most one
 // per direction) is parked waiting for it. An op first tries its syscall; EAGAIN parks it and
 // clears readiness; an edge sets readiness and retries the parked op. EPOLLERR/EPOLLHUP wake
-// both directions, so each syscall reports the real errno. A short read on a stream socket also
-// clears readiness: TCP (and AF_UNIX stream) hands back less than asked only when its receive
-// queue is empty, and any byte that arrives later raises a new edge. So the next receive parks
-// at once instead of paying a recv that can only say EAGAIN: one syscall less per message. Not
-// once an edge has reported the peer's FIN, a reset or an error: those stay for the next recv
-// to report, and no new edge would announce them.
+// both directions, so each syscall reports the real errno. A short plain read (no MSG_ flags) on
+// a TCP socket also clears readiness: TCP hands back less than asked only when its receive queue
+// is empty, and any byte that arrives later raises a new edge. So the next receive parks at once
+// instead of paying a recv that can only say EAGAIN: one syscall less per message. Not once an
+// edge has reported the peer's FIN, a reset or an error (they stay for the next recv to report,
+// and no new edge would announce them), nor urgent data (EPOLLPRI: a read stops at the urgent
+// mark with bytes queued behind it). Not for other sockets: AF_UNIX stream stops a read after
+// passed fds, SCTP at each message.
 //
 // Provided buffers: a recv with select_buffer waits for readiness first, then takes the most
 // recently returned buffer from the free list and receives into it (EAGAIN gives it back), so
@@ -58,14 +60,14 @@ private:
     struct fd_state {
         op* waiter[2] = {nullptr, nullptr};  // [0] reader, [1] writer
         bool ready[2] = {true, true};        // unknown counts as ready: try the syscall first
-        bool stream = false;                 // SOCK_STREAM: a short read means drained...
-        bool hung_up = false;                // ...until an edge said EPOLLRDHUP, EPOLLHUP or EPOLLERR
+        bool tcp = false;                    // a short read means drained...
+        bool hung_up = false;                // ...until an edge said EPOLLRDHUP, HUP, ERR or PRI
         // In the epoll set. The backend's own fds are from birth; a foreign fd (op_kind::poll)
         // from its first wait until forget_fd.
         bool registered = false;
     };
     fd_state& state_of(int fd);
-    void register_fd(int fd, bool stream) noexcept;
+    void register_fd(int fd, bool tcp) noexcept;
     void on_ready(int fd, int dir) noexcept;  // an edge: retry the parked op, if any
     void setup_buffers() override;
     void attempt(op& o) noexcept;  // perform, then finish or park
