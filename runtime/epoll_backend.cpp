@@ -138,12 +138,12 @@ int epoll_backend::open_socket(int domain, int type, int protocol) noexcept {
 void epoll_backend::adopt(int fd) noexcept {
     const int fl = ::fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    int domain = 0, type = 0, protocol = 0;
-    socklen_t len = sizeof domain;
-    const bool known = ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
-                       ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &(len = sizeof type)) == 0 &&
-                       ::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &(len = sizeof protocol)) == 0;
-    register_fd(fd, known && is_tcp(domain, type, protocol));
+    const auto option = [fd](int name) {  // -1 when the fd cannot say (not a socket)
+        int value = -1;
+        socklen_t len = sizeof value;
+        return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
+    };
+    register_fd(fd, is_tcp(option(SO_DOMAIN), option(SO_TYPE), option(SO_PROTOCOL)));
 }
 
 int epoll_backend::perform(op& o) noexcept {
@@ -207,7 +207,7 @@ int epoll_backend::perform(op& o) noexcept {
 
 bool epoll_backend::drained_by(const op& o, int r) const noexcept {
     const fd_state& f = fds_[o.fd];
-    if (r <= 0 || !f.tcp || f.hung_up || o.flags != 0) return false;  // plain receives only
+    if (r <= 0 || !f.tcp || f.sticky_event || o.flags != 0) return false;  // plain receives only
     const std::uint32_t asked = o.select_buffer ? pool_recv_size(o) : o.len;
     return static_cast<std::uint32_t>(r) < asked;
 }
@@ -353,7 +353,7 @@ void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
         if (static_cast<std::size_t>(fd) >= fds_.size()) continue;
         const std::uint32_t ev = events[i].events;
         const bool failed = ev & (EPOLLERR | EPOLLHUP);
-        if (failed || (ev & (EPOLLRDHUP | EPOLLPRI))) fds_[fd].hung_up = true;
+        if (failed || (ev & (EPOLLRDHUP | EPOLLPRI))) fds_[fd].sticky_event = true;
         if (failed || (ev & (EPOLLIN | EPOLLRDHUP | EPOLLPRI))) on_ready(fd, reading);
         if (failed || (ev & EPOLLOUT)) on_ready(fd, writing);
         ++stats_.completions;

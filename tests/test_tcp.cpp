@@ -276,10 +276,6 @@ task<std::error_code> connect_error(address where) {
     co_return conn ? std::error_code{} : conn.error();
 }
 
-}  // namespace
-
-namespace {
-
 task<std::string> recv_text(tcp_stream& s) {
     std::array<std::byte, 64> buf;
     auto n = co_await s.recv(buf);

@@ -61,7 +61,7 @@ private:
         op* waiter[2] = {nullptr, nullptr};  // [0] reader, [1] writer
         bool ready[2] = {true, true};        // unknown counts as ready: try the syscall first
         bool tcp = false;                    // a short read means drained...
-        bool hung_up = false;                // ...until an edge said EPOLLRDHUP, HUP, ERR or PRI
+        bool sticky_event = false;           // ...until an edge said EPOLLRDHUP, HUP, ERR or PRI
         // In the epoll set. The backend's own fds are from birth; a foreign fd (op_kind::poll)
         // from its first wait until forget_fd.
         bool registered = false;
