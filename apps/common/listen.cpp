@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <system_error>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,6 +81,17 @@ result<address> prepare_listen_address(address where) {
     }
     bound.set_size(len);
     return bound;  // fd stays open: the port stays ours
+}
+
+task<> core_listeners::bind(core& c) {
+    if (c.id() != 0) co_return;
+    auto make = [where = where_]() -> std::optional<tcp_listener> {
+        if (where.family() == AF_UNIX && core::current().id() != 0) return std::nullopt;
+        auto bound = tcp_listener::bind(where, {.reuse_port = true});
+        if (!bound) throw std::system_error(bound.error(), "bind " + where.to_string());
+        return std::move(*bound);
+    };
+    co_await listeners_.start(make);
 }
 
 }  // namespace coring::apps

@@ -2,6 +2,11 @@
 // Listen addresses for the apps' servers (not installed), checked before the cores start.
 #include <coring/address.hpp>
 #include <coring/result.hpp>
+#include <coring/sharded.hpp>
+#include <coring/tcp.hpp>
+
+#include <optional>
+#include <utility>
 
 namespace coring::apps {
 
@@ -14,6 +19,26 @@ namespace coring::apps {
 // or anything at the path that is not a socket, is EADDRINUSE and stays as it is.
 result<address> prepare_listen_address(address where);
 
+
+// One listener per core on one address, all bound in run()'s setup phase, so every core listens
+// before any core's main runs: the "listening on" line a main says is then true of the whole
+// server. Said while core 0 alone listened, it let the clients that connected at once all land
+// on core 0 (SO_REUSEPORT spreads connections only over the sockets already listening).
+// Construct before run() and destroy after it.
+class core_listeners {
+public:
+    explicit core_listeners(address where) : where_{where} {}
+    // run()'s setup: on core 0, binds a listener (SO_REUSEPORT) on every core; a unix socket
+    // only on core 0 (no SO_REUSEPORT there: its connections stay on that core). A failure
+    // throws std::system_error naming the address.
+    task<> bind(core& c);
+    // In main: this core's listener, or none.
+    std::optional<tcp_listener> take() { return std::exchange(listeners_.local(), std::nullopt); }
+
+private:
+    address where_;
+    sharded<std::optional<tcp_listener>> listeners_;
+};
 
 // A unix socket's path outlives its listener: the server that made it removes it.
 void remove_socket_file(const address& where);

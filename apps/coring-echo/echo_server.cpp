@@ -78,13 +78,11 @@ result<address> start_echo_server(echo_options opts) {
     return bound;
 }
 
-task<> echo_server(echo_options opts) {
-    // Unix sockets have no SO_REUSEPORT: one core listens, and its connections stay there.
-    if (opts.listen.family() == AF_UNIX && core::current().id() != 0) co_return;
-    auto bound = start_echo_server(opts);
-    if (!bound) throw std::system_error(bound.error(), "bind " + opts.listen.to_string());
-    if (core::current().id() == 0 && opts.announce) log("echo server listening on {}", bound->to_string());
-    co_return;
+task<> echo_server(echo_options opts, core_listeners& listeners) {
+    auto listener = listeners.take();
+    if (!listener) co_return;  // a unix socket: core 0 alone listens
+    if (core::current().id() == 0 && opts.announce) log("echo server listening on {}", opts.listen.to_string());
+    core::current().spawn(accept_loop(std::move(*listener), opts.nodelay));
 }
 
 }  // namespace coring::apps

@@ -16,9 +16,9 @@ struct echo_options {
 // One connection: echo everything until the peer closes, errors or the task is cancelled.
 task<> echo_connection(tcp_stream conn, bool nodelay);
 
-// Binds `listen` (SO_REUSEPORT, so every core can bind the same address) and serves until the
-// core stops. A bind failure throws std::system_error naming the address.
-task<> echo_server(echo_options opts);
+// run()'s main: serves this core's listener (bound in setup by `listeners`, on opts.listen)
+// until the core stops.
+task<> echo_server(echo_options opts, core_listeners& listeners);
 
 // Binds now, serves in a task owned by the current core; returns the bound address (port 0
 // becomes the real port). For tests.

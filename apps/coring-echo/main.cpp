@@ -47,7 +47,10 @@ int main(int argc, char** argv) {
     const unsigned long fd_limit = raise_fd_limit();
     if (workers == 1 || runtime.print_features) {  // --features: run() prints them and returns
         if (!runtime.quiet) log("fd limit {}", fd_limit);
-        return run(runtime, [echo](core&) { return apps::echo_server(echo); });
+        apps::core_listeners listeners{echo.listen};
+        return run(
+            runtime, [&listeners](core& c) { return listeners.bind(c); },
+            [echo, &listeners](core&) { return apps::echo_server(echo, listeners); });
     }
     if (echo.listen.family() == AF_UNIX) {
         std::fprintf(stderr, "coring-echo: --workers needs a TCP address (unix sockets have no SO_REUSEPORT)\n");
@@ -59,6 +62,9 @@ int main(int argc, char** argv) {
         runtime_options rt = runtime;
         mine.announce = k == 0;  // one "listening on" line for the whole server
         rt.quiet = runtime.quiet || k != 0;
-        return run(rt, [mine](core&) { return apps::echo_server(mine); });
+        apps::core_listeners listeners{mine.listen};
+        return run(
+            rt, [&listeners](core& c) { return listeners.bind(c); },
+            [mine, &listeners](core&) { return apps::echo_server(mine, listeners); });
     });
 }

@@ -29,9 +29,9 @@ task<> ws_echo(http::request&, ws::websocket& socket) {
 
 }  // namespace
 
-task<> http_server(http_options opts) {
-    auto listener = tcp_listener::bind(opts.listen, {.reuse_port = true});
-    if (!listener) throw std::system_error(listener.error(), "bind " + opts.listen.to_string());
+task<> http_server(http_options opts, core_listeners& listeners) {
+    auto listener = listeners.take();
+    if (!listener) co_return;  // a unix socket: core 0 alone listens
     http::routes routes;
     routes.get("/plaintext", plaintext).get("/json", json).websocket("/ws/echo", ws_echo);
     std::optional<http::static_files> files;
@@ -42,8 +42,7 @@ task<> http_server(http_options opts) {
         routes.fallback(files->handler());
     }
     if (core::current().id() == 0 && opts.announce) {
-        auto where = listener->local_address();
-        log("http server listening on {}{}", where ? where->to_string() : opts.listen.to_string(),
+        log("http server listening on {}{}", opts.listen.to_string(),
             opts.root ? ", files from " + *opts.root : std::string{});
     }
     const http::server_options server;

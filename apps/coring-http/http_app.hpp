@@ -2,6 +2,8 @@
 // coring-http's server as a library part, so the tests run the very code the binary runs.
 #include <coring/coring.hpp>
 
+#include "../common/listen.hpp"
+
 #include <optional>
 #include <string>
 
@@ -13,7 +15,8 @@ struct http_options {
     bool announce = true;             // core 0 logs "http server listening on ..."
 };
 
-// One core's share: binds the port (SO_REUSEPORT) and serves until the core stops.
-task<> http_server(http_options opts);
+// run()'s main, one core's share: serves this core's listener (bound in setup by `listeners`,
+// on opts.listen) until the core stops.
+task<> http_server(http_options opts, core_listeners& listeners);
 
 }  // namespace coring::apps

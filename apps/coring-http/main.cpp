@@ -47,5 +47,8 @@ int main(int argc, char** argv) {
     }
     const unsigned long fd_limit = raise_fd_limit();
     if (!runtime.quiet && !runtime.print_features) log("fd limit {}", fd_limit);
-    return run(runtime, [http](core&) { return apps::http_server(http); });
+    apps::core_listeners listeners{http.listen};
+    return run(
+        runtime, [&listeners](core& c) { return listeners.bind(c); },
+        [http, &listeners](core&) { return apps::http_server(http, listeners); });
 }

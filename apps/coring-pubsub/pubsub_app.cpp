@@ -2,16 +2,18 @@
 
 #include <cstdio>
 #include <random>
-#include <system_error>
 
 namespace coring::apps {
 
-pubsub_server::pubsub_server(pubsub_options opts) : opts_{std::move(opts)} {
+pubsub_server::pubsub_server(pubsub_options opts) : opts_{std::move(opts)}, listeners_{opts_.listen} {
+    if (opts_.http) web_listeners_.emplace(*opts_.http);
     std::random_device seed;
     node_ = std::uint64_t{seed()} << 32 | seed();
 }
 
 task<> pubsub_server::setup(core& c) {
+    co_await listeners_.bind(c);
+    if (web_listeners_) co_await web_listeners_->bind(c);
     if (c.id() != 0) co_return;
     auto make = [this] { return std::make_unique<pubsub::hub>(hubs_, opts_.limits); };
     co_await hubs_.start(make);
@@ -30,20 +32,15 @@ task<> pubsub_server::serve(core& c) {
             log("pubsub: core {}: bus redis://{}:{} not reachable yet: serving; PUBLISH answers an error until it is",
                 c.id(), opts_.bus->host, opts_.bus->port);
     }
-    auto listener = tcp_listener::bind(opts_.listen, {.reuse_port = true});
-    if (!listener) throw std::system_error(listener.error(), "bind " + opts_.listen.to_string());
+    auto listener = listeners_.take();
+    if (!listener) co_return;  // a unix socket: core 0 alone listens and serves
     pubsub::hub& hub = hubs_.local();
     task_group web;
-    if (opts_.http) {
-        // Bound here, before the line below announces the port: bound by web_server itself, at
-        // the spawned task's first turn, a client that read the line could be refused.
-        auto http_listener = tcp_listener::bind(*opts_.http, {.reuse_port = true});
-        if (!http_listener) throw std::system_error(http_listener.error(), "bind --http " + opts_.http->to_string());
-        web.spawn(pubsub_detail::web_server(std::move(*http_listener), hub, opts_));
-    }
+    if (web_listeners_)
+        if (auto http_listener = web_listeners_->take())
+            web.spawn(pubsub_detail::web_server(std::move(*http_listener), hub, opts_));
     if (c.id() == 0 && opts_.announce) {
-        auto where = listener->local_address();
-        log("pubsub server listening on {} (RESP){}", where ? where->to_string() : opts_.listen.to_string(),
+        log("pubsub server listening on {} (RESP){}", opts_.listen.to_string(),
             opts_.http ? ", " + opts_.http->to_string() + " (HTTP: / demo, /ws WebSocket)" : std::string{});
     }
     task_group bus_reader;

@@ -7,6 +7,8 @@
 #include <coring/pubsub/hub.hpp>
 #include <coring/sharded.hpp>
 
+#include "../common/listen.hpp"
+
 #include <cstddef>
 #include <mutex>
 #include <optional>
@@ -28,9 +30,10 @@ class pubsub_server {
 public:
     // Built in the process that serves (after any fork): the node's name on the bus is random.
     explicit pubsub_server(pubsub_options opts);
-    // run()'s setup phase: builds the hubs (every core's exists before any serves).
+    // run()'s setup phase: binds every core's listeners and builds the hubs (every core's exists
+    // before any serves).
     task<> setup(core& c);
-    // run()'s main: one core's share. Binds (SO_REUSEPORT) and serves until the core stops.
+    // run()'s main: one core's share. Serves its listeners until the core stops.
     task<> serve(core& c);
     // The counters summed over the cores, as each core left them when it stopped.
     pubsub::counters final_counters() const;
@@ -39,6 +42,8 @@ public:
 private:
     pubsub_options opts_;
     std::uint64_t node_;
+    core_listeners listeners_;                    // RESP, on opts_.listen
+    std::optional<core_listeners> web_listeners_;  // with --http
     sharded<pubsub::hub> hubs_;
     sharded<pubsub::bus> buses_;  // with --bus; declared after the hubs, so it goes first
     mutable std::mutex final_lock_;
