@@ -297,6 +297,50 @@ TEST_CASE("http: a head that grows byte by byte ends exactly once", "[http]") {
     CHECK(http::parse_request_head(head, r) == 400);
 }
 
+TEST_CASE("http: the one-pass parse waits for a head split anywhere, then takes pipelined heads in turn", "[http]") {
+    const std::string first = "GET /a/b?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: test/1.0 (a long value, over 16 bytes)\r\nAccept: */*\r\n\r\n";
+    const std::string second = "POST /p HTTP/1.0\r\nContent-Length: 3\r\n\r\n";
+    http::request_head r;
+    std::size_t length = 99;
+    for (std::size_t n = 0; n < first.size(); ++n) {
+        INFO("the first " << n << " bytes");
+        CHECK(http::parse_request_prefix(std::string_view(first).substr(0, n), r, length) == http::head_incomplete);
+        CHECK(length == 0);
+    }
+    const std::string both = first + second + "abc";
+    REQUIRE(http::parse_request_prefix(both, r, length) == 0);
+    CHECK(length == first.size());
+    CHECK(r.path == "/a/b");
+    CHECK(r.query == "x=1");
+    CHECK(r.find("user-agent") == "test/1.0 (a long value, over 16 bytes)");
+    REQUIRE(http::parse_request_prefix(std::string_view(both).substr(length), r, length) == 0);
+    CHECK(length == second.size());
+    CHECK(r.method == "POST");
+    CHECK(r.framing == http::body_framing::length);
+    CHECK(r.content_length == 3);
+    // A CRLF before the request line is skipped, a second one is an empty head.
+    CHECK(http::parse_request_prefix("\r\n" + first, r, length) == 0);
+    CHECK(length == first.size() + 2);
+    CHECK(http::parse_request_prefix("\r\n\r\n" + first, r, length) == 400);
+}
+
+TEST_CASE("http: the one-pass parse answers as soon as the bytes so far are wrong", "[http]") {
+    http::request_head r;
+    std::size_t length = 0;
+    CHECK(http::parse_request_prefix("GE(T /", r, length) == 400);                   // a method byte
+    CHECK(http::parse_request_prefix("GET /a\x01", r, length) == 400);               // a target byte
+    CHECK(http::parse_request_prefix("GET / HTTP/1.1\nHost", r, length) == 400);     // a bare LF
+    CHECK(http::parse_request_prefix("GET / HTTP/1.1\r\nHost : h", r, length) == 400);
+    CHECK(http::parse_request_prefix("GET / HTTP/1.1\r\nX: a\x7f", r, length) == 400);
+    CHECK(http::parse_request_prefix("GET / HTTP/1.1\r\nX: a\rb", r, length) == 400);  // a bare CR
+    CHECK(http::parse_request_prefix("GET / HTTP/2.0\r\n", r, length) == 505);
+    // Nothing wrong, but max_head_bytes of it and still no end: 431.
+    const std::string endless = "GET / HTTP/1.1\r\nX: " + std::string(http::max_head_bytes, 'a');
+    CHECK(http::parse_request_prefix(endless, r, length) == 431);
+    CHECK(http::parse_request_prefix(std::string_view(endless).substr(0, http::max_head_bytes - 1), r, length) ==
+          http::head_incomplete);
+}
+
 TEST_CASE("http: a chunked body decodes the same at every split point", "[http]") {
     const std::string body =
         "5\r\nhello\r\n"

@@ -64,11 +64,13 @@ private:
     // The head of the next request, parsed into head_; 0, or the status to answer (and close)
     // with; -1: the connection is over (closed, reset, idle), nothing to answer.
     task<int> next_head();
-    // The same without waiting, when the whole head is already here (pipelined requests):
-    // not_buffered when it is not.
+    // The same without waiting, when the whole head is already here (pipelined requests), or
+    // what is here already shows the answer: not_buffered when neither.
     static constexpr int not_buffered = -2;
     int head_if_buffered();
-    int parse_head(std::size_t length);
+    // head_ was parsed from the reader's first `length` bytes: keeps them where the request
+    // needs them (in place, or copied when a body will move the reader's bytes).
+    void keep_head(std::size_t length);
     // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
     const routes::route* route();
     request make_request() noexcept;

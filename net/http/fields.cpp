@@ -16,10 +16,20 @@ using detail::is_token_byte;
 using detail::token_char;
 using detail::value_char;
 
+// No early exit, four bytes a step: an AND over the bytes' classes, which beats a test and a
+// branch per byte on the short strings this sees (a Host value on every request).
 bool all_of_class(std::string_view s, std::uint8_t k) noexcept {
-    for (const char c : s)
-        if (!is_class(c, k)) return false;
-    return true;
+    constexpr auto& t = detail::char_classes;
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* const end = p + s.size();
+    std::uint8_t all = k;
+    const auto four = [](const unsigned char* q) { return t[q[0]] & t[q[1]] & t[q[2]] & t[q[3]]; };
+    if (end - p < 4) {
+        for (; p < end; ++p) all &= t[*p];
+        return all != 0;
+    }
+    for (; end - p >= 4; p += 4) all &= four(p);
+    return (all & four(end - 4)) != 0;  // the last 0-3 bytes, in a step that overlaps the one before
 }
 
 char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
@@ -121,40 +131,51 @@ bool next_line(std::string_view& rest, std::string_view& line) noexcept {
     return true;
 }
 
-fields_result parse_fields(std::string_view rest, std::array<header, max_headers>& out,
+fields_result parse_fields(const char*& p, const char* const end, std::array<header, max_headers>& out,
                            std::size_t& count) noexcept {
-    // One pass, one table lookup per byte: a name runs over tchars up to its colon, a value
-    // over value bytes up to its CR, and a CR must be followed by LF. What the lookups reject
-    // (a bare CR or LF, a control byte, whitespace before the colon) ends the scan on a byte
-    // the next check refuses.
+    // One pass, one table lookup per byte (16 at a time for values): a name runs over tchars up
+    // to its colon, a value over value bytes up to its CR, and a CR must be followed by LF. What
+    // the scans stop at (a bare CR or LF, a control byte, whitespace before the colon) is
+    // refused by the check after them; running into `end` is incomplete.
+    using enum fields_result;
     count = 0;
-    // Every scan below stops at a CR at the latest, so with a CRLF at the end no scan runs
-    // past it: only the start of each line needs a bounds check.
-    if (rest.size() < 2 || rest.substr(rest.size() - 2) != "\r\n") return fields_result::bad_syntax;
-    const char* p = rest.data();
-    const char* const end = p + rest.size();
     for (;;) {
-        if (p == end) return fields_result::bad_syntax;  // no blank line
-        if (*p == '\r') {  // the blank line: it must end the head
-            return p[1] == '\n' && p + 2 == end ? fields_result::ok : fields_result::bad_syntax;
+        if (p == end) return incomplete;
+        if (*p == '\r') {  // the blank line: the end of the head
+            if (end - p < 2) return incomplete;
+            if (p[1] != '\n') return bad_syntax;
+            p += 2;
+            return ok;
         }
         // obs-fold (a line starting with SP/HTAB) is rejected, as RFC 9112 §5.2 allows a server;
         // so is "Host : x" (whitespace is no tchar, and §5.1 requires a 400).
         const char* const name = p;
-        while (is_token_byte(*p)) ++p;
-        if (p == name || *p != ':') return fields_result::bad_syntax;
+        while (p < end && is_token_byte(*p)) ++p;
+        if (p == end) return incomplete;
+        if (p == name || *p != ':') return bad_syntax;
         const std::string_view field_name{name, static_cast<std::size_t>(p - name)};
         ++p;
-        while (is_ows(*p)) ++p;
+        while (p < end && is_ows(*p)) ++p;
         const char* const value = p;
-        while (is_class(*p, value_char)) ++p;
-        if (*p != '\r' || p[1] != '\n') return fields_result::bad_syntax;
+        p = skip_value_bytes(p, end);
+        if (p == end) return incomplete;
+        if (*p != '\r') return bad_syntax;
+        if (end - p < 2) return incomplete;
+        if (p[1] != '\n') return bad_syntax;
         const char* value_end = p;
         while (value_end > value && is_ows(value_end[-1])) --value_end;
         p += 2;
-        if (count == max_headers) return fields_result::too_many;
+        if (count == max_headers) return too_many;
         out[count++] = header{field_name, {value, static_cast<std::size_t>(value_end - value)}};
     }
+}
+
+fields_result parse_fields(std::string_view rest, std::array<header, max_headers>& out, std::size_t& count) noexcept {
+    const char* p = rest.data();
+    const char* const end = p + rest.size();
+    const fields_result r = parse_fields(p, end, out, count);
+    if (r == fields_result::incomplete || (r == fields_result::ok && p != end)) return fields_result::bad_syntax;
+    return r;
 }
 
 framing_fields read_framing_fields(const header* headers, std::size_t count) noexcept {

@@ -8,6 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace coring::http::detail {
 
@@ -54,6 +57,50 @@ constexpr bool is_class(char c, std::uint8_t k) noexcept {
     return (char_classes[static_cast<unsigned char>(c)] & k) != 0;
 }
 constexpr bool is_token_byte(char c) noexcept { return is_class(c, token_char); }
+
+// The first byte in [p, end) that a field value may not hold (on a well-formed line, its CR), or
+// end. With SSE2, 16 bytes per step while 16 remain: a byte is refused when it is a control
+// other than HTAB (0x00-0x1f: signed 0 <= b < 0x20) or DEL; bytes >= 0x80 (obs-text) pass.
+inline const char* skip_value_bytes(const char* p, const char* end) noexcept {
+#if defined(__SSE2__)
+    const __m128i space = _mm_set1_epi8(0x20), minus_one = _mm_set1_epi8(-1);
+    const __m128i tab = _mm_set1_epi8('\t'), del = _mm_set1_epi8(0x7f);
+    for (; end - p >= 16; p += 16) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const __m128i control = _mm_andnot_si128(_mm_cmpeq_epi8(b, tab),
+                                                 _mm_and_si128(_mm_cmplt_epi8(b, space), _mm_cmpgt_epi8(b, minus_one)));
+        const int refused = _mm_movemask_epi8(_mm_or_si128(control, _mm_cmpeq_epi8(b, del)));
+        if (refused != 0) return p + __builtin_ctz(static_cast<unsigned>(refused));
+    }
+#endif
+    while (p < end && is_class(*p, value_char)) ++p;
+    return p;
+}
+
+// The first byte in [p, end) that a request-target may not hold (on a well-formed line, the SP
+// after it), or end; `query` is set to the first '?' before it (left alone when there is none).
+// With SSE2, 16 bytes per step while 16 remain: refused are bytes below 0x21 or above 0x7e
+// (signed: < 0x21, which takes in the negative ones) and '#'.
+inline const char* skip_target_bytes(const char* p, const char* end, const char*& query) noexcept {
+#if defined(__SSE2__)
+    const __m128i bang = _mm_set1_epi8(0x21), del = _mm_set1_epi8(0x7f), hash = _mm_set1_epi8('#');
+    const __m128i question = _mm_set1_epi8('?');
+    for (; end - p >= 16; p += 16) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const __m128i refused_bytes =
+            _mm_or_si128(_mm_cmplt_epi8(b, bang), _mm_or_si128(_mm_cmpeq_epi8(b, del), _mm_cmpeq_epi8(b, hash)));
+        const auto refused = static_cast<unsigned>(_mm_movemask_epi8(refused_bytes));
+        // The '?'s before the first refused byte (all 16 when there is none).
+        const unsigned before = refused != 0 ? (refused & -refused) - 1 : 0xffffu;
+        const auto marks = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(b, question))) & before;
+        if (marks != 0 && !query) query = p + __builtin_ctz(marks);
+        if (refused != 0) return p + __builtin_ctz(refused);
+    }
+#endif
+    for (; p < end && is_class(*p, target_char); ++p)
+        if (*p == '?' && !query) query = p;
+    return p;
+}
 bool is_token(std::string_view s) noexcept;  // one or more tchars
 
 // Takes the next CRLF-terminated line off the front of `rest` (without the CRLF). False when
@@ -61,12 +108,15 @@ bool is_token(std::string_view s) noexcept;  // one or more tchars
 // byte checks, which all reject control bytes).
 bool next_line(std::string_view& rest, std::string_view& line) noexcept;
 
-enum class fields_result : std::uint8_t { ok, bad_syntax, too_many };
+enum class fields_result : std::uint8_t { ok, bad_syntax, too_many, incomplete };
 
-// Parses the field lines in `rest` (everything after the start line, ending with the blank
-// line's CRLF, which must be the last bytes) into `out`, at most max_headers of them.
-fields_result parse_fields(std::string_view rest, std::array<header, max_headers>& out,
+// Parses the field lines from `p` through the blank line's CRLF into `out` (at most
+// max_headers of them) and moves `p` past that CRLF. `end` may cut the section short:
+// incomplete then means nothing wrong was seen before it (the rest may still come).
+fields_result parse_fields(const char*& p, const char* end, std::array<header, max_headers>& out,
                            std::size_t& count) noexcept;
+// The same over a whole section: `rest` ends with the blank line (else bad_syntax).
+fields_result parse_fields(std::string_view rest, std::array<header, max_headers>& out, std::size_t& count) noexcept;
 
 // What the framing fields of a message say, before request or response rules apply.
 struct framing_fields {

@@ -3,6 +3,8 @@
 
 #include "fields.hpp"
 
+#include <cstring>
+
 namespace coring::http {
 namespace {
 
@@ -44,7 +46,7 @@ bool split_target(std::string_view method, std::string_view target, std::size_t 
 
 }  // namespace
 
-int parse_request_head(std::string_view head, request_head& out) noexcept {
+int parse_request_prefix(std::string_view bytes, request_head& out, std::size_t& length) noexcept {
     // Reset what a previous parse set; the headers array is overwritten up to header_count.
     out.method = out.target = out.path = out.query = {};
     out.minor_version = 1;
@@ -53,41 +55,51 @@ int parse_request_head(std::string_view head, request_head& out) noexcept {
     out.content_length = 0;
     out.keep_alive = true;
     out.expect_continue = out.upgrade_websocket = false;
+    length = 0;
 
-    if (head.size() > max_head_bytes) return 431;
-    if (head.size() < 4 || head.substr(head.size() - 4) != "\r\n\r\n") return 400;
-    std::string_view rest = head;
-    // A server SHOULD ignore empty lines before a request line (RFC 9112 §2.2): a client may
-    // send a CRLF after a POST body.
-    while (rest.substr(0, 2) == "\r\n") rest.remove_prefix(2);
+    const char* const start = bytes.data();
+    const char* const end = start + bytes.size();
+    // Not the end of the head yet: more may come, unless there is already too much of it.
+    const int incomplete = bytes.size() >= max_head_bytes ? 431 : head_incomplete;
+    const char* p = start;
+    // A server SHOULD ignore at least one empty line before a request line (RFC 9112 §2.2): a
+    // client may send a CRLF after a POST body. One, not more: two would make "\r\n\r\n", which
+    // ends a head (find_head_end) where a head is waited for whole.
+    if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') p += 2;
+    if (p == end || (*p == '\r' && end - p == 1)) return incomplete;
 
     // The request line in one pass: exactly one SP between its three parts (RFC 9112 §3: the
     // lenient whitespace it allows is one of the smuggling vectors strictness removes), a token
     // for the method, target bytes (fields.hpp) for the target, then the version and CRLF.
-    const char* const begin = rest.data();
-    const char* const end = begin + rest.size();  // rest ends with CRLF CRLF: p + 9 stays inside below
-    const char* p = begin;
-    while (p < end && detail::is_token_byte(*p)) ++p;
-    if (p == begin || p == end || *p != ' ') return 400;
+    const char* const begin = p;
+    if (end - p >= 4 && std::memcmp(p, "GET ", 4) == 0) p += 3;  // the common method, in one compare
+    else while (p < end && detail::is_token_byte(*p)) ++p;
+    if (p == end) return incomplete;
+    if (p == begin || *p != ' ') return 400;
     out.method = {begin, static_cast<std::size_t>(p - begin)};
     const char* const target = ++p;
     const char* query = nullptr;
-    for (; p < end && detail::is_class(*p, detail::target_char); ++p)
-        if (*p == '?' && !query) query = p;
-    if (p == target || p == end || *p != ' ') return 400;
+    p = detail::skip_target_bytes(p, end, query);
+    if (p == end) return incomplete;
+    if (p == target || *p != ' ') return 400;
     out.target = {target, static_cast<std::size_t>(p - target)};
     ++p;
-    if (end - p < 10 || p[8] != '\r' || p[9] != '\n') return 400;
-    if (const int v = detail::parse_version({p, 8}, out.minor_version); v != 0) return v;
-    rest.remove_prefix(static_cast<std::size_t>(p + 10 - begin));
+    if (end - p < 10) return incomplete;  // the version's bytes are checked once all are here
+    if (p[8] != '\r' || p[9] != '\n') return 400;
+    if (std::memcmp(p, "HTTP/1.1", 8) != 0)  // the common case is one 8-byte compare
+        if (const int v = detail::parse_version({p, 8}, out.minor_version); v != 0) return v;
+    p += 10;
     if (!split_target(out.method, out.target, query ? static_cast<std::size_t>(query - target) : std::string_view::npos, out))
         return 400;
 
-    switch (detail::parse_fields(rest, out.headers, out.header_count)) {
+    switch (detail::parse_fields(p, end, out.headers, out.header_count)) {
     case detail::fields_result::ok: break;
+    case detail::fields_result::incomplete: return incomplete;
     case detail::fields_result::bad_syntax: return 400;
     case detail::fields_result::too_many: return 431;
     }
+    length = static_cast<std::size_t>(p - start);
+    if (length > max_head_bytes) return 431;
 
     const detail::framing_fields f = detail::read_framing_fields(out.headers.data(), out.header_count);
     const bool http11 = out.minor_version == 1;
@@ -112,6 +124,14 @@ int parse_request_head(std::string_view head, request_head& out) noexcept {
         out.upgrade_websocket = f.upgrade_websocket && f.connection_upgrade;
     }
     return 0;
+}
+
+int parse_request_head(std::string_view head, request_head& out) noexcept {
+    if (head.size() > max_head_bytes) return 431;
+    std::size_t length = 0;
+    const int status = parse_request_prefix(head, out, length);
+    if (status == head_incomplete || (status == 0 && length != head.size())) return 400;  // not one whole head
+    return status;
 }
 
 }  // namespace coring::http

@@ -111,43 +111,43 @@ task<int> connection::next_head() {
         auto got = co_await with_timeout(opts_.idle_timeout, reader_.fill());
         idle_ = false;
         if (!got || *got == 0) co_return -1;
+        if (const int status = head_if_buffered(); status != not_buffered) co_return status;
     }
-    std::size_t length = find_head_end(reader_.peek_text());
-    if (length == 0) {  // the rest of the head is still on its way
-        if (reader_.buffered() >= max_head_bytes) co_return 431;
-        auto sent = co_await flush();
-        if (!sent) co_return -1;
-        stream_.set_idle_timeout({});
-        auto head = co_await with_timeout(opts_.header_timeout, reader_.read_until(head_end, max_head_bytes));
-        if (!head) {
-            if (head.error() == std::errc::message_size) co_return 431;
-            if (head.error() == std::errc::timed_out) co_return 408;
-            co_return -1;  // reset, or the client closed inside its head
-        }
-        if (head->empty()) co_return -1;
-        length = head->size();
+    // The rest of the head is still on its way (head_if_buffered saw no error in what is here).
+    auto sent = co_await flush();
+    if (!sent) co_return -1;
+    stream_.set_idle_timeout({});
+    auto head = co_await with_timeout(opts_.header_timeout, reader_.read_until(head_end, max_head_bytes));
+    if (!head) {
+        if (head.error() == std::errc::message_size) co_return 431;
+        if (head.error() == std::errc::timed_out) co_return 408;
+        co_return -1;  // reset, or the client closed inside its head
     }
-    co_return parse_head(length);
+    if (head->empty()) co_return -1;
+    const std::size_t length = head->size();
+    if (length > max_head_bytes) co_return 431;
+    if (const int status = parse_request_head(reader_.peek_text().substr(0, length), head_); status != 0) co_return status;
+    keep_head(length);
+    co_return 0;
 }
 
-int connection::parse_head(std::size_t length) {
-    if (length > max_head_bytes) return 431;
-    const std::string_view text = reader_.peek_text().substr(0, length);
-    if (const int status = parse_request_head(text, head_); status != 0) return status;
+void connection::keep_head(std::size_t length) {
     if (head_.framing == body_framing::none) {
         head_in_reader_ = length;  // parsed in place; consumed once answered
-    } else {
-        head_copy_.assign(text);  // the body's reads will move the reader's bytes
-        (void)parse_request_head(head_copy_, head_);
-        reader_.consume(length);
-        head_in_reader_ = 0;
+        return;
     }
-    return 0;
+    head_copy_.assign(reader_.peek_text().substr(0, length));  // the body's reads will move the reader's bytes
+    (void)parse_request_head(head_copy_, head_);
+    reader_.consume(length);
+    head_in_reader_ = 0;
 }
 
 int connection::head_if_buffered() {
-    const std::size_t length = find_head_end(reader_.peek_text());
-    return length == 0 ? not_buffered : parse_head(length);
+    std::size_t length = 0;
+    const int status = parse_request_prefix(reader_.peek_text(), head_, length);
+    if (status == head_incomplete) return not_buffered;
+    if (status == 0) keep_head(length);
+    return status;
 }
 
 task<> connection::run() {
@@ -202,8 +202,6 @@ task<> connection::run() {
 const routes::route* connection::route() {
     is_head_ = head_.method == "HEAD";
     keep_alive_ = head_.keep_alive && !set_.draining;  // stopping: this response says close
-    body_limit_ = opts_.max_body;
-    start_body();  // again below, with the route's limit, once it is known
     // A HEAD is answered as the GET would be, without the body.
     const std::string_view method = is_head_ ? std::string_view{"GET"} : head_.method;
     const auto found = table_.paths.match(method, head_.path);
@@ -211,6 +209,8 @@ const routes::route* connection::route() {
     if (!r) {
         if (found.status == 404 && table_.fallback && method == "GET") r = &*table_.fallback;
         else {
+            body_limit_ = opts_.max_body;
+            start_body();  // what the answer below needs to know: is a body still coming?
             response resp = response::text(std::string{reason_phrase(found.status)} + "\n");
             resp.status = found.status;
             if (found.status == 405) resp.headers.emplace_back("Allow", table_.paths.allow(head_.path));
@@ -219,6 +219,8 @@ const routes::route* connection::route() {
             return nullptr;
         }
     }
+    body_limit_ = r->max_body ? r->max_body : opts_.max_body;
+    start_body();
     params_.clear();
     for (std::size_t i = 0; i < found.params.count; ++i) {
         const auto& [name, raw] = found.params.items[i];
@@ -229,8 +231,6 @@ const routes::route* connection::route() {
         }
         params_.emplace_back(name, std::move(value));
     }
-    body_limit_ = r->max_body ? r->max_body : opts_.max_body;
-    start_body();
     if (head_.framing == body_framing::length && head_.content_length > body_limit_) {
         queue_error(413);
         return nullptr;

@@ -1,7 +1,9 @@
 // fuzz-sources: net/http/request.cpp net/http/fields.cpp
 // The request head parser on arbitrary bytes, as a server's reader would feed it: find a head,
 // parse it, skip its Content-Length body, go on with the next (pipelining). Invariants: only
-// the statuses request.hpp names, views inside the head, framing fields consistent.
+// the statuses request.hpp names, views inside the head, framing fields consistent; and the
+// server's one-pass parse (parse_request_prefix) accepts exactly the heads the whole-head parse
+// accepts, ending them where find_head_end does.
 #include <coring/http/request.hpp>
 
 #include "fuzz_check.hpp"
@@ -39,11 +41,27 @@ int check_parse(std::string_view head) {
     return 0;
 }
 
+// parse_request_prefix on bytes that may hold a part of a head, or more than one.
+void check_prefix(std::string_view bytes) {
+    http::request_head r;
+    std::size_t length = 0;
+    const int status = http::parse_request_prefix(bytes, r, length);
+    FUZZ_CHECK(status == http::head_incomplete || status == 0 || status == 400 || status == 417 || status == 431 ||
+               status == 501 || status == 505);
+    const std::size_t end = http::find_head_end(bytes);
+    http::request_head whole;
+    const int whole_status = end == 0 ? http::head_incomplete : http::parse_request_head(bytes.substr(0, end), whole);
+    if (status == 0) FUZZ_CHECK(length == end && whole_status == 0);
+    if (whole_status == 0) FUZZ_CHECK(status == 0);
+    if (status == http::head_incomplete) FUZZ_CHECK(bytes.size() < http::max_head_bytes);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view input{reinterpret_cast<const char*>(data), size};
     check_parse(input);  // whatever the bytes, as if a caller passed them whole
+    check_prefix(input);  // as the server's reader holds them
     std::string_view rest = input;
     for (int requests = 0; requests < 64 && !rest.empty(); ++requests) {
         const std::size_t n = http::find_head_end(rest);

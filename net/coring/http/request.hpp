@@ -1,8 +1,9 @@
 #pragma once
 // http::parse_request_head: an HTTP/1.1 request head (RFC 9112) from bytes to a request_head.
 //
-// Pure: no I/O, no allocation. The server's reader finds the end of a head (find_head_end),
-// hands the whole head over, and gets back views into those bytes, valid while they are.
+// Pure: no I/O, no allocation. The server parses in its reader's buffer (parse_request_prefix
+// finds the end of the head as it goes) and gets back views into those bytes, valid while they
+// are.
 // Strict by default: anything RFC 9112 lets a server reject is rejected, with the status to
 // answer before closing the connection, because every leniency between a proxy and a server is
 // a request-smuggling vector (two parties reading different message boundaries):
@@ -55,5 +56,15 @@ struct request_head {
 // Parses `head`, the whole head through its blank line ("\r\n\r\n" included). Returns 0 and
 // fills `out` with views into `head`, or the status to answer before closing (see the top).
 int parse_request_head(std::string_view head, request_head& out) noexcept;
+
+// What parse_request_prefix returns while the head is not all there.
+inline constexpr int head_incomplete = -1;
+
+// For a server parsing in its read buffer, in one pass: the head at the start of `bytes`, which
+// may hold less (the rest still on its way) or more (pipelined requests behind it). Returns 0
+// with `length` set to the head's size (blank line included); head_incomplete when `bytes` ends
+// inside the head and nothing wrong was seen so far (431 once that is max_head_bytes or more);
+// or the status to answer, as parse_request_head, as soon as the bytes so far show it.
+int parse_request_prefix(std::string_view bytes, request_head& out, std::size_t& length) noexcept;
 
 }  // namespace coring::http
