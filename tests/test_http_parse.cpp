@@ -341,6 +341,28 @@ TEST_CASE("http: the one-pass parse answers as soon as the bytes so far are wron
           http::head_incomplete);
 }
 
+TEST_CASE("http: every byte at every place of a Host value is judged as RFC 3986 says", "[http]") {
+    // The check runs 16 bytes a step with overlapping loads: each byte value at each position of
+    // values 1-40 bytes long, against the rule written out.
+    const std::string_view allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]";
+    http::request_head r;
+    for (std::size_t size : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40}) {
+        for (std::size_t at = 0; at < size; ++at) {
+            for (int b = 0; b < 256; ++b) {
+                const char c = static_cast<char>(b);
+                if (c == '\r' || c == '\n') continue;  // those end the line: other rules
+                std::string value(size, 'a');
+                value[at] = c;
+                const std::string head = "GET / HTTP/1.1\r\nHost: " + value + "\r\n\r\n";
+                const bool ok = allowed.find(c) != std::string_view::npos ||
+                                ((c == ' ' || c == '\t') && (at == 0 || at + 1 == size));  // OWS, trimmed
+                INFO("size " << size << ", byte " << b << " at " << at);
+                REQUIRE((http::parse_request_head(head, r) == 0) == ok);
+            }
+        }
+    }
+}
+
 TEST_CASE("http: a chunked body decodes the same at every split point", "[http]") {
     const std::string body =
         "5\r\nhello\r\n"

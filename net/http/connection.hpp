@@ -73,6 +73,9 @@ private:
     void keep_head(std::size_t length);
     // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
     const routes::route* route();
+    // route()'s general case, for a path no parameterless route matches exactly: the router's
+    // full match, the fallback, or the 404 or 405 (null: queued). Fills params_.
+    const routes::route* route_with_params(std::string_view method);
     request make_request() noexcept;
     void handler_threw(const std::exception& e) const;  // logs it; the answer is the caller's
     // Queues a plain handler's response (null: it threw), or the error its body read met.

@@ -90,13 +90,22 @@ bool route_table::more_specific(const route& a, const route& b) noexcept {
     return false;  // equally specific: the earlier route stays
 }
 
+const route_table::route* route_table::find_exact(std::string_view method, std::string_view path) const noexcept {
+    for (const exact_route& e : exact_)
+        if (e.path == path && routes_[e.position].method == method) return &routes_[e.position];
+    return nullptr;
+}
+
+std::size_t route_table::exact(std::string_view method, std::string_view path) const noexcept {
+    const route* r = find_exact(method, path);
+    return r ? r->index : npos;
+}
+
 const route_table::route* route_table::best(std::string_view method, std::string_view path,
                                             route_params& params) const noexcept {
-    for (const exact_route& e : exact_) {
-        if (e.path == path && routes_[e.position].method == method) {
-            params.count = 0;
-            return &routes_[e.position];
-        }
+    if (const route* r = find_exact(method, path)) {
+        params.count = 0;
+        return r;
     }
     const route* chosen = nullptr;
     route_params scratch;

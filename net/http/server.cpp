@@ -204,24 +204,32 @@ const routes::route* connection::route() {
     keep_alive_ = head_.keep_alive && !set_.draining;  // stopping: this response says close
     // A HEAD is answered as the GET would be, without the body.
     const std::string_view method = is_head_ ? std::string_view{"GET"} : head_.method;
-    const auto found = table_.paths.match(method, head_.path);
-    const routes::route* r = found.handler;
-    if (!r) {
-        if (found.status == 404 && table_.fallback && method == "GET") r = &*table_.fallback;
-        else {
-            body_limit_ = opts_.max_body;
-            start_body();  // what the answer below needs to know: is a body still coming?
-            response resp = response::text(std::string{reason_phrase(found.status)} + "\n");
-            resp.status = found.status;
-            if (found.status == 405) resp.headers.emplace_back("Allow", table_.paths.allow(head_.path));
-            if (!body_done_) keep_alive_ = false;  // its body is not read
-            queue(resp);
-            return nullptr;
-        }
-    }
+    params_.clear();
+    const routes::route* r = table_.paths.exact(method, head_.path);  // most requests: no params
+    if (!r) r = route_with_params(method);
+    if (!r) return nullptr;
     body_limit_ = r->max_body ? r->max_body : opts_.max_body;
     start_body();
-    params_.clear();
+    if (head_.framing == body_framing::length && head_.content_length > body_limit_) {
+        queue_error(413);
+        return nullptr;
+    }
+    return r;
+}
+
+const routes::route* connection::route_with_params(std::string_view method) {
+    const auto found = table_.paths.match(method, head_.path);
+    if (!found.handler) {
+        if (found.status == 404 && table_.fallback && method == "GET") return &*table_.fallback;
+        body_limit_ = opts_.max_body;
+        start_body();  // what the answer below needs to know: is a body still coming?
+        response resp = response::text(std::string{reason_phrase(found.status)} + "\n");
+        resp.status = found.status;
+        if (found.status == 405) resp.headers.emplace_back("Allow", table_.paths.allow(head_.path));
+        if (!body_done_) keep_alive_ = false;  // its body is not read
+        queue(resp);
+        return nullptr;
+    }
     for (std::size_t i = 0; i < found.params.count; ++i) {
         const auto& [name, raw] = found.params.items[i];
         std::string value;
@@ -231,11 +239,7 @@ const routes::route* connection::route() {
         }
         params_.emplace_back(name, std::move(value));
     }
-    if (head_.framing == body_framing::length && head_.content_length > body_limit_) {
-        queue_error(413);
-        return nullptr;
-    }
-    return r;
+    return found.handler;
 }
 
 void connection::handler_threw(const std::exception& e) const {
@@ -252,13 +256,20 @@ request connection::make_request() noexcept {
 
 void connection::answer_sync(const routes::route& r) {
     request req = make_request();
-    std::optional<response> resp;
-    try {
-        resp = r.immediate(req);
-    } catch (const std::exception& e) {
-        handler_threw(e);
-    }
-    answer(resp ? &*resp : nullptr);
+    bool threw = false;
+    // The handler's response is built right here (returned as a prvalue, never moved: a move
+    // of its strings costs what building them did). Only the handler's call is guarded:
+    // answer() failing (out of memory) must not add a 500 after half a response.
+    const response resp = [&]() -> response {
+        try {
+            return r.immediate(req);
+        } catch (const std::exception& e) {
+            handler_threw(e);
+            threw = true;
+            return {};
+        }
+    }();
+    answer(threw ? nullptr : &resp);
 }
 
 void connection::answer(const response* resp) {

@@ -67,6 +67,11 @@ public:
     void add(std::string_view method, std::string_view pattern, std::size_t index);
     // Parameter names point into the table: valid until the next add().
     found match(std::string_view method, std::string_view path, route_params& params) const noexcept;
+    // The index of the route without parameters for exactly this method and path, or npos:
+    // what match() finds first (such a route is the most specific for its path), without
+    // the params to fill. No HEAD-to-GET fallback here.
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+    std::size_t exact(std::string_view method, std::string_view path) const noexcept;
     std::string allow(std::string_view path) const;
 
 private:
@@ -82,6 +87,7 @@ private:
     };
     static bool matches(const route& r, std::string_view path, route_params& params) noexcept;
     static bool more_specific(const route& a, const route& b) noexcept;
+    const route* find_exact(std::string_view method, std::string_view path) const noexcept;
     const route* best(std::string_view method, std::string_view path, route_params& params) const noexcept;
 
     std::vector<route> routes_;
@@ -124,6 +130,12 @@ public:
         return m;
     }
 
+    // The handler of a route without parameters for exactly this method and path, or null:
+    // most requests of a server end here, with no match_result to fill (route_table::exact).
+    const Handler* exact(std::string_view method, std::string_view path) const noexcept {
+        const std::size_t i = table_.exact(method, path);
+        return i == detail::route_table::npos ? nullptr : &handlers_[i];
+    }
     // The methods routes have for `path`, as Allow wants them ("GET, HEAD, POST").
     std::string allow(std::string_view path) const { return table_.allow(path); }
 
