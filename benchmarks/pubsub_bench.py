@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Pub/sub fan-out: coring-pubsub (io_uring and epoll on one core, and two cores) vs redis-server
-and nats-server.
+and nats-server, and the raw io_uring floor (benchmarks/baselines/raw_uring_pubsub.cpp: RESP
+SUBSCRIBE/PUBLISH from liburing alone, one send per subscriber per loop turn).
 
 Every server is started afresh for each run with its own configuration on a loopback port, pinned
 with taskset to --server-cpu (CPU 0); coring-load drives it from --load-cpu (CPU 1): S subscribers
@@ -26,7 +27,8 @@ import time
 
 from benchlib import end, end_all, fmt, line_plot, ports, spawn, summary_row, window_cpu, write_results, run_main
 
-SERVERS = ["coring-uring", "coring-epoll", "coring-2cores", "redis", "nats"]
+SERVERS = ["coring-uring", "coring-epoll", "coring-2cores", "redis", "nats", "raw-uring"]
+RAW = "benchmarks/baselines/baseline-raw-uring-pubsub"
 # What a server may hold for one subscriber before cutting it: far more than a run queues, so
 # nobody is cut (a cut subscriber's losses would show as lost). The same for all three.
 MAX_OUTPUT = 256 * 1024 * 1024
@@ -59,13 +61,15 @@ def server_command(build, name, port, tmp):
                 "--maxclients", str(MAX_CLIENTS), "--client-output-buffer-limit", f"pubsub {limit} {limit} 0"]
     if name == "nats":
         return ["nats-server", "-c", nats_conf(tmp, port)]
+    if name == "raw-uring":
+        return [os.path.join(build, RAW), "--port", str(port)]
     raise ValueError(name)
 
 
 def available(build, name):
     """Why the server cannot run here, or None."""
-    if name.startswith("coring-"):
-        path = os.path.join(build, "apps/coring-pubsub")
+    if name.startswith("coring-") or name == "raw-uring":
+        path = os.path.join(build, RAW if name == "raw-uring" else "apps/coring-pubsub")
         return None if os.access(path, os.X_OK) else f"{path} not built"
     binary = "redis-server" if name == "redis" else "nats-server"
     return None if shutil.which(binary) else f"{binary} not installed"
@@ -160,7 +164,7 @@ def print_ratios(rows):
         if not server.startswith("coring-"):
             continue
         parts = []
-        for base in ("redis", "nats"):
+        for base in ("redis", "nats", "raw-uring"):
             b = index.get((base, subs, size))
             if not b:
                 continue

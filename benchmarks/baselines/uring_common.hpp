@@ -246,9 +246,10 @@ struct plain_server {
 
     // Sets up the ring and buffers, accepts on `listener` (Nagle off and a multishot recv for
     // each connection), and hands recv and send CQEs to the server's handlers until `sig_fd`
-    // is readable.
-    template <class OnRecv, class OnSend>
-    void serve(int listener, int sig_fd, OnRecv on_recv, OnSend on_send) {
+    // is readable. end_turn() runs after each batch of CQEs, before the next wait (a server
+    // that sends once per connection per turn sends there).
+    template <class OnRecv, class OnSend, class EndTurn = void (*)()>
+    void serve(int listener, int sig_fd, OnRecv on_recv, OnSend on_send, EndTurn end_turn = [] {}) {
         init_ring(ring, prog, sq_entries, cq_entries);
         bufs.init(ring, prog, nbufs, buf_size, group);
         conns.resize(1024);
@@ -260,7 +261,8 @@ struct plain_server {
             set_nodelay(res);
             arm_recv(res, connection_at(conns, res));
         };
-        const auto before_wait = [this] {
+        const auto before_wait = [this, &end_turn] {
+            end_turn();
             bufs.publish();  // this turn's recycled buffers, then a recv for connections that had none
             starved.rearm(conns, bufs.kernel_has_some(), [this](int fd, Connection& c) { arm_recv(fd, c); });
         };
