@@ -29,8 +29,13 @@ transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, s
 }
 
 gather_awaiter::gather_awaiter(int fd, op** slot, std::span<const iovec> pieces, std::int64_t timeout_ns) noexcept
-    : op_awaiter{op_kind::send_msg, fd, slot} {
+    : op_awaiter{pieces.size() == 1 ? op_kind::send : op_kind::send_msg, fd, slot} {
     if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
+    if (pieces.size() == 1) {  // a plain send: no msghdr and iovec for the kernel to copy in and check
+        op_.buf = pieces[0].iov_base;
+        op_.len = pieces[0].iov_len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(pieces[0].iov_len);
+        return;
+    }
     msg_.msg_iov = const_cast<iovec*>(pieces.data());  // sendmsg only reads them
     msg_.msg_iovlen = pieces.size();
 }

@@ -333,7 +333,7 @@ void core::turn() {
     }
     if (outbox_pending_ > 0 && (timeout < 0 || timeout > 1'000'000))
         timeout = 1'000'000;  // a full inbox elsewhere: retry within 1 ms (a wait, not a spin)
-    if (timeout != 0 && backend_->buffers_to_trim()) {  // a wait must end in time to trim (within 2 s)
+    if (timeout != 0 && (backend_->buffers_to_trim() || detail::frames_to_trim())) {  // a wait must end in time to trim (within 2 s)
         const std::int64_t until_trim = std::max<std::int64_t>(0, next_trim_ns_ - now_ns());
         if (timeout < 0 || timeout > until_trim) timeout = until_trim;
     }
@@ -348,16 +348,20 @@ void core::turn() {
     if (!held_.empty()) release_held();
     receive_mail();
     fire_timers();
-    trim_buffers_when_due();
+    trim_when_due();
     run_ready();
 }
 
-void core::trim_buffers_when_due() noexcept {
-    if (!backend_->buffers_to_trim()) return;
+void core::trim_when_due() noexcept {
+    const bool buffers = backend_->buffers_to_trim();
+    if (!buffers && !detail::frames_to_trim()) return;
     const std::int64_t now = now_ns();
     if (now < next_trim_ns_) return;
-    // The first call only starts the clock; a round with more to trim goes on next turn.
-    if (next_trim_ns_ != 0 && backend_->trim_buffers()) return;
+    // The first call only starts the clock; a round with more buffers to trim goes on next turn.
+    if (next_trim_ns_ != 0) {
+        detail::trim_frames();  // the empty frame slabs no burst needed since the last trim
+        if (buffers && backend_->trim_buffers()) return;
+    }
     next_trim_ns_ = now + 1'000'000'000;
 }
 

@@ -1,5 +1,6 @@
 #include <coring/frame_allocator.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -16,9 +17,13 @@
 //
 // Freed on its own thread, a block goes on its slab's free list. Freed on another thread, it is
 // handed back: pushed onto the owner's lock-free `returned` stack, which the owner sorts into
-// its slabs the next time a class has no room. A slab whose blocks have all come back is given
-// back to the heap unless it is one of the two empty slabs a class keeps (so a load that swings
-// around a slab boundary does not map and unmap at every swing): the memory of a burst returns.
+// its slabs the next time a class has no room. A slab whose blocks have all come back stays
+// mapped while its class has at most as many empty slabs as it had in use at once since the
+// last trim (two at least): a load that fills a few slabs with short-lived frames every loop
+// turn (a send per subscriber, say) would otherwise unmap them at each turn's end and fault
+// fresh pages in at the next. trim_frames() (the core's, about once a second while there is
+// something to trim) gives back the empty slabs beyond two per class and starts counting
+// afresh: the memory of a burst returns.
 //
 // Once the owner thread has exited, its cache struct stays (it is small) and its `returned`
 // stack is closed: every later operation on its slabs (a late free from another thread, or a
@@ -87,7 +92,10 @@ slab* slab_of(void* block) noexcept {
 
 struct frame_cache {
     slab* rooms[class_count] = {};  // per class: slabs with room, most recently freed into first
-    unsigned empty[class_count] = {};
+    unsigned empty[class_count] = {};  // slabs with no block handed out
+    unsigned busy[class_count] = {};   // slabs with blocks handed out
+    unsigned peak[class_count] = {};   // the most `busy` since the last trim
+    unsigned surplus = 0;              // empty slabs beyond empty_slabs_kept, summed over classes
     std::vector<slab*> slabs;       // every slab it owns, for the thread-exit sweep
     std::atomic<free_block*> returned{nullptr};  // blocks freed by other threads
     frame_stats stats;
@@ -110,7 +118,10 @@ struct frame_cache {
             block = reinterpret_cast<std::byte*>(s) + s->carved;
             s->carved += static_cast<std::uint32_t>(s->block_bytes());
         }
-        if (s->used++ == 0) --empty[k];
+        if (s->used++ == 0) {
+            less_empty(k);
+            peak[k] = std::max(peak[k], ++busy[k]);
+        }
         if (!s->has_room()) unlist(*s);
         return block;
     }
@@ -120,11 +131,31 @@ struct frame_cache {
         s.free = new (block) free_block{s.free};
         if (!s.listed) list(s);
         if (--s.used != 0) return;
-        if (empty[s.klass] < empty_slabs_kept) {
-            ++empty[s.klass];
+        --busy[s.klass];
+        if (empty[s.klass] < std::max(empty_slabs_kept, peak[s.klass])) {
+            more_empty(s.klass);
             return;
         }
         release(s);
+    }
+
+    void more_empty(std::size_t k) noexcept {
+        if (++empty[k] > empty_slabs_kept) ++surplus;
+    }
+    void less_empty(std::size_t k) noexcept {
+        if (empty[k]-- > empty_slabs_kept) --surplus;
+    }
+
+    // The empty slabs beyond empty_slabs_kept per class go back to the heap; the peaks start
+    // again from what is in use now.
+    void trim() noexcept {
+        for (std::size_t i = slabs.size(); i-- > 0 && surplus > 0;) {  // backwards: release() moves the last here
+            slab& s = *slabs[i];
+            if (s.used != 0 || empty[s.klass] <= empty_slabs_kept) continue;
+            less_empty(s.klass);
+            release(s);
+        }
+        for (std::size_t k = 0; k < class_count; ++k) peak[k] = busy[k];
     }
 
     // An empty slab goes back to the heap.
@@ -134,6 +165,7 @@ struct frame_cache {
         slabs[s.index]->index = s.index;
         slabs.pop_back();
         ::munmap(&s, slab_bytes);
+        ++stats.slabs_unmapped;
     }
 
     // Takes back what other threads returned, each block into its slab.
@@ -145,11 +177,12 @@ struct frame_cache {
 
     slab* new_slab(std::size_t k) {
         void* mem = map_slab();
+        ++stats.slabs_mapped;
         constexpr auto header = static_cast<std::uint32_t>((sizeof(slab) + granule - 1) / granule * granule);
         auto* s = new (mem) slab{.owner = this, .klass = static_cast<std::uint32_t>(k), .carved = header};
         s->index = static_cast<std::uint32_t>(slabs.size());
         slabs.push_back(s);
-        ++empty[k];  // until take() hands out its first block
+        more_empty(k);  // until take() hands out its first block
         list(*s);
         return s;
     }
@@ -197,7 +230,7 @@ struct reaper {
         const std::vector<slab*> all = mine->slabs;  // a copy: release() edits the list
         for (slab* s : all)
             if (s->used == 0) {
-                --mine->empty[s->klass];
+                mine->less_empty(s->klass);
                 mine->release(*s);
             }
     }
@@ -245,6 +278,12 @@ void free_frame(void* frame, std::size_t size) noexcept {
         }
         b->next = head;
     } while (!owner->returned.compare_exchange_weak(head, b, std::memory_order_release, std::memory_order_relaxed));
+}
+
+bool frames_to_trim() noexcept { return use_slabs && mine && !gone && mine->surplus > 0; }
+
+void trim_frames() noexcept {
+    if (frames_to_trim()) mine->trim();
 }
 
 frame_stats frame_allocator_stats() noexcept { return my_cache().stats; }

@@ -62,6 +62,10 @@ struct connection {
 baseline::uring::plain_server<connection> server{.prog = prog};
 std::unordered_map<std::string, std::vector<int>> subscribers;  // channel -> subscriber fds
 std::vector<int> dirty;  // connections with output for the end of this turn
+// Printed at exit, to compare with coring-pubsub's --stats.
+struct {
+    std::uint64_t turns = 0, published = 0, delivered = 0, sends = 0;
+} counts;
 
 void fail(int fd, connection& c) {
     c.failed = true;
@@ -106,6 +110,7 @@ void execute(int fd, connection& c, const std::string_view* args, std::size_t n)
                std::equal(name.begin(), name.end(), args[0].begin(), [](char a, char b) { return a == (b | 0x20); });
     };
     if (is("publish") && n == 3) {
+        ++counts.published;
         std::string frame = "*3\r\n$7\r\nmessage\r\n";  // serialized once, copied to every subscriber
         append_bulk(frame, args[1]);
         append_bulk(frame, args[2]);
@@ -113,6 +118,7 @@ void execute(int fd, connection& c, const std::string_view* args, std::size_t n)
         if (auto it = subscribers.find(std::string(args[1])); it != subscribers.end()) {
             for (const int sub : it->second) queue(sub, server.conns[static_cast<std::size_t>(sub)], frame);
             receivers = it->second.size();
+            counts.delivered += receivers;
         }
         queue(fd, c, ":" + std::to_string(receivers) + "\r\n");
     } else if (is("subscribe") && n >= 2) {
@@ -222,6 +228,7 @@ void start_send(int fd, connection& c) {
     io_uring_prep_send(sqe, fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, tag(fd, op_send));
     c.sending = true;
+    ++counts.sends;
 }
 
 void on_send(int fd, std::int32_t res) {
@@ -243,6 +250,7 @@ void on_send(int fd, std::int32_t res) {
 
 // The end of a turn: one send per connection with output and no send in flight.
 void flush_turn() {
+    ++counts.turns;
     for (const int fd : dirty) {
         connection& c = server.conns[static_cast<std::size_t>(fd)];
         c.dirty = false;
@@ -264,5 +272,8 @@ int main(int argc, char** argv) {
     const int sig_fd = baseline::exit_signal_fd(prog, false);
     const int listener = baseline::listen_loopback(prog, cfg.port, false);
     server.serve(listener, sig_fd, on_recv, on_send, flush_turn);
+    std::fprintf(stderr, "%s: turns %llu, published %llu, delivered %llu, sends %llu\n", prog,
+                 static_cast<unsigned long long>(counts.turns), static_cast<unsigned long long>(counts.published),
+                 static_cast<unsigned long long>(counts.delivered), static_cast<unsigned long long>(counts.sends));
     return 0;
 }

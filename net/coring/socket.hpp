@@ -58,14 +58,17 @@ public:
     }
 };
 
-// sendmsg over several pieces: a byte count, as transfer_awaiter (a short send is a success).
+// sendmsg over several pieces (a plain send for one): a byte count, as transfer_awaiter (a
+// short send is a success).
 // The msghdr lives here, in the awaiting frame, the iovecs in the caller's: the kernel reads
 // both at any time until the completion.
 class gather_awaiter : public op_awaiter {
 public:
     gather_awaiter(int fd, op** slot, std::span<const iovec> pieces, std::int64_t timeout_ns = 0) noexcept;
     void await_suspend(std::coroutine_handle<> h) noexcept {
-        op_.buf = &msg_;  // here, not in the constructor: by now the awaiter has its final address
+        // Here, not in the constructor: by now the awaiter has its final address. (One piece
+        // goes as a plain send of it: op_.buf is that piece already.)
+        if (op_.kind == op_kind::send_msg) op_.buf = &msg_;
         op_awaiter::await_suspend(h);
     }
     result<std::size_t> await_resume() const noexcept {

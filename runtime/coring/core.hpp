@@ -256,7 +256,7 @@ private:
     void ring_doorbell() noexcept;  // eventfd write: reaches this core from any thread
     void begin_stop() noexcept;
     void drain_everything() noexcept;
-    void trim_buffers_when_due() noexcept;
+    void trim_when_due() noexcept;  // idle pool buffers and empty frame slabs, about once a second
     task<> watch_wakeups();
     task<> cancel_after_drain();
 
@@ -269,7 +269,7 @@ private:
     detail::task_context* current_ = nullptr;
     detail::task_context* live_ = nullptr;  // intrusive list of every root task
     detail::armed_source* armed_ = nullptr;  // intrusive list of every feed (see armed_source)
-    std::int64_t next_trim_ns_ = 0;           // when idle pool buffers are next given back
+    std::int64_t next_trim_ns_ = 0;           // when idle pool buffers and frame slabs are next given back
     std::size_t live_user_tasks_ = 0;
     bool stopping_ = false;
     core_stats stats_;
