@@ -61,8 +61,7 @@ struct connection {
     bool eof = false;         // peer finished sending: flush, then close
     bool failed = false;      // error or a bound passed: close once the kernel is done with the fd
 };
-// Vectors, not strings, hold what is being sent: a vector's data stays put when `conns` grows
-// and moves the connections, while a short string's would move with it.
+// What is being sent is in vectors, not strings (uring_common.hpp's start_send says why).
 
 // A ring of 4096 SQEs and 65536 CQEs and 4096 x 4 KiB provided buffers (the defaults).
 baseline::uring::plain_server<connection> server{.prog = prog};
@@ -77,16 +76,6 @@ void refresh_date() {
     char text[32];
     // The C locale (this program never calls setlocale), so the names are English, as HTTP wants.
     if (strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &utc) == 29) response.replace(date_at, 29, text, 29);
-}
-
-void start_send(int fd, connection& c) {
-    c.out.swap(c.next);  // both keep their capacity: no allocation once a connection is warm
-    c.next.clear();
-    c.sent = 0;
-    io_uring_sqe* sqe = server.sqe();
-    io_uring_prep_send(sqe, fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, tag(fd, op_send));
-    c.sending = true;
 }
 
 void fail(int fd, connection& c) {
@@ -135,7 +124,7 @@ void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
             if (heads > 0) refresh_date();  // a clock read per receive that asks for responses
             for (std::size_t i = 0; i < heads; ++i) c.next.insert(c.next.end(), response.begin(), response.end());
             if (c.carry.size() >= max_head || c.next.size() > max_output) fail(fd, c);
-            else if (heads > 0 && !c.sending) start_send(fd, c);
+            else if (heads > 0 && !c.sending) server.start_send(fd, c);
             if (!c.recv_armed && !c.failed) server.arm_recv(fd, c);
         }
         server.bufs.recycle(static_cast<std::uint16_t>(bid));  // scanned and answered: the bytes are done with
@@ -148,17 +137,8 @@ void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
 
 void on_send(int fd, std::int32_t res) {
     connection& c = server.conns[static_cast<std::size_t>(fd)];
-    c.sending = false;
-    if (res <= 0) fail(fd, c);
-    else c.sent += static_cast<std::size_t>(res);
-    if (!c.failed && c.sent < c.out.size()) {  // a short send: the rest goes before anything newer
-        io_uring_sqe* sqe = server.sqe();
-        io_uring_prep_send(sqe, fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
-        io_uring_sqe_set_data64(sqe, tag(fd, op_send));
-        c.sending = true;
-    } else if (!c.failed && !c.next.empty()) {
-        start_send(fd, c);
-    }
+    if (!server.sent(fd, c, res)) fail(fd, c);
+    else if (!c.sending && !c.next.empty() && !c.failed) server.start_send(fd, c);
     maybe_close(fd, c);
 }
 

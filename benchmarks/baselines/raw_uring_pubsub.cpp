@@ -220,28 +220,11 @@ void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
     maybe_close(fd, c);
 }
 
-void start_send(int fd, connection& c) {
-    c.out.swap(c.next);  // both keep their capacity: no allocation once a connection is warm
-    c.next.clear();
-    c.sent = 0;
-    io_uring_sqe* sqe = server.sqe();
-    io_uring_prep_send(sqe, fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, tag(fd, op_send));
-    c.sending = true;
-    ++counts.sends;
-}
-
 void on_send(int fd, std::int32_t res) {
     connection& c = server.conns[static_cast<std::size_t>(fd)];
-    c.sending = false;
-    if (res <= 0) fail(fd, c);
-    else c.sent += static_cast<std::size_t>(res);
-    if (!c.failed && c.sent < c.out.size()) {  // a short send: the rest goes before anything newer
-        io_uring_sqe* sqe = server.sqe();
-        io_uring_prep_send(sqe, fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
-        io_uring_sqe_set_data64(sqe, tag(fd, op_send));
-        c.sending = true;
-    } else if (!c.failed && !c.next.empty() && !c.dirty) {  // what came meanwhile: at the turn's end
+    if (!server.sent(fd, c, res)) {
+        fail(fd, c);
+    } else if (!c.sending && !c.failed && !c.next.empty() && !c.dirty) {  // what came meanwhile: at the turn's end
         c.dirty = true;
         dirty.push_back(fd);
     }
@@ -254,7 +237,10 @@ void flush_turn() {
     for (const int fd : dirty) {
         connection& c = server.conns[static_cast<std::size_t>(fd)];
         c.dirty = false;
-        if (!c.sending && !c.failed && !c.next.empty()) start_send(fd, c);
+        if (!c.sending && !c.failed && !c.next.empty()) {
+            server.start_send(fd, c);
+            ++counts.sends;
+        }
         maybe_close(fd, c);
     }
     dirty.clear();

@@ -244,6 +244,32 @@ struct plain_server {
         c.recv_armed = true;
     }
 
+    // A connection's output, for a Connection with `out` (the send in flight: the kernel reads
+    // it until the CQE), `next` (what queued since), `sent` and `sending`; both vectors, whose
+    // data stays put when `conns` grows and moves the connections (a short string's would not).
+    // start_send: all of `next` as one send (swapped into `out`: both keep their capacity).
+    void start_send(int fd, Connection& c) {
+        c.out.swap(c.next);
+        c.next.clear();
+        c.sent = 0;
+        send_rest(fd, c);
+    }
+    // A send's CQE: false when it failed (the caller fails the connection). A short send's
+    // rest goes at once, before anything newer; otherwise c.sending is false again.
+    bool sent(int fd, Connection& c, std::int32_t res) {
+        c.sending = false;
+        if (res <= 0) return false;
+        c.sent += static_cast<std::size_t>(res);
+        if (c.sent < c.out.size()) send_rest(fd, c);
+        return true;
+    }
+    void send_rest(int fd, Connection& c) {
+        io_uring_sqe* s = sqe();
+        io_uring_prep_send(s, fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(s, tag(fd, op_send));
+        c.sending = true;
+    }
+
     // Sets up the ring and buffers, accepts on `listener` (Nagle off and a multishot recv for
     // each connection), and hands recv and send CQEs to the server's handlers until `sig_fd`
     // is readable. end_turn() runs after each batch of CQEs, before the next wait (a server
