@@ -115,23 +115,13 @@ std::size_t complete_heads(connection& c, std::string_view data) {
 
 void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
     connection& c = server.conns[static_cast<std::size_t>(fd)];
-    if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
-    const int bid = (flags & IORING_CQE_F_BUFFER) ? server.bufs.claim(flags) : -1;
-    if (res > 0) {
-        if (!c.failed) {
-            const std::size_t heads = complete_heads(c, {server.bufs.data(static_cast<std::uint16_t>(bid)),
-                                                         static_cast<std::size_t>(res)});
-            if (heads > 0) refresh_date();  // a clock read per receive that asks for responses
-            for (std::size_t i = 0; i < heads; ++i) c.next.insert(c.next.end(), response.begin(), response.end());
-            if (c.carry.size() >= max_head || c.next.size() > max_output) fail(fd, c);
-            else if (heads > 0 && !c.sending) server.start_send(fd, c);
-            if (!c.recv_armed && !c.failed) server.arm_recv(fd, c);
-        }
-        server.bufs.recycle(static_cast<std::uint16_t>(bid));  // scanned and answered: the bytes are done with
-    } else {
-        if (bid >= 0) server.bufs.recycle(static_cast<std::uint16_t>(bid));
-        server.no_data(fd, c, res, fail);
-    }
+    server.received(fd, c, res, flags, [fd, &c](std::string_view data) {
+        const std::size_t heads = complete_heads(c, data);
+        if (heads > 0) refresh_date();  // a clock read per receive that asks for responses
+        for (std::size_t i = 0; i < heads; ++i) c.next.insert(c.next.end(), response.begin(), response.end());
+        if (c.carry.size() >= max_head || c.next.size() > max_output) fail(fd, c);
+        else if (heads > 0 && !c.sending) server.start_send(fd, c);
+    }, fail);
     maybe_close(fd, c);
 }
 

@@ -194,29 +194,19 @@ long long run_commands(int fd, connection& c, std::string_view s) {
 
 void on_recv(int fd, std::int32_t res, std::uint32_t flags) {
     connection& c = server.conns[static_cast<std::size_t>(fd)];
-    if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
-    const int bid = (flags & IORING_CQE_F_BUFFER) ? server.bufs.claim(flags) : -1;
-    if (res > 0) {
-        if (!c.failed) {
-            const std::string_view data{server.bufs.data(static_cast<std::uint16_t>(bid)), static_cast<std::size_t>(res)};
-            if (c.in.empty()) {  // the common case: whole commands, parsed in the buffer itself
-                const long long took = run_commands(fd, c, data);
-                if (took < 0) fail(fd, c);
-                else c.in.assign(data.substr(static_cast<std::size_t>(took)));
-            } else {
-                c.in.append(data);
-                const long long took = run_commands(fd, c, c.in);
-                if (took < 0) fail(fd, c);
-                else c.in.erase(0, static_cast<std::size_t>(took));
-            }
-            if (c.in.size() >= max_command) fail(fd, c);
-            if (!c.recv_armed && !c.failed) server.arm_recv(fd, c);
+    server.received(fd, c, res, flags, [fd, &c](std::string_view data) {
+        if (c.in.empty()) {  // the common case: whole commands, parsed in the buffer itself
+            const long long took = run_commands(fd, c, data);
+            if (took < 0) fail(fd, c);
+            else c.in.assign(data.substr(static_cast<std::size_t>(took)));
+        } else {
+            c.in.append(data);
+            const long long took = run_commands(fd, c, c.in);
+            if (took < 0) fail(fd, c);
+            else c.in.erase(0, static_cast<std::size_t>(took));
         }
-        server.bufs.recycle(static_cast<std::uint16_t>(bid));  // parsed: what a command keeps was copied
-    } else {
-        if (bid >= 0) server.bufs.recycle(static_cast<std::uint16_t>(bid));
-        server.no_data(fd, c, res, fail);
-    }
+        if (c.in.size() >= max_command) fail(fd, c);
+    }, fail);
     maybe_close(fd, c);
 }
 

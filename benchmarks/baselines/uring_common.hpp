@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "common.hpp"
@@ -242,6 +243,22 @@ struct plain_server {
     void arm_recv(int fd, Connection& c) {
         uring::arm_recv(ring, prog, fd, group, tag(fd, op_recv));
         c.recv_armed = true;
+    }
+
+    // A recv CQE for a server that handles each received buffer whole: with data (and the
+    // connection not failed), handle(bytes) runs and the recv is armed again if it ended;
+    // without, no_data. The buffer goes back to the ring either way: what handle keeps, it copies.
+    template <class Handle, class Fail>
+    void received(int fd, Connection& c, std::int32_t res, std::uint32_t flags, Handle handle, Fail fail) {
+        if (!(flags & IORING_CQE_F_MORE)) c.recv_armed = false;
+        const int bid = (flags & IORING_CQE_F_BUFFER) ? bufs.claim(flags) : -1;
+        if (res > 0 && !c.failed) {
+            handle(std::string_view{bufs.data(static_cast<std::uint16_t>(bid)), static_cast<std::size_t>(res)});
+            if (!c.recv_armed && !c.failed) arm_recv(fd, c);
+        } else if (res <= 0) {
+            no_data(fd, c, res, fail);
+        }
+        if (bid >= 0) bufs.recycle(static_cast<std::uint16_t>(bid));
     }
 
     // A connection's output, for a Connection with `out` (the send in flight: the kernel reads
