@@ -359,8 +359,9 @@ void core::trim_when_due() noexcept {
     if (now < next_trim_ns_) return;
     // The first call only starts the clock; a round with more buffers to trim goes on next turn.
     if (next_trim_ns_ != 0) {
-        detail::trim_frames();  // the empty frame slabs no burst needed since the last trim
-        if (buffers && backend_->trim_buffers()) return;
+        if (!trim_round_) detail::trim_frames();  // the empty frame slabs no burst needed since the last round
+        trim_round_ = buffers && backend_->trim_buffers();
+        if (trim_round_) return;
     }
     next_trim_ns_ = now + 1'000'000'000;
 }

@@ -23,7 +23,8 @@
 // turn (a send per subscriber, say) would otherwise unmap them at each turn's end and fault
 // fresh pages in at the next. trim_frames() (the core's, about once a second while there is
 // something to trim) gives back the empty slabs beyond two per class and starts counting
-// afresh: the memory of a burst returns.
+// afresh: the memory of a burst returns. (A thread that never calls it, which runs no core,
+// keeps empty slabs up to its peak; once it has exited, two per class.)
 //
 // Once the owner thread has exited, its cache struct stays (it is small) and its `returned`
 // stack is closed: every later operation on its slabs (a late free from another thread, or a
@@ -227,6 +228,8 @@ struct reaper {
         std::lock_guard g{late_lock()};
         gone = true;
         mine->take_returned(closed);  // from now on, late frees from other threads take the lock
+        // Nobody trims a closed cache: a late free keeps at most two empty slabs per class.
+        for (unsigned& p : mine->peak) p = 0;
         const std::vector<slab*> all = mine->slabs;  // a copy: release() edits the list
         for (slab* s : all)
             if (s->used == 0) {

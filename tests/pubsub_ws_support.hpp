@@ -17,7 +17,7 @@ struct pubsub_ports {
 };
 
 // The ports in the server's line "pubsub server listening on 127.0.0.1:P (RESP), 127.0.0.1:Q
-// (HTTP: ...)"; resp stays 0 until that line is complete.
+// (HTTP: ...)"; resp stays 0 until that line is complete, and when RESP is on a unix socket.
 inline pubsub_ports pubsub_ports_of(const std::string& err) {
     static constexpr std::string_view marker = "listening on ";
     static constexpr std::string_view host = "127.0.0.1:";
@@ -35,6 +35,10 @@ inline pubsub_ports pubsub_ports_of(const std::string& err) {
         ports.push_back(static_cast<std::uint16_t>(port));
     }
     if (ports.empty()) return found;
+    if (err.compare(at + marker.size(), host.size(), host) != 0) {  // RESP on a unix socket: no port
+        found.http = ports[0];
+        return found;
+    }
     found.resp = ports[0];
     if (ports.size() > 1) found.http = ports[1];
     return found;

@@ -7,8 +7,12 @@
 
 #include <coring/ws/websocket.hpp>
 
+#include <cstring>
 #include <string>
 #include <string_view>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 using namespace coring;
 using namespace coring::testing;
@@ -423,4 +427,44 @@ TEST_CASE("coring-pubsub /ws: past --max-subscriptions a subscribe gets an error
     const auto status = server.stop();
     REQUIRE(status);
     CHECK(WIFEXITED(*status));
+}
+
+TEST_CASE("coring-pubsub with RESP on a unix socket and 2 cores answers every HTTP connection", "[pubsub]") {
+    // Core 0 alone listens on a unix socket; every core listens on the HTTP port (SO_REUSEPORT).
+    // A core without the RESP listener must still serve the HTTP one, or the kernel's share of
+    // connections it hands that core would hang.
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    const std::string path = "/tmp/coring-pubsub-test-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    pubsub_server_process server{kind, {"--listen", "unix:" + path, "--cores", "2"}};
+    for (int i = 0; i < 32; ++i) {
+        const int fd = connect_blocking(server.ports().http);  // 5 s receive timeout: a hang fails
+        REQUIRE(fd >= 0);
+        const std::string request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
+        char head[12] = {};
+        const ssize_t n = ::recv(fd, head, sizeof head, MSG_WAITALL);
+        ::close(fd);
+        INFO("connection " << i);
+        REQUIRE(n == static_cast<ssize_t>(sizeof head));
+        CHECK(std::string_view(head, sizeof head) == "HTTP/1.1 200");
+    }
+    // And RESP on the unix socket.
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    const timeval limit{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    CHECK(blocking_round_trip(fd, "PING\r\n") == "+PONG\r");  // as many bytes back as went out
+    ::close(fd);
+    const auto status = server.stop();
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK(::access(path.c_str(), F_OK) != 0);  // the server removed its socket file
 }

@@ -92,6 +92,11 @@ task<> core_listeners::bind(core& c) {
         return std::move(*bound);
     };
     co_await listeners_.start(make);
+    bound_ = true;
+}
+
+core_listeners::~core_listeners() {
+    if (bound_ && where_.family() == AF_UNIX) remove_socket_file(where_);
 }
 
 }  // namespace coring::apps

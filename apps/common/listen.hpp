@@ -28,6 +28,7 @@ result<address> prepare_listen_address(address where);
 class core_listeners {
 public:
     explicit core_listeners(address where) : where_{where} {}
+    ~core_listeners();  // a unix socket's file, once bound, is removed: ours, we made it
     // run()'s setup: on core 0, binds a listener (SO_REUSEPORT) on every core; a unix socket
     // only on core 0 (no SO_REUSEPORT there: its connections stay on that core). A failure
     // throws std::system_error naming the address.
@@ -37,6 +38,7 @@ public:
 
 private:
     address where_;
+    bool bound_ = false;
     sharded<std::optional<tcp_listener>> listeners_;
 };
 

@@ -32,8 +32,7 @@ task<> pubsub_server::serve(core& c) {
             log("pubsub: core {}: bus redis://{}:{} not reachable yet: serving; PUBLISH answers an error until it is",
                 c.id(), opts_.bus->host, opts_.bus->port);
     }
-    auto listener = listeners_.take();
-    if (!listener) co_return;  // a unix socket: core 0 alone listens and serves
+    auto listener = listeners_.take();  // none on cores but 0 for a unix socket
     pubsub::hub& hub = hubs_.local();
     task_group web;
     if (web_listeners_)
@@ -52,12 +51,13 @@ task<> pubsub_server::serve(core& c) {
     }
     task_group sessions;
     accept_pacer pacer{"accept"};  // out of fds: pauses, and says so once per interval
-    for (std::uint64_t n = 1;; ++n) {
+    for (std::uint64_t n = 1; listener; ++n) {
         auto conn = co_await pacer.next(*listener);
         if (!conn) break;  // stopping
         (void)conn->set_nodelay(true);
         sessions.spawn(pubsub_detail::resp_session(std::move(*conn), hub, opts_, std::uint64_t{c.id()} << 48 | n));
     }
+    if (!listener) co_await web.join();  // no RESP here (a unix socket): the HTTP port until stopping
     // A subscriber never finishes by itself: stopping ends every session (their queued output
     // is dropped with them).
     co_await sessions.cancel_and_join();

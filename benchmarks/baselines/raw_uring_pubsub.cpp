@@ -89,7 +89,7 @@ void maybe_close(int fd, connection& c) {
 void queue(int fd, connection& c, std::string_view bytes) {
     if (c.failed) return;
     c.next.insert(c.next.end(), bytes.begin(), bytes.end());
-    if (c.next.size() > max_output) return fail(fd, c);
+    if (c.next.size() > max_output) fail(fd, c);  // listed all the same: the turn's end closes it
     if (!c.dirty) {
         c.dirty = true;
         dirty.push_back(fd);

@@ -159,7 +159,7 @@ public:
         if (fds_.empty() || !kernel_has_buffers) return;
         for (const int fd : fds_) {
             Connection& c = conns[static_cast<std::size_t>(fd)];
-            if (!c.starved) continue;  // closed since (a reused fd starts with starved=false)
+            if (!c.starved || c.failed) continue;  // closed since (a reused fd starts with starved=false), or closing
             c.starved = false;
             arm(fd, c);
         }
@@ -277,7 +277,7 @@ struct plain_server {
         c.sending = false;
         if (res <= 0) return false;
         c.sent += static_cast<std::size_t>(res);
-        if (c.sent < c.out.size()) send_rest(fd, c);
+        if (c.sent < c.out.size() && !c.failed) send_rest(fd, c);
         return true;
     }
     void send_rest(int fd, Connection& c) {

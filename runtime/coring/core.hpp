@@ -270,6 +270,7 @@ private:
     detail::task_context* live_ = nullptr;  // intrusive list of every root task
     detail::armed_source* armed_ = nullptr;  // intrusive list of every feed (see armed_source)
     std::int64_t next_trim_ns_ = 0;           // when idle pool buffers and frame slabs are next given back
+    bool trim_round_ = false;                 // a pool trim round goes on over the next turns
     std::size_t live_user_tasks_ = 0;
     bool stopping_ = false;
     core_stats stats_;
