@@ -194,7 +194,7 @@ void write_head(std::string& out, int status, std::string_view content_type,
         std::optional<std::uint64_t> content_length;
         bool keep_alive = false;
         bool chunked = false;
-        std::string whole;        // start, then the framing and Connection fields
+        std::string whole;        // start, then the framing and Connection fields, then the blank line
     } last;
     std::time_t second;
     const std::string_view date = date_now(second);
@@ -220,13 +220,17 @@ void write_head(std::string& out, int status, std::string_view content_type,
         } else if (!bodiless && status != 304 && chunked) {
             last.whole.append("Transfer-Encoding: chunked\r\n");
         }
-        last.whole.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+        last.whole.append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
         last.content_length = content_length;
         last.keep_alive = keep_alive;
         last.chunked = chunked;
         last.whole_valid = true;
     }
-    out.append(last.whole);
+    if (extra.empty()) {  // the common case: the cached head, blank line included, in one append
+        out.append(last.whole);
+        return;
+    }
+    out.append(last.whole, 0, last.whole.size() - 2);
     for (const auto& [name, value] : extra) {
         if (!detail::is_token(name) || value.find_first_of(std::string_view{"\r\n\0", 3}) != std::string::npos) continue;
         out.append(name).append(": ").append(value).append("\r\n");
