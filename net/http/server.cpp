@@ -124,8 +124,7 @@ task<int> connection::next_head() {
         co_return -1;  // reset, or the client closed inside its head
     }
     if (head->empty()) co_return -1;
-    const std::size_t length = head->size();
-    if (length > max_head_bytes) co_return 431;
+    const std::size_t length = head->size();  // parse_request_head answers 431 past max_head_bytes
     if (const int status = parse_request_head(reader_.peek_text().substr(0, length), head_); status != 0) co_return status;
     keep_head(length);
     co_return 0;
