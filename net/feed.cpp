@@ -4,7 +4,7 @@
 
 namespace coring::detail {
 
-feed::feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd} {
+feed::feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd}, may_multishot_{multishot} {
     shot_.multishot = multishot;
     shot_.set_source(this);
 }
@@ -23,26 +23,26 @@ bool feed::take(feed_reader& r) noexcept {
 void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept {
     core& c = core::current();
     r.handle = h;
-    r.ctx = c.current_task();
-    if (r.ctx && (r.ctx->cancelled || r.ctx->expired > 0)) {
+    task_context* const ctx = c.current_task();
+    if (ctx && (ctx->cancelled || ctx->expired > 0)) {
         // A task that is cancelled or past a with_timeout deadline waits for nothing, as every
         // op it starts fails at once. A multishot op still armed would otherwise keep handing it
         // whatever arrives: a peer sending a byte now and then would never see the deadline.
         r.res = -ECANCELED;
         r.flags = 0;
-        c.resume_later(h, r.ctx);
+        c.resume_later(h, ctx);
         return;
     }
     reader_ = &r;
     if (!in_flight()) {
         shot_.deadline_ns = deadline_ns;
         shot_.timed_out = false;
-        return arm(r.ctx);  // may complete at once (epoll, a refused op): offer() runs then
+        return arm(ctx);  // may complete at once (epoll, a refused op): offer() runs then
     }
     // Still armed (multishot), or its cancel is on the way: wait on it, so that cancelling this
     // task (or its with_timeout) cancels the op and ends the wait.
-    shot_.ctx = r.ctx;
-    if (r.ctx) r.ctx->waiting_on = &shot_;
+    shot_.ctx = ctx;
+    if (ctx) ctx->waiting_on = &shot_;
     if (deadline_ns != 0) c.set_deadline(shot_, deadline_ns);
 }
 
@@ -62,16 +62,17 @@ void feed::end() noexcept {
 
 void feed::release() noexcept {
     released_ = true;
-    if (!owner()) {  // its core is gone, and drained this feed before it went
+    if (!listed()) {  // its core is gone, and drained this feed before it went
         delete this;
         return;
     }
-    shot_.ctx = nullptr;  // the op blocks no task from now on (a task may end before the op does)
+    // The op blocks no task from now on (a task may end before the op does).
+    task_context* const ctx = std::exchange(shot_.ctx, nullptr);
     if (reader_) {  // a reader on another task: it ends now, and must not touch this feed again
         feed_reader& r = *std::exchange(reader_, nullptr);
         r.res = -ECANCELED;
-        if (r.ctx && r.ctx->waiting_on == &shot_) r.ctx->waiting_on = nullptr;
-        core::current().resume_later(r.handle, r.ctx);
+        if (ctx && ctx->waiting_on == &shot_) ctx->waiting_on = nullptr;
+        core::current().resume_later(r.handle, ctx);
     }
     if (!in_flight()) {
         drop_all();
@@ -115,7 +116,7 @@ void feed::on_completion(op& o, bool own) noexcept {
             core::current().cancel(shot_);
         }
     } else if (reader_) {
-        arm(reader_->ctx);  // the op is over and nothing was there for the reader: go again
+        arm(shot_.ctx);  // the op is over and nothing was there for the reader: go again (its task)
     }
 }
 
@@ -123,10 +124,11 @@ void feed::offer() noexcept {
     if (!reader_ || !take(*reader_)) return;
     feed_reader& r = *std::exchange(reader_, nullptr);
     core& c = core::current();
-    if (r.ctx && r.ctx->waiting_on == &shot_) r.ctx->waiting_on = nullptr;
-    shot_.ctx = nullptr;  // a multishot op stays armed; the task it blocked may end before it does
+    // A multishot op stays armed; the task it blocked may end before it does.
+    task_context* const ctx = std::exchange(shot_.ctx, nullptr);
+    if (ctx && ctx->waiting_on == &shot_) ctx->waiting_on = nullptr;
     if (shot_.armed || shot_.deadline_ns != 0) c.set_deadline(shot_, 0);  // the wait is over
-    c.resume_later(r.handle, r.ctx);
+    c.resume_later(r.handle, ctx);
 }
 
 // ---- accept ---------------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ void accept_feed::drop_all() noexcept {
 
 // ---- recv ------------------------------------------------------------------------------------------
 
-recv_feed::recv_feed(int fd, bool multishot) noexcept : feed{op_kind::recv, fd, multishot}, multishot_{multishot} {}
+recv_feed::recv_feed(int fd, bool multishot) noexcept : feed{op_kind::recv, fd, multishot} {}
 
 void recv_feed::prepare() noexcept {
     backend& io = core::current().io();
@@ -164,7 +166,7 @@ void recv_feed::prepare() noexcept {
         shot_.select_buffer = true;
         shot_.buf = nullptr;
         shot_.len = 0;
-        shot_.multishot = multishot_ && !io.buffers_scarce();
+        shot_.multishot = may_multishot_ && !io.buffers_scarce();
         // A bundle may take a whole ring window at once: only while the pool is plentiful, as
         // multishot. When scarce, one buffer at a time (docs/ARCHITECTURE.md, "Receive buffers").
         shot_.bundle = io.features().recv_bundle && !io.buffers_scarce();
@@ -173,12 +175,13 @@ void recv_feed::prepare() noexcept {
     shot_.multishot = false;
     shot_.select_buffer = false;
     shot_.bundle = false;
-    spare_ = io.take_spare();
-    if (spare_ < 0) {  // pool and spares used up: wait for any buffer to come back
+    const int spare = io.take_spare();
+    if (spare < 0) {  // pool and spares used up: wait for any buffer to come back
         shot_.kind = op_kind::buffer_wait;
         return;
     }
-    shot_.buf = io.buffer(static_cast<std::uint16_t>(spare_));
+    spare_ = static_cast<std::uint16_t>(spare);
+    shot_.buf = io.buffer(spare_);
     shot_.len = io.buffer_size();
 }
 
@@ -189,7 +192,7 @@ bool recv_feed::keep(const op& o) noexcept {
     std::uint16_t id;
     if (o.kind == op_kind::buffer_wait) return false;
     if (!o.select_buffer) {  // into the spare taken at arming
-        id = static_cast<std::uint16_t>(std::exchange(spare_, -1));
+        id = std::exchange(spare_, no_spare);
         if (o.res <= 0) {
             io.give_back(id);
             return false;
@@ -208,7 +211,7 @@ bool recv_feed::keep(const op& o) noexcept {
     if (queued_ == 0) head_ = id;
     else io.link(tail_).next = id;
     tail_ = last;
-    queued_ += o.buffers > 1 ? o.buffers : 1u;
+    queued_ = static_cast<std::uint16_t>(queued_ + (o.buffers > 1 ? o.buffers : 1u));
     return true;
 }
 

@@ -79,12 +79,13 @@ int backend::take_free() noexcept {
 }
 
 int backend::take_spare() noexcept {
-    // Ids are 16 bits: pool and spares share them, so spares are bounded by the id space.
+    // Ids are 16 bits: pool and spares share them, so spares are bounded by the id space
+    // (0xffff stays free: a receive feed's "no spare").
     std::uint16_t id;
     if (!free_spare_ids_.empty()) {
         id = free_spare_ids_.back();
         free_spare_ids_.pop_back();
-    } else if (buffer_count_ + spares_.size() < 65536) {
+    } else if (buffer_count_ + spares_.size() < 0xffff) {
         id = static_cast<std::uint16_t>(buffer_count_ + spares_.size());
         spares_.emplace_back();
         links_.emplace_back();

@@ -32,20 +32,29 @@ void end_root(task_context& ctx, std::exception_ptr error) noexcept {
     c.on_root_exit(ctx);
 }
 
-armed_source::armed_source() noexcept : owner_{&core::current()} {
-    next_ = owner_->armed_;
-    if (next_) next_->prev_ = this;
-    owner_->armed_ = this;
+armed_source::armed_source() noexcept {
+    armed_link& head = core::current().armed_;
+    prev = &head;
+    next = head.next;
+    head.next->prev = this;
+    head.next = this;
 }
 
 armed_source::~armed_source() {
-    if (!owner_) return;  // its core went first, and took it off its list then
-    if (prev_) prev_->next_ = next_;
-    else owner_->armed_ = next_;
-    if (next_) next_->prev_ = prev_;
+    if (!listed()) return;  // its core went first, and took it off its list then
+    prev->next = next;
+    next->prev = prev;
 }
 
 }  // namespace detail
+
+template <class Fn>
+void core::for_each_armed(Fn fn) noexcept {
+    for (detail::armed_link* l = armed_.next; l != &armed_;) {
+        auto& source = static_cast<detail::armed_source&>(*std::exchange(l, l->next));
+        fn(source);  // may free it: its successor was read first
+    }
+}
 
 // ---- construction and teardown ---------------------------------------------------------------
 
@@ -67,8 +76,8 @@ core::core(const core_config& cfg) : id_{cfg.id}, drain_timeout_{cfg.drain_timeo
 
 core::~core() {
     drain_everything();
-    // What outlives its core (a socket destroyed later) finds its owner gone, and nothing to undo.
-    while (armed_) std::exchange(armed_, armed_->next_)->owner_ = nullptr;
+    // What outlives its core (a socket destroyed later) finds itself off the list, nothing to undo.
+    for (detail::armed_link* l = armed_.next; l != &armed_;) *std::exchange(l, l->next) = {};
     ::close(wake_fd_);
     this_thread_core = nullptr;
 }
@@ -434,7 +443,7 @@ void core::drain_everything() noexcept {
     // task ignores ECANCELED and loops forever.
     while (live_ || backend_->in_flight() > 0 || !ready_.empty() || !held_.empty()) {
         cancel_all();
-        for (detail::armed_source* a = armed_; a;) std::exchange(a, a->next_)->on_drain();  // may free a
+        for_each_armed([](detail::armed_source& a) { a.on_drain(); });
         turn();
     }
 }
@@ -457,7 +466,7 @@ void core::begin_stop() noexcept {
     stopping_ = true;
     // Listeners first: accepts end now, whether a task waits in one at this instant or not
     // (a multishot accept stays armed between accepts). New accepts are refused in start().
-    for (detail::armed_source* a = armed_; a;) std::exchange(a, a->next_)->on_stop();
+    for_each_armed([](detail::armed_source& a) { a.on_stop(); });
     spawn_root(cancel_after_drain(), true);
 }
 

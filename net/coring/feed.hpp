@@ -23,10 +23,10 @@
 
 namespace coring::detail {
 
-// A reader waiting in (or about to wait in) a feed, and what it was handed.
+// A reader waiting in (or about to wait in) a feed, and what it was handed. Its task is the
+// feed's op's ctx while it waits (core::start sets it), so a cancel of that task reaches the op.
 struct feed_reader {
     std::coroutine_handle<> handle;
-    task_context* ctx = nullptr;
     int res = 0;              // as op::res: a result, or -errno
     std::uint32_t flags = 0;  // as op::cqe_flags: names the buffer of a receive
 };
@@ -82,10 +82,13 @@ private:
 
     feed_reader* reader_ = nullptr;
     int end_ = 1;  // 1: nothing to say; else the final word for the next reader (0 or -errno)
-    bool end_sticky_ = false;
-    bool released_ = false;
-    bool ended_ = false;      // end(): never armed again
-    bool throttled_ = false;  // we cancelled the op because the queue was full
+    bool end_sticky_ : 1 = false;
+    bool released_ : 1 = false;
+    bool ended_ : 1 = false;      // end(): never armed again
+    bool throttled_ : 1 = false;  // we cancelled the op because the queue was full
+
+protected:
+    bool may_multishot_ : 1 = false;  // the kernel has it and it was not turned off
 };
 
 // Accepted connections, queued by fd (a direct descriptor on io_uring with fixed files: those
@@ -125,9 +128,11 @@ private:
     std::size_t queued() const noexcept override { return queued_; }
     std::size_t queue_limit() const noexcept override;
     void prepare() noexcept override;
-    bool multishot_;      // the kernel has it and it was not turned off
-    int spare_ = -1;      // the spare buffer the op in flight receives into, if any
-    std::uint32_t queued_ = 0;
+    // 16 bits each (buffer ids and counts fit): the feed is part of every idle connection's
+    // memory, and these keep it at 128 bytes.
+    static constexpr std::uint16_t no_spare = 0xffff;
+    std::uint16_t spare_ = no_spare;  // the spare buffer the op in flight receives into, if any
+    std::uint16_t queued_ = 0;
     std::uint16_t head_ = 0;
     std::uint16_t tail_ = 0;
 };

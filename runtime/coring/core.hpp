@@ -73,11 +73,19 @@ private:
 template <class Fn>
 class remote_call;
 
+// A link in a core's circular list of armed sources; the core holds the list's head, so a
+// source leaves the list with its own two pointers (no pointer to its core: a receive feed is
+// part of every idle connection's memory).
+struct armed_link {
+    armed_link* prev = nullptr;
+    armed_link* next = nullptr;
+};
+
 // Something a core has armed outside any task's wait: a multishot accept or receive that keeps
 // running while its reader is elsewhere, owned by a socket that may belong to no task at all.
 // The core lists them, so that a stop and the final drain reach them directly, not only
 // through the op a task happens to wait on at that instant.
-class armed_source : public op_source {
+class armed_source : public op_source, private armed_link {
 public:
     armed_source(const armed_source&) = delete;
     armed_source& operator=(const armed_source&) = delete;
@@ -85,8 +93,8 @@ public:
     virtual void on_stop() noexcept {}
     // The core is going down: cancel the op, give back what is queued, never arm again.
     virtual void on_drain() noexcept = 0;
-    // The core it was armed on, or null once that core is gone (everything was drained then).
-    core* owner() const noexcept { return owner_; }
+    // On its core's list; false once that core is gone (everything was drained then).
+    bool listed() const noexcept { return prev != nullptr; }
 
 protected:
     armed_source() noexcept;  // on the current core
@@ -94,9 +102,6 @@ protected:
 
 private:
     friend class coring::core;
-    core* owner_;
-    armed_source* prev_ = nullptr;
-    armed_source* next_ = nullptr;
 };
 
 // The cores of one run(): how many have finished their own tasks. A finished core keeps
@@ -268,7 +273,9 @@ private:
     detail::timer_heap timers_;
     detail::task_context* current_ = nullptr;
     detail::task_context* live_ = nullptr;  // intrusive list of every root task
-    detail::armed_source* armed_ = nullptr;  // intrusive list of every feed (see armed_source)
+    detail::armed_link armed_{&armed_, &armed_};  // head of the circular list of every feed (armed_source)
+    template <class Fn>
+    void for_each_armed(Fn fn) noexcept;  // fn may free the source it is given
     std::int64_t next_trim_ns_ = 0;           // when idle pool buffers and frame slabs are next given back
     bool trim_round_ = false;                 // a pool trim round goes on over the next turns
     std::size_t live_user_tasks_ = 0;
