@@ -41,7 +41,7 @@ gather_awaiter::gather_awaiter(int fd, op** slot, std::span<const iovec> pieces,
 }
 
 socket_base::socket_base(socket_base&& other) noexcept
-    : fd_{std::exchange(other.fd_, -1)}, user_fd_{std::exchange(other.user_fd_, -1)} {
+    : fd_{std::exchange(other.fd_, -1)}, idle_timeout_ms_{other.idle_timeout_ms_} {
     take_slots_from(other);
 }
 
@@ -49,7 +49,7 @@ socket_base& socket_base::operator=(socket_base&& other) noexcept {
     if (this != &other) {
         this->~socket_base();
         fd_ = std::exchange(other.fd_, -1);
-        user_fd_ = std::exchange(other.user_fd_, -1);
+        idle_timeout_ms_ = other.idle_timeout_ms_;
         take_slots_from(other);
     }
     return *this;
@@ -77,16 +77,12 @@ void socket_base::cancel_in_flight() noexcept {
 int socket_base::fd() const noexcept {
     if (!is_direct_fd(fd_)) return fd_;
     core* c = core::current_or_null();  // none: the ring, and the socket with it, are gone
-    if (user_fd_ < 0 && c) {
-        const int made = c->io().install_fd(fd_);
-        if (made >= 0) user_fd_ = made;
-    }
-    return user_fd_;
+    return c ? c->io().user_fd(fd_) : -1;
 }
 
 void socket_base::close_user_fd() noexcept {
-    // No op names it (they all use the direct descriptor), so no queued SQE can meet its number.
-    if (user_fd_ >= 0) ::close(std::exchange(user_fd_, -1));
+    if (!is_direct_fd(fd_)) return;
+    if (core* c = core::current_or_null()) c->io().close_user_fd(fd_);
 }
 
 socket_base::~socket_base() {

@@ -2,7 +2,9 @@
 
 #include <coring/log.hpp>
 
+#include <algorithm>
 #include <array>
+#include <climits>
 #include <cerrno>
 #include <cstdlib>
 #include <netinet/in.h>
@@ -56,7 +58,7 @@ detail::transfer_awaiter tcp_stream::recv(std::span<std::byte> buf) noexcept {
         log("fd {}: recv on a stream that reads through recv_lease: use one or the other", fd_);
         std::abort();
     }
-    return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0, idle_timeout_ns_};
+    return {op_kind::recv, fd_, slot(detail::input), buf.data(), buf.size(), 0, idle_timeout_ns()};
 }
 
 tcp_stream::recv_lease_awaiter tcp_stream::recv_lease() {
@@ -69,7 +71,13 @@ tcp_stream::recv_lease_awaiter tcp_stream::recv_lease() {
         }
         feed_ = new detail::recv_feed{fd_, io.features().multishot_recv};
     }
-    return {feed_, idle_timeout_ns_};
+    return recv_lease_awaiter{*this};
+}
+
+void tcp_stream::set_idle_timeout(std::chrono::nanoseconds d) noexcept {
+    using namespace std::chrono;
+    const auto ms = d.count() <= 0 ? 0 : ceil<milliseconds>(d).count();
+    idle_timeout_ms_ = static_cast<std::int32_t>(std::min<std::int64_t>(ms, INT32_MAX));
 }
 
 result<buffer_lease> tcp_stream::recv_lease_awaiter::await_resume() noexcept {
@@ -175,7 +183,7 @@ result<tcp_listener> tcp_listener::bind(std::string_view where, listen_options o
 
 tcp_listener::accept_awaiter tcp_listener::accept() {
     if (fd_ >= 0 && !feed_) feed_ = new detail::accept_feed{fd_, core::current().io().features().multishot_accept};
-    return {feed_, 0};
+    return accept_awaiter{*this};
 }
 
 result<tcp_stream> tcp_listener::accept_awaiter::await_resume() noexcept {

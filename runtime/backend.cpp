@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <sys/socket.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <fstream>
 #include <system_error>
 
@@ -34,6 +35,22 @@ int backend::set_socket_option(int fd, int level, int name, int value) noexcept 
 
 backend::~backend() {
     if (pool_) ::munmap(pool_, std::size_t{buffer_count_} * buffer_size_);
+    for (const auto& [direct, fd] : user_fds_) ::close(fd);  // sockets that outlived their core
+}
+
+int backend::user_fd(int direct) noexcept {
+    if (auto it = user_fds_.find(direct); it != user_fds_.end()) return it->second;
+    const int made = install_fd(direct);
+    if (made < 0) return -1;
+    user_fds_.emplace(direct, made);
+    return made;
+}
+
+void backend::drop_user_fd(int direct) noexcept {
+    if (auto it = user_fds_.find(direct); it != user_fds_.end()) {
+        ::close(it->second);
+        user_fds_.erase(it);
+    }
 }
 
 void backend::ensure_buffers() {

@@ -6,9 +6,11 @@
 #include <cassert>
 #include <cerrno>
 #include <ctime>
+#include <mutex>
 #include <sys/eventfd.h>
 #include <system_error>
 #include <unistd.h>
+#include <unordered_map>
 
 namespace coring {
 
@@ -30,6 +32,28 @@ void end_root(task_context& ctx, std::exception_ptr error) noexcept {
         }
     }
     c.on_root_exit(ctx);
+}
+
+namespace {
+std::mutex failures_lock;
+std::unordered_map<const void*, std::exception_ptr>& failures() {
+    static std::unordered_map<const void*, std::exception_ptr> by_promise;
+    return by_promise;
+}
+}  // namespace
+
+void keep_exception(const void* promise, std::exception_ptr e) noexcept {
+    std::lock_guard g{failures_lock};
+    failures()[promise] = std::move(e);  // (out of memory here ends the process: noexcept)
+}
+
+std::exception_ptr take_exception(const void* promise) noexcept {
+    std::lock_guard g{failures_lock};
+    auto it = failures().find(promise);
+    if (it == failures().end()) return nullptr;
+    std::exception_ptr e = std::move(it->second);
+    failures().erase(it);
+    return e;
 }
 
 armed_source::armed_source() noexcept {

@@ -96,23 +96,21 @@ public:
 // not in every frame that may close a socket.
 task<> close_fd(int fd);
 
+class socket_base;
+
 // Waits in a socket's feed (multishot accept or recv): no op of its own, so a reader costs
-// a few words in its frame. A socket without a feed (closed) answers EBADF at once.
+// three words in its frame (it sits in every idle connection's). A socket without a feed
+// (closed) answers EBADF at once. The socket is read only until the wait begins.
 class feed_awaiter {
 public:
-    feed_awaiter(feed* f, std::int64_t timeout_ns) noexcept : feed_{f}, timeout_ns_{timeout_ns} {
-        if (!f) reader_.res = -EBADF;
-    }
+    explicit feed_awaiter(socket_base& s) noexcept : socket_{&s} {}
     feed_awaiter(const feed_awaiter&) = delete;
-    bool await_ready() noexcept { return !feed_ || feed_->take(reader_); }
-    void await_suspend(std::coroutine_handle<> h) noexcept {
-        feed_->wait(reader_, h, timeout_ns_ > 0 ? core::now_ns() + timeout_ns_ : 0);
-    }
+    bool await_ready() noexcept;
+    void await_suspend(std::coroutine_handle<> h) noexcept;
 
 protected:
-    feed* feed_;
+    socket_base* socket_;
     feed_reader reader_;
-    std::int64_t timeout_ns_;
 };
 
 class socket_base {
@@ -142,12 +140,28 @@ protected:
     void cancel_in_flight() noexcept;
     void close_user_fd() noexcept;
     void take_slots_from(socket_base& other) noexcept;
+    // The idle timeout (tcp_stream::set_idle_timeout) in the form ops take: 0 or nanoseconds.
+    std::int64_t idle_timeout_ns() const noexcept { return std::int64_t{idle_timeout_ms_} * 1'000'000; }
 
+    friend class feed_awaiter;
+    // 32 bytes, part of every idle connection's memory. A direct socket's own fd, when the
+    // caller asks for one (fd()), is kept by the backend, not here (backend::user_fd).
     // The name ops use: a process fd, or a direct descriptor (is_direct_fd) on io_uring.
     int fd_ = -1;
-    mutable int user_fd_ = -1;  // a direct socket's fd, made by fd() on request; closed with it
+    std::int32_t idle_timeout_ms_ = 0;  // tcp_stream's; whole milliseconds (0: none)
     op* in_flight_[2] = {nullptr, nullptr};
     feed* feed_ = nullptr;  // made on the first accept / recv_lease; outlives the socket if it must
 };
+
+inline bool feed_awaiter::await_ready() noexcept {
+    if (socket_->feed_) return socket_->feed_->take(reader_);
+    reader_.res = -EBADF;
+    return true;
+}
+
+inline void feed_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
+    const std::int64_t timeout_ns = socket_->idle_timeout_ns();
+    socket_->feed_->wait(reader_, h, timeout_ns > 0 ? core::now_ns() + timeout_ns : 0);
+}
 
 }  // namespace coring::detail

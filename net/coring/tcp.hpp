@@ -33,7 +33,8 @@ public:
 
     // Each recv and send from now on fails with ETIMEDOUT when it makes no progress for `d`
     // (zero: wait forever, the default). The op is cancelled first: the buffer is free again.
-    void set_idle_timeout(std::chrono::nanoseconds d) noexcept { idle_timeout_ns_ = d.count(); }
+    // Kept in whole milliseconds (rounded up; at most 24 days).
+    void set_idle_timeout(std::chrono::nanoseconds d) noexcept;
 
     // Up to buf.size() bytes; 0 means the peer will send no more. Not on a stream that has
     // used recv_lease (two readers would split the bytes): that aborts.
@@ -53,12 +54,12 @@ public:
     // stream between tasks, give it a coring::writer (writer.hpp), whose flusher alone sends.
     [[nodiscard]] detail::transfer_awaiter send(std::span<const std::byte> buf) noexcept {
         return {op_kind::send, fd_, slot(detail::output), const_cast<std::byte*>(buf.data()), buf.size(), 0,
-                idle_timeout_ns_};
+                idle_timeout_ns()};
     }
     // Several pieces in one send (sendmsg): some of their bytes, in order; a short send may end
     // inside any piece. The same one-writer rule. The iovecs must stay put until it completes.
     [[nodiscard]] detail::gather_awaiter send(std::span<const iovec> pieces) noexcept {
-        return {fd_, slot(detail::output), pieces, idle_timeout_ns_};
+        return {fd_, slot(detail::output), pieces, idle_timeout_ns()};
     }
     // All of buf, looping over short sends. buf must stay alive until this completes.
     // The same one-writer rule: concurrent write_alls would interleave their bytes.
@@ -83,9 +84,6 @@ public:
     result<void> set_nodelay(bool on) noexcept;
     result<address> local_address() const noexcept;
     result<address> peer_address() const noexcept;
-
-private:
-    std::int64_t idle_timeout_ns_ = 0;
 };
 
 struct listen_options {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace coring {
@@ -118,6 +119,15 @@ public:
     // fd (close-on-exec) for the same socket, made through the ring at once
     // (IORING_OP_FIXED_FD_INSTALL). The caller owns it. -errno on failure.
     virtual int install_fd(int fd) noexcept { return fd; }
+    // The fd a socket's fd() hands out for direct descriptor `direct`: made by install_fd on the
+    // first call and kept here, not in the socket (sockets stay small), until close_user_fd,
+    // which the socket calls when it closes; the backend closes any left over when it goes.
+    // No op names it (they all use the direct descriptor), so no queued SQE meets its number.
+    // -1 when none could be made.
+    int user_fd(int direct) noexcept;
+    void close_user_fd(int direct) noexcept {
+        if (!user_fds_.empty()) drop_user_fd(direct);  // empty nearly always
+    }
     // setsockopt(fd, level, name, value) for an int option on a real or direct descriptor (the
     // latter through the ring at once: a socket command). 0 or -errno.
     virtual int set_socket_option(int fd, int level, int name, int value) noexcept;
@@ -209,6 +219,7 @@ protected:
     virtual void before_trim(std::uint16_t /*id*/) noexcept {}
     // The most recently returned free pool buffer, marked as touched; -1 when none is free.
     int take_free() noexcept;
+    void drop_user_fd(int direct) noexcept;
     // A touched pool buffer back on top of the free list (the warmest goes out first).
     void put_free(std::uint16_t id) noexcept {
         free_.push_back(id);
@@ -229,6 +240,7 @@ protected:
     std::vector<std::unique_ptr<std::byte[]>> spares_;  // by id - buffer_count_
     std::vector<std::uint16_t> free_spare_ids_;
     op_queue buffer_waiters_;
+    std::unordered_map<int, int> user_fds_;  // direct descriptor -> the fd user_fd made for it
     unsigned buffer_count_;
     std::uint32_t buffer_size_;
     bool coalesce_;

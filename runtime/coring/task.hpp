@@ -45,6 +45,13 @@ void end_root(task_context& ctx, std::exception_ptr error) noexcept;
 template <class T>
 class promise;
 
+// An exception that escaped a task waits here, keyed by its promise, until its awaiter (or,
+// for a spawned task, the core) takes it. Rare, and so kept out of the frames: a pointer in
+// every frame would be 8 bytes of every idle connection. Process-wide, under a lock (a task's
+// awaiter may run on another thread).
+void keep_exception(const void* promise, std::exception_ptr e) noexcept;
+std::exception_ptr take_exception(const void* promise) noexcept;
+
 class promise_base {
 public:
     struct final_awaiter {
@@ -52,10 +59,10 @@ public:
         template <class Promise>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<Promise> self) noexcept {
             // Returning the parent makes the switch a tail call, not a nested resume().
-            if (auto parent = self.promise().continuation_) return parent;
+            if (auto parent = self.promise().continuation()) return parent;
             if constexpr (std::is_same_v<Promise, promise<void>>) {
                 if (self.promise().ctx.root) {  // nobody awaits it: it frees itself
-                    end_root(self.promise().ctx, std::move(self.promise().exception_));
+                    end_root(self.promise().ctx, self.promise().take_failure());
                     self.destroy();
                 }
             }
@@ -66,20 +73,42 @@ public:
 
     std::suspend_always initial_suspend() const noexcept { return {}; }
     final_awaiter final_suspend() const noexcept { return {}; }
-    void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+    void unhandled_exception() noexcept {
+        keep_exception(this, std::current_exception());
+        continuation_ |= failed_bit;
+    }
 
     // Frames come from the running core's size-class allocator (frame_allocator.hpp).
     static void* operator new(std::size_t size) { return allocate_frame(size); }
     static void operator delete(void* frame, std::size_t size) noexcept { free_frame(frame, size); }
 
-    void set_continuation(std::coroutine_handle<> parent) noexcept { continuation_ = parent; }
-    void rethrow_if_failed() const {
-        if (exception_) std::rethrow_exception(exception_);
+    void set_continuation(std::coroutine_handle<> parent) noexcept {
+        continuation_ = reinterpret_cast<std::uintptr_t>(parent.address()) | (continuation_ & failed_bit);
+    }
+    void rethrow_if_failed() {
+        if (continuation_ & failed_bit) std::rethrow_exception(take_failure());
+    }
+    // The exception that escaped this task, once (null if none).
+    std::exception_ptr take_failure() noexcept {
+        if (!(continuation_ & failed_bit)) return nullptr;
+        continuation_ &= ~failed_bit;
+        return take_exception(this);
+    }
+
+protected:
+    promise_base() noexcept = default;
+    ~promise_base() {
+        if (continuation_ & failed_bit) (void)take_exception(this);  // nobody took it
     }
 
 private:
-    std::coroutine_handle<> continuation_;
-    std::exception_ptr exception_;
+    std::coroutine_handle<> continuation() const noexcept {
+        return std::coroutine_handle<>::from_address(reinterpret_cast<void*>(continuation_ & ~failed_bit));
+    }
+    // The awaiting frame's address (frames are at least 8-aligned), and in bit 0 whether an
+    // exception escaped this task (it waits in keep_exception's table).
+    static constexpr std::uintptr_t failed_bit = 1;
+    std::uintptr_t continuation_ = 0;
 };
 
 template <class T>
@@ -105,7 +134,7 @@ class promise<void> final : public promise_base {
 public:
     task<void> get_return_object() noexcept;
     void return_void() const noexcept {}
-    void take() const { rethrow_if_failed(); }
+    void take() { rethrow_if_failed(); }
 
     task_context ctx;  // used when the task is spawned (core::spawn): see task_context
 };
