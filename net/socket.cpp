@@ -13,14 +13,13 @@ void op_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
             log("fd {}: two ops in one direction at once (one reader and one writer at most)", op_.fd);
             std::abort();
         }
-        *slot_ = &op_;
-        op_.tracked_by = slot_;
+        *slot_ = this;
     }
     op_.waiter = h;
     core::current().start(op_);
 }
 
-transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags,
+transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op_awaiter** slot, void* buf, std::size_t len, int flags,
                                    std::int64_t timeout_ns) noexcept
     : op_awaiter{kind, fd, slot, flags} {
     if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
@@ -28,7 +27,7 @@ transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, s
     op_.len = len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(len);  // a partial transfer
 }
 
-gather_awaiter::gather_awaiter(int fd, op** slot, std::span<const iovec> pieces, std::int64_t timeout_ns) noexcept
+gather_awaiter::gather_awaiter(int fd, op_awaiter** slot, std::span<const iovec> pieces, std::int64_t timeout_ns) noexcept
     : op_awaiter{pieces.size() == 1 ? op_kind::send : op_kind::send_msg, fd, slot} {
     if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
     if (pieces.size() == 1) {  // a plain send: no msghdr and iovec for the kernel to copy in and check
@@ -59,18 +58,18 @@ void socket_base::take_slots_from(socket_base& other) noexcept {
     // Ops in flight follow the socket: their completion clears the slot at its new address.
     for (int d = 0; d < 2; ++d) {
         in_flight_[d] = std::exchange(other.in_flight_[d], nullptr);
-        if (in_flight_[d]) in_flight_[d]->tracked_by = &in_flight_[d];
+        if (in_flight_[d]) in_flight_[d]->slot_ = &in_flight_[d];
     }
     feed_ = std::exchange(other.feed_, nullptr);  // the feed knows nothing of the socket's address
 }
 
 void socket_base::cancel_in_flight() noexcept {
     if (feed_) std::exchange(feed_, nullptr)->release();
-    for (op*& o : in_flight_) {
-        if (!o) continue;
-        op* target = std::exchange(o, nullptr);
-        target->tracked_by = nullptr;  // this socket may be gone when it completes
-        core::current().cancel(*target);
+    for (op_awaiter*& slot : in_flight_) {
+        if (!slot) continue;
+        op_awaiter& target = *std::exchange(slot, nullptr);
+        target.slot_ = nullptr;  // this socket may be gone when it completes
+        core::current().cancel(target.op_);  // nothing to do if it is over already
     }
 }
 

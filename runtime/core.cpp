@@ -330,7 +330,6 @@ void core::deliver(op& o, bool own) noexcept {
 
 void core::settle(op& o) noexcept {
     if (o.armed) timers_.erase(o);  // an I/O op that finished before its deadline
-    if (o.tracked_by) *std::exchange(o.tracked_by, nullptr) = nullptr;  // the socket may close now
     if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = nullptr;
 }
 

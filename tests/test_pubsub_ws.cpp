@@ -444,12 +444,10 @@ TEST_CASE("coring-pubsub with RESP on a unix socket and 2 cores answers every HT
         REQUIRE(fd >= 0);
         const std::string request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
-        char head[12] = {};
-        const ssize_t n = ::recv(fd, head, sizeof head, MSG_WAITALL);
+        const std::string head = recv_exactly(fd, 12);
         ::close(fd);
         INFO("connection " << i);
-        REQUIRE(n == static_cast<ssize_t>(sizeof head));
-        CHECK(std::string_view(head, sizeof head) == "HTTP/1.1 200");
+        CHECK(head == "HTTP/1.1 200");
     }
     // And RESP on the unix socket.
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

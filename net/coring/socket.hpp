@@ -20,15 +20,22 @@ namespace coring::detail {
 
 enum stream_direction : int { input = 0, output = 1 };
 
+class socket_base;
+
 // The common awaitable: pins an op in the awaiting frame and starts it in await_suspend.
+// Started on a socket, it sits in the socket's in-flight slot for its direction until it is
+// over (await_resume, or its frame's end): close() and the destructor cancel what is there. A
+// socket that moves takes its slots along and tells the awaiters (socket_base::take_slots_from);
+// one that goes first clears their back-pointers, so neither side ever touches the other dead.
 class op_awaiter {
 public:
-    op_awaiter(op_kind kind, int fd, op** slot, int flags = 0) noexcept : op_{kind, fd}, slot_{slot} {
+    op_awaiter(op_kind kind, int fd, op_awaiter** slot, int flags = 0) noexcept : op_{kind, fd}, slot_{slot} {
         op_.flags = flags;
         if (fd < 0) op_.res = -EBADF;  // a closed or empty socket: answered without the kernel
     }
     op_awaiter(const op_awaiter&) = delete;  // &op_ is the kernel's cookie
     op_awaiter& operator=(const op_awaiter&) = delete;
+    ~op_awaiter() { untrack(); }
 
     bool await_ready() const noexcept { return op_.fd < 0; }
     void await_suspend(std::coroutine_handle<> h) noexcept;
@@ -43,16 +50,26 @@ public:
     }
 
 protected:
+    // Out of the socket's slot: the op is over (called by await_resume).
+    void untrack() const noexcept {
+        if (slot_ && op_.waiter && *slot_ == this) *slot_ = nullptr;  // (waiter: it was started)
+        slot_ = nullptr;
+    }
+
     op op_;
-    op** slot_;  // the socket's in-flight slot for this direction, or null
+
+private:
+    friend class socket_base;
+    mutable op_awaiter** slot_;  // the socket's in-flight slot for this direction, or null
 };
 
 // recv/send: a byte count (0 from recv means the peer closed its side).
 class transfer_awaiter : public op_awaiter {
 public:
-    transfer_awaiter(op_kind kind, int fd, op** slot, void* buf, std::size_t len, int flags,
+    transfer_awaiter(op_kind kind, int fd, op_awaiter** slot, void* buf, std::size_t len, int flags,
                      std::int64_t timeout_ns = 0) noexcept;
     result<std::size_t> await_resume() const noexcept {
+        untrack();
         if (op_.res < 0) return to_error(op_.outcome());
         return static_cast<std::size_t>(op_.res);
     }
@@ -64,7 +81,7 @@ public:
 // both at any time until the completion.
 class gather_awaiter : public op_awaiter {
 public:
-    gather_awaiter(int fd, op** slot, std::span<const iovec> pieces, std::int64_t timeout_ns = 0) noexcept;
+    gather_awaiter(int fd, op_awaiter** slot, std::span<const iovec> pieces, std::int64_t timeout_ns = 0) noexcept;
     void await_suspend(std::coroutine_handle<> h) noexcept {
         // Here, not in the constructor: by now the awaiter has its final address. (One piece
         // goes as a plain send of it: op_.buf is that piece already.)
@@ -72,6 +89,7 @@ public:
         op_awaiter::await_suspend(h);
     }
     result<std::size_t> await_resume() const noexcept {
+        untrack();
         if (op_.res < 0) return to_error(op_.outcome());
         return static_cast<std::size_t>(op_.res);
     }
@@ -85,6 +103,7 @@ class status_awaiter : public op_awaiter {
 public:
     using op_awaiter::op_awaiter;
     result<void> await_resume() const noexcept {
+        untrack();
         if (op_.res < 0) return to_error(op_.outcome());
         return {};
     }
@@ -136,7 +155,7 @@ protected:
     socket_base& operator=(socket_base&& other) noexcept;
     ~socket_base();  // the fallback: cancels, then closes without waiting
 
-    op** slot(stream_direction d) noexcept { return &in_flight_[d]; }
+    op_awaiter** slot(stream_direction d) noexcept { return &in_flight_[d]; }
     void cancel_in_flight() noexcept;
     void close_user_fd() noexcept;
     void take_slots_from(socket_base& other) noexcept;
@@ -149,7 +168,7 @@ protected:
     // The name ops use: a process fd, or a direct descriptor (is_direct_fd) on io_uring.
     int fd_ = -1;
     std::int32_t idle_timeout_ms_ = 0;  // tcp_stream's; whole milliseconds (0: none)
-    op* in_flight_[2] = {nullptr, nullptr};
+    op_awaiter* in_flight_[2] = {nullptr, nullptr};
     feed* feed_ = nullptr;  // made on the first accept / recv_lease; outlives the socket if it must
 };
 

@@ -7,12 +7,14 @@
 // until then. `pending` counts the completions still owed; the frame may resume, and later die,
 // only when it is 0. ~op() checks that, because no sanitizer can see the kernel write into a
 // freed frame.
+#include <algorithm>
 #include <cerrno>
 #include <coroutine>
 #include <cstdint>
 #include <cstdio>
 #include <cstddef>
 #include <cstdlib>
+#include <deque>
 #include <sys/socket.h>
 
 namespace coring {
@@ -139,8 +141,6 @@ struct op {
         op_source* source;                 // sourced: each completion goes there instead
     };
     detail::task_context* ctx = nullptr;  // the task this op blocks; set by core::start
-    op* next = nullptr;            // intrusive link for the backends' parking queues
-    op** tracked_by = nullptr;     // a socket's in-flight slot, cleared when the op completes
 
     op() noexcept = default;
     op(op_kind k, int f) noexcept : kind{k}, fd{f} {}
@@ -162,43 +162,31 @@ struct op {
     }
 };
 
-// A FIFO of parked ops, linked through op::next.
+// A FIFO of parked ops (CQ room on io_uring, the blocking pool's room on epoll, a free receive
+// buffer). Held by pointer outside the ops, not linked through them: parking is rare, and a
+// link in every op would be 8 bytes in every awaiting frame and in every idle connection's
+// feed. Bounded by the ops that exist: one per waiting task or feed.
 class op_queue {
 public:
-    bool empty() const noexcept { return !head_; }
-    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return ops_.empty(); }
+    std::size_t size() const noexcept { return ops_.size(); }
     void push(op& o, park_reason why) noexcept {
         o.parked = why;
-        o.next = nullptr;
-        (tail_ ? tail_->next : head_) = &o;
-        tail_ = &o;
-        ++size_;
+        ops_.push_back(&o);  // (out of memory here ends the process: noexcept)
     }
     op& pop() noexcept {
-        op& o = *head_;
-        head_ = o.next;
-        if (!head_) tail_ = nullptr;
-        --size_;
+        op& o = *ops_.front();
+        ops_.pop_front();
         o.parked = park_reason::none;
         return o;
     }
     void remove(op& o) noexcept {  // o must be in this queue
-        op* prev = nullptr;
-        op** link = &head_;
-        while (*link != &o) {
-            prev = *link;
-            link = &(*link)->next;
-        }
-        *link = o.next;
-        if (tail_ == &o) tail_ = prev;
-        --size_;
+        ops_.erase(std::find(ops_.begin(), ops_.end(), &o));
         o.parked = park_reason::none;
     }
 
 private:
-    op* head_ = nullptr;
-    op* tail_ = nullptr;
-    std::size_t size_ = 0;
+    std::deque<op*> ops_;
 };
 
 }  // namespace coring
