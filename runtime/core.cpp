@@ -128,22 +128,20 @@ std::int64_t core::now_ns() noexcept {
 void core::spawn(task<> t) { spawn_root(std::move(t), false); }
 
 void core::spawn(task<> t, task_group& group) {
-    detail::task_context& ctx = spawn_root(std::move(t), false);
+    detail::task_context& ctx = spawn_root(std::move(t), false, false);
     group.child_started(ctx);
     // A cancelled parent, or one past a with_timeout deadline, has no new children: they fail
     // at once like the parent's own ops (the deadline's verdict turns that into ETIMEDOUT).
     if (current_ && (current_->cancelled || current_->expired > 0)) cancel_task(ctx);
 }
 
-detail::task_context& core::spawn_root(task<> t, bool system) {
+detail::task_context& core::spawn_root(task<> t, bool system, bool listed) {
     assert(t.valid() && "spawning an empty task");
     auto root = t.release();
     detail::task_context& ctx = root.promise().ctx;
     ctx.root = true;
     ctx.system = system;
-    ctx.next = live_;
-    if (live_) live_->prev = &ctx;
-    live_ = &ctx;
+    if (listed) link_live(ctx);
     if (!system) ++live_user_tasks_;
     ++stats_.tasks_spawned;
     ready_.push({root, &ctx});
@@ -164,12 +162,35 @@ task<> core::watchdog(std::chrono::nanoseconds limit, std::shared_ptr<watchdog_s
     }
 }
 
-void core::on_root_exit(detail::task_context& ctx) noexcept {
+void core::link_live(detail::task_context& ctx) noexcept {
+    ctx.prev = nullptr;
+    ctx.next = live_;
+    if (live_) live_->prev = &ctx;
+    live_ = &ctx;
+}
+
+void core::unlink_live(detail::task_context& ctx) noexcept {
     if (ctx.prev) ctx.prev->next = ctx.next;
     else live_ = ctx.next;
     if (ctx.next) ctx.next->prev = ctx.prev;
+    ctx.prev = ctx.next = nullptr;
+}
+
+template <class Fn>
+void core::for_each_live(Fn fn) noexcept {
+    for (auto* ctx = live_; ctx; ctx = ctx->next) {
+        if (!ctx->anchor) {
+            fn(*ctx);
+            continue;
+        }
+        for (auto* child = ctx->group->children_; child; child = child->next) fn(*child);
+    }
+}
+
+void core::on_root_exit(detail::task_context& ctx) noexcept {
     if (!ctx.system) --live_user_tasks_;
     if (ctx.group) ctx.group->child_ended(ctx);
+    else unlink_live(ctx);
 }
 
 void core::cancel_task(detail::task_context& ctx) noexcept {
@@ -179,7 +200,7 @@ void core::cancel_task(detail::task_context& ctx) noexcept {
 }
 
 void core::cancel_all() noexcept {
-    for (auto* ctx = live_; ctx; ctx = ctx->next) cancel_task(*ctx);
+    for_each_live([this](detail::task_context& ctx) { cancel_task(ctx); });
 }
 
 // ---- ops ---------------------------------------------------------------------------------------
@@ -481,8 +502,9 @@ void core::request_stop() noexcept {
 void core::cancel_user_tasks() noexcept {
     // Not the core's own tasks: the doorbell reader must keep listening until the very end, or
     // a peer's "all cores are done" ring would go unheard.
-    for (auto* ctx = live_; ctx; ctx = ctx->next)
-        if (!ctx->system) cancel_task(*ctx);
+    for_each_live([this](detail::task_context& ctx) {
+        if (!ctx.system) cancel_task(ctx);
+    });
 }
 
 void core::begin_stop() noexcept {

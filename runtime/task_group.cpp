@@ -15,18 +15,20 @@ task_group::~task_group() {
 void task_group::spawn(task<> t) { core::current().spawn(std::move(t), *this); }
 
 void task_group::child_started(detail::task_context& ctx) noexcept {
+    if (count_++ == 0) core::current().link_live(anchor_);
     ctx.group = this;
-    ctx.group_next = children_;
-    if (children_) children_->group_prev = &ctx;
+    ctx.prev = nullptr;
+    ctx.next = children_;
+    if (children_) children_->prev = &ctx;
     children_ = &ctx;
-    ++count_;
 }
 
 void task_group::child_ended(detail::task_context& ctx) noexcept {
-    if (ctx.group_prev) ctx.group_prev->group_next = ctx.group_next;
-    else children_ = ctx.group_next;
-    if (ctx.group_next) ctx.group_next->group_prev = ctx.group_prev;
-    if (--count_ == 0 && joiner_) {
+    if (ctx.prev) ctx.prev->next = ctx.next;
+    else children_ = ctx.next;
+    if (ctx.next) ctx.next->prev = ctx.prev;
+    if (--count_ == 0) core::current().unlink_live(anchor_);
+    if (count_ == 0 && joiner_) {
         op& j = *std::exchange(joiner_, nullptr);
         j.res = 0;
         core::current().complete_join(j);
@@ -35,7 +37,7 @@ void task_group::child_ended(detail::task_context& ctx) noexcept {
 
 void task_group::cancel() noexcept {
     core& c = core::current();
-    for (auto* ctx = children_; ctx; ctx = ctx->group_next) c.cancel_task(*ctx);
+    for (auto* ctx = children_; ctx; ctx = ctx->next) c.cancel_task(*ctx);
 }
 
 void task_group::join_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {

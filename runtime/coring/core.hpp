@@ -244,7 +244,14 @@ private:
     void release_held() noexcept;
     void submit(op& o) noexcept;  // to the backend, through the fault injector when there is one
     void wake_failed(int ring_fd) noexcept override;
-    detail::task_context& spawn_root(task<> t, bool system);
+    // listed: on the core's live list (a group's child goes on its group's list instead).
+    detail::task_context& spawn_root(task<> t, bool system, bool listed = true);
+    friend class coring::task_group;
+    void link_live(detail::task_context& ctx) noexcept;
+    void unlink_live(detail::task_context& ctx) noexcept;
+    // Every live task, a group's children included (not the groups' anchors).
+    template <class Fn>
+    void for_each_live(Fn fn) noexcept;
     struct watchdog_state {
         bool fired = false;  // the deadline passed and everything was cancelled
         bool alive = true;   // the watchdog task has not ended yet (however it ends)

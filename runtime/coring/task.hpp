@@ -25,17 +25,20 @@ namespace detail {
 // What the core knows of a running task (a root: spawned, not awaited). It lives in the task's
 // own frame, in the promise of task<void>, so a spawned task is one allocation: an idle
 // connection's handler costs its frame and nothing beside it.
+//
+// A live root task is on one list: its group's children, or else the core's live list. A group
+// with children has an anchor on the core's list (a task_context of its own that runs nothing),
+// so the core reaches every task, and a task pays for one pair of links, not two.
 struct task_context {
     op* waiting_on = nullptr;  // the op this task is suspended on, if any
     bool cancelled = false;    // sticky: every later op of the task fails with ECANCELED
     bool system = false;       // the core's own tasks: they do not keep run() alive
     bool root = false;         // spawned: its end tells the core, and frees the frame
+    bool anchor = false;       // not a task: a group's place on the core's list (group says which)
     std::uint16_t expired = 0; // with_timeout scopes whose deadline passed: ops fail meanwhile
-    task_context* prev = nullptr;  // the core's list of live tasks
+    task_context* prev = nullptr;  // the core's live list, or its group's children
     task_context* next = nullptr;
-    task_group* group = nullptr;   // the group this task is a child of, if any
-    task_context* group_prev = nullptr;
-    task_context* group_next = nullptr;
+    task_group* group = nullptr;   // the group this task is a child of (an anchor's own), if any
 };
 
 // A root task ended (defined by the core): it leaves the core's list and its group, and an

@@ -55,7 +55,8 @@ private:
     void child_started(detail::task_context& ctx) noexcept;
     void child_ended(detail::task_context& ctx) noexcept;
 
-    detail::task_context* children_ = nullptr;  // intrusive list through group_prev/group_next
+    detail::task_context* children_ = nullptr;  // intrusive list through their prev/next
+    detail::task_context anchor_{.anchor = true, .group = this};  // on the core's list while there are children
     std::size_t count_ = 0;
     op* joiner_ = nullptr;  // the join op waiting for count_ to reach 0
 };
