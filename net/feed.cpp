@@ -33,6 +33,10 @@ void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline
         c.resume_later(h, ctx);
         return;
     }
+    if (take(r)) {  // it came since await_ready (a reader's await_suspend may give a buffer back,
+        c.resume_later(h, ctx);  // and so run completions): waiting now would miss it
+        return;
+    }
     reader_ = &r;
     if (!in_flight()) {
         shot_.deadline_ns = deadline_ns;

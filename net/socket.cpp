@@ -9,9 +9,12 @@ namespace coring::detail {
 
 void op_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
     if (slot_) {
-        if (*slot_) {  // two receives (or two sends) at once would interleave bytes
-            log("fd {}: two ops in one direction at once (one reader and one writer at most)", op_.fd);
-            std::abort();
+        if (op_awaiter* before = *slot_) {
+            if (before->op_.pending != 0) {  // two receives (or two sends) at once would interleave bytes
+                log("fd {}: two ops in one direction at once (one reader and one writer at most)", op_.fd);
+                std::abort();
+            }
+            before->slot_ = nullptr;  // over, its task not resumed yet: the slot is free, as it was at completion
         }
         *slot_ = this;
     }

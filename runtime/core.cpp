@@ -47,6 +47,11 @@ void keep_exception(const void* promise, std::exception_ptr e) noexcept {
     failures()[promise] = std::move(e);  // (out of memory here ends the process: noexcept)
 }
 
+std::size_t exceptions_waiting() noexcept {
+    std::lock_guard g{failures_lock};
+    return failures().size();
+}
+
 std::exception_ptr take_exception(const void* promise) noexcept {
     std::lock_guard g{failures_lock};
     auto it = failures().find(promise);
@@ -74,9 +79,18 @@ armed_source::~armed_source() {
 
 template <class Fn>
 void core::for_each_armed(Fn fn) noexcept {
+    // fn may free its source, and through a nested reap (SQ full) any other one: a cursor
+    // node after the current source keeps the walk's place, as a freed source unlinks itself.
+    detail::armed_link cursor;
     for (detail::armed_link* l = armed_.next; l != &armed_;) {
-        auto& source = static_cast<detail::armed_source&>(*std::exchange(l, l->next));
-        fn(source);  // may free it: its successor was read first
+        cursor.prev = l;
+        cursor.next = l->next;
+        l->next->prev = &cursor;
+        l->next = &cursor;
+        fn(static_cast<detail::armed_source&>(*l));
+        l = cursor.next;
+        cursor.prev->next = cursor.next;
+        cursor.next->prev = cursor.prev;
     }
 }
 

@@ -89,6 +89,71 @@ TEST_CASE("an exception propagates to the awaiter and out of block_on", "[task]"
     CHECK_THROWS_WITH(c.run_for(1s, fails()), "boom");
 }
 
+namespace {
+task<int> catches_each(int n) {
+    int caught = 0;
+    for (int i = 0; i < n; ++i) {
+        try {
+            co_await fails();
+        } catch (const std::runtime_error&) {
+            ++caught;
+        }
+    }
+    co_return caught;
+}
+}  // namespace
+
+TEST_CASE("an exception waits outside the frame until taken, and never outlives its frame", "[task]") {
+    // Frames hold no exception_ptr: an escaping exception waits in a table keyed by its promise.
+    test_core c{backend_kind::epoll};
+    const std::size_t before = detail::exceptions_waiting();
+    CHECK(c.run_for(1s, catches_each(100)) == 100);
+    CHECK(detail::exceptions_waiting() == before);  // each one taken by its awaiter
+    c->spawn(fails());                               // a root task: the core takes it and logs it
+    c.run_for(1s, []() -> task<> { (void)co_await sleep_for(1ms); }());
+    CHECK(detail::exceptions_waiting() == before);
+    auto frame = fails().release();  // run by hand and never awaited
+    frame.resume();
+    CHECK(frame.done());
+    CHECK(detail::exceptions_waiting() == before + 1);
+    frame.destroy();  // its exception goes with it
+    CHECK(detail::exceptions_waiting() == before);
+}
+
+namespace {
+task<> sleeper(std::error_code* out) {
+    auto slept = co_await sleep_for(30s);
+    *out = slept ? std::error_code{} : slept.error();
+}
+
+// The core's cancel-all (here its user-task half) reaches a group's children, which are on their group's list, not the
+// core's: through the group's anchor. Returns how long the join took.
+task<std::chrono::milliseconds> cancel_all_reaches_group_children(std::array<std::error_code, 3>* seen) {
+    task_group outer;
+    task_group inner;  // a second group at the same time: two anchors on the core's list
+    outer.spawn(sleeper(&(*seen)[0]));
+    outer.spawn(sleeper(&(*seen)[1]));
+    inner.spawn(sleeper(&(*seen)[2]));
+    (void)co_await sleep_for(5ms);
+    const auto start = std::chrono::steady_clock::now();
+    core::current().cancel_user_tasks();  // this task too: its joins still wait for the children
+    co_await outer.join();
+    co_await inner.join();
+    co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+}
+}  // namespace
+
+TEST_CASE("cancelling every task reaches the children of every task_group", "[task]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    test_core c{kind};
+    std::array<std::error_code, 3> seen;
+    CHECK(c.run_for(10s, cancel_all_reaches_group_children(&seen)) < 5s);
+    for (const auto& e : seen) CHECK(e == std::errc::operation_canceled);
+    CHECK(c->live_tasks() == 0);
+}
+
 TEST_CASE("a million synchronous awaits run in constant stack", "[task][symmetric]") {
     test_core c{backend_kind::epoll};
     std::uint64_t sum = 0;

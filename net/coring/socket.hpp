@@ -23,10 +23,12 @@ enum stream_direction : int { input = 0, output = 1 };
 class socket_base;
 
 // The common awaitable: pins an op in the awaiting frame and starts it in await_suspend.
-// Started on a socket, it sits in the socket's in-flight slot for its direction until it is
-// over (await_resume, or its frame's end): close() and the destructor cancel what is there. A
-// socket that moves takes its slots along and tells the awaiters (socket_base::take_slots_from);
-// one that goes first clears their back-pointers, so neither side ever touches the other dead.
+// Started on a socket, it sits in the socket's in-flight slot for its direction until its task
+// resumes (await_resume, or its frame's end): close() and the destructor cancel what is there
+// (nothing, if the op is over). Once the op has completed, another op in that direction may
+// take the slot even before this task runs again. A socket that moves takes its slots along and
+// tells the awaiters (socket_base::take_slots_from); one that goes first clears their
+// back-pointers, so neither side ever touches the other dead.
 class op_awaiter {
 public:
     op_awaiter(op_kind kind, int fd, op_awaiter** slot, int flags = 0) noexcept : op_{kind, fd}, slot_{slot} {

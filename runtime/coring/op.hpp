@@ -8,6 +8,7 @@
 // only when it is 0. ~op() checks that, because no sanitizer can see the kernel write into a
 // freed frame.
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <coroutine>
 #include <cstdint>
@@ -181,7 +182,9 @@ public:
         return o;
     }
     void remove(op& o) noexcept {  // o must be in this queue
-        ops_.erase(std::find(ops_.begin(), ops_.end(), &o));
+        const auto it = std::find(ops_.begin(), ops_.end(), &o);
+        assert(it != ops_.end());
+        ops_.erase(it);
         o.parked = park_reason::none;
     }
 

@@ -54,6 +54,7 @@ class promise;
 // awaiter may run on another thread).
 void keep_exception(const void* promise, std::exception_ptr e) noexcept;
 std::exception_ptr take_exception(const void* promise) noexcept;
+std::size_t exceptions_waiting() noexcept;  // how many wait there (tests: none may be left)
 
 class promise_base {
 public:
