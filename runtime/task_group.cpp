@@ -15,7 +15,15 @@ task_group::~task_group() {
 void task_group::spawn(task<> t) { core::current().spawn(std::move(t), *this); }
 
 void task_group::child_started(detail::task_context& ctx) noexcept {
-    if (count_++ == 0) core::current().link_live(anchor_);
+    core& here = core::current();
+    if (count_ == 0) {
+        home_ = &here;
+        here.link_live(anchor_);
+    } else if (home_ != &here) {  // the anchor is on the other core's list: it would miss these
+        log("task_group: children on two cores at once (core {} and core {}): one group per core", home_->id(), here.id());
+        std::abort();
+    }
+    ++count_;
     ctx.group = this;
     ctx.prev = nullptr;
     ctx.next = children_;
@@ -27,7 +35,7 @@ void task_group::child_ended(detail::task_context& ctx) noexcept {
     if (ctx.prev) ctx.prev->next = ctx.next;
     else children_ = ctx.next;
     if (ctx.next) ctx.next->prev = ctx.prev;
-    if (--count_ == 0) core::current().unlink_live(anchor_);
+    if (--count_ == 0) home_->unlink_live(anchor_);
     if (count_ == 0 && joiner_) {
         op& j = *std::exchange(joiner_, nullptr);
         j.res = 0;

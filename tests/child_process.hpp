@@ -126,22 +126,6 @@ inline int connect_blocking(std::uint16_t port, int rcvbuf = 0) {
     return fd;
 }
 
-// Up to n bytes from a blocking fd: fewer only at end of stream or on an error. EINTR is
-// retried: with SO_RCVTIMEO set, the kernel reports any pending notification as EINTR, and an
-// io_uring this process made (a backend probe) may raise one with its task work, no signal sent.
-inline std::string recv_exactly(int fd, std::size_t n) {
-    std::string got(n, '\0');
-    std::size_t have = 0;
-    while (have < n) {
-        const ssize_t r = ::recv(fd, got.data() + have, n - have, 0);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        have += static_cast<std::size_t>(r);
-    }
-    got.resize(have);
-    return got;
-}
-
 // Sends `message`, reads back as many bytes; what came back, or an error description.
 inline std::string blocking_round_trip(int fd, const std::string& message) {
     ssize_t sent;

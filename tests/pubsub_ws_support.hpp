@@ -95,7 +95,9 @@ inline std::string resp_command(std::initializer_list<std::string_view> args) {
 inline std::string resp_bulk(std::string_view s) { return "$" + std::to_string(s.size()) + "\r\n" + std::string{s} + "\r\n"; }
 
 // Exactly n bytes from a blocking socket (connect_blocking's 5 s timeout bounds each wait);
-// fewer when the connection ended or stalled.
+// fewer when the connection ended or stalled. EINTR is retried: with SO_RCVTIMEO set, the
+// kernel reports any pending notification as EINTR, and an io_uring this process made (a
+// backend probe) may raise one with its task work, no signal sent.
 inline std::string read_n(int fd, std::size_t n) {
     std::string got(n, '\0');
     std::size_t have = 0;

@@ -444,7 +444,7 @@ TEST_CASE("coring-pubsub with RESP on a unix socket and 2 cores answers every HT
         REQUIRE(fd >= 0);
         const std::string request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         REQUIRE(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size()));
-        const std::string head = recv_exactly(fd, 12);
+        const std::string head = read_n(fd, 12);
         ::close(fd);
         INFO("connection " << i);
         CHECK(head == "HTTP/1.1 200");
