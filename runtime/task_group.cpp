@@ -55,6 +55,11 @@ void task_group::join_awaiter::await_suspend(std::coroutine_handle<> h) noexcept
     core::current().start(op_);  // a join op: parked in the group, cancellable like any op
 }
 
+task<> task_group::join() {
+    if (count_ == 0) co_return;
+    co_await join_awaiter{*this};
+}
+
 task<> task_group::cancel_and_join() {
     cancel();
     co_await join();

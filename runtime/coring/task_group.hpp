@@ -32,7 +32,17 @@ public:
     }
     std::size_t size() const noexcept { return count_; }
 
-    class [[nodiscard]] join_awaiter {
+    // Waits until every child has ended. A task of its own, so the wait's op sits in that small
+    // frame while it waits, not in every frame that joins (a task and its awaiter there, 16
+    // bytes, instead of 72: a pub/sub session's frame, say, which lives as long as its client).
+    [[nodiscard]] task<> join();
+
+    void cancel() noexcept;
+    // Cancels every child, then waits for all of them.
+    task<> cancel_and_join();
+
+private:
+    class join_awaiter {
     public:
         explicit join_awaiter(task_group& g) noexcept : group_{g}, op_{op_kind::join, -1} {}
         join_awaiter(const join_awaiter&) = delete;
@@ -44,13 +54,7 @@ public:
         task_group& group_;
         op op_;
     };
-    join_awaiter join() noexcept { return join_awaiter{*this}; }
 
-    void cancel() noexcept;
-    // Cancels every child, then waits for all of them.
-    task<> cancel_and_join();
-
-private:
     friend class core;
     void child_started(detail::task_context& ctx) noexcept;
     void child_ended(detail::task_context& ctx) noexcept;
