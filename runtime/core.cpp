@@ -6,11 +6,9 @@
 #include <cassert>
 #include <cerrno>
 #include <ctime>
-#include <mutex>
 #include <sys/eventfd.h>
 #include <system_error>
 #include <unistd.h>
-#include <unordered_map>
 
 namespace coring {
 
@@ -32,33 +30,6 @@ void end_root(task_context& ctx, std::exception_ptr error) noexcept {
         }
     }
     c.on_root_exit(ctx);
-}
-
-namespace {
-std::mutex failures_lock;
-std::unordered_map<const void*, std::exception_ptr>& failures() {
-    static std::unordered_map<const void*, std::exception_ptr> by_promise;
-    return by_promise;
-}
-}  // namespace
-
-void keep_exception(const void* promise, std::exception_ptr e) noexcept {
-    std::lock_guard g{failures_lock};
-    failures()[promise] = std::move(e);  // (out of memory here ends the process: noexcept)
-}
-
-std::size_t exceptions_waiting() noexcept {
-    std::lock_guard g{failures_lock};
-    return failures().size();
-}
-
-std::exception_ptr take_exception(const void* promise) noexcept {
-    std::lock_guard g{failures_lock};
-    auto it = failures().find(promise);
-    if (it == failures().end()) return nullptr;
-    std::exception_ptr e = std::move(it->second);
-    failures().erase(it);
-    return e;
 }
 
 armed_source::armed_source() noexcept {
@@ -176,19 +147,9 @@ task<> core::watchdog(std::chrono::nanoseconds limit, std::shared_ptr<watchdog_s
     }
 }
 
-void core::link_live(detail::task_context& ctx) noexcept {
-    ctx.prev = nullptr;
-    ctx.next = live_;
-    if (live_) live_->prev = &ctx;
-    live_ = &ctx;
-}
+void core::link_live(detail::task_context& ctx) noexcept { detail::push_front(live_, ctx); }
 
-void core::unlink_live(detail::task_context& ctx) noexcept {
-    if (ctx.prev) ctx.prev->next = ctx.next;
-    else live_ = ctx.next;
-    if (ctx.next) ctx.next->prev = ctx.prev;
-    ctx.prev = ctx.next = nullptr;
-}
+void core::unlink_live(detail::task_context& ctx) noexcept { detail::unlink(live_, ctx); }
 
 template <class Fn>
 void core::for_each_live(Fn fn) noexcept {

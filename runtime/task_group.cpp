@@ -25,16 +25,11 @@ void task_group::child_started(detail::task_context& ctx) noexcept {
     }
     ++count_;
     ctx.group = this;
-    ctx.prev = nullptr;
-    ctx.next = children_;
-    if (children_) children_->prev = &ctx;
-    children_ = &ctx;
+    detail::push_front(children_, ctx);
 }
 
 void task_group::child_ended(detail::task_context& ctx) noexcept {
-    if (ctx.prev) ctx.prev->next = ctx.next;
-    else children_ = ctx.next;
-    if (ctx.next) ctx.next->prev = ctx.prev;
+    detail::unlink(children_, ctx);
     if (--count_ == 0) home_->unlink_live(anchor_);
     if (count_ == 0 && joiner_) {
         op& j = *std::exchange(joiner_, nullptr);

@@ -41,6 +41,21 @@ struct task_context {
     task_group* group = nullptr;   // the group this task is a child of (an anchor's own), if any
 };
 
+// A task_context's list (the core's live tasks, or a group's children): doubly linked, with
+// the head kept by its owner. One pair of helpers for both.
+inline void push_front(task_context*& head, task_context& ctx) noexcept {
+    ctx.prev = nullptr;
+    ctx.next = head;
+    if (head) head->prev = &ctx;
+    head = &ctx;
+}
+inline void unlink(task_context*& head, task_context& ctx) noexcept {
+    if (ctx.prev) ctx.prev->next = ctx.next;
+    else head = ctx.next;
+    if (ctx.next) ctx.next->prev = ctx.prev;
+    ctx.prev = ctx.next = nullptr;
+}
+
 // A root task ended (defined by the core): it leaves the core's list and its group, and an
 // exception that escaped it is logged.
 void end_root(task_context& ctx, std::exception_ptr error) noexcept;
