@@ -25,14 +25,14 @@ void op_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
 transfer_awaiter::transfer_awaiter(op_kind kind, int fd, op_awaiter** slot, void* buf, std::size_t len, int flags,
                                    std::int64_t timeout_ns) noexcept
     : op_awaiter{kind, fd, slot, flags} {
-    if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
+    op_.deadline_ns = deadline_after(timeout_ns);
     op_.buf = buf;
     op_.len = len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(len);  // a partial transfer
 }
 
 gather_awaiter::gather_awaiter(int fd, op_awaiter** slot, std::span<const iovec> pieces, std::int64_t timeout_ns) noexcept
     : op_awaiter{pieces.size() == 1 ? op_kind::send : op_kind::send_msg, fd, slot} {
-    if (timeout_ns > 0) op_.deadline_ns = core::now_ns() + timeout_ns;
+    op_.deadline_ns = deadline_after(timeout_ns);
     if (pieces.size() == 1) {  // a plain send: no msghdr and iovec for the kernel to copy in and check
         op_.buf = pieces[0].iov_base;
         op_.len = pieces[0].iov_len > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(pieces[0].iov_len);

@@ -20,6 +20,11 @@ namespace coring::detail {
 
 enum stream_direction : int { input = 0, output = 1 };
 
+// An idle timeout as ops take it: the deadline that many nanoseconds from now, 0 for none.
+inline std::int64_t deadline_after(std::int64_t timeout_ns) noexcept {
+    return timeout_ns > 0 ? core::now_ns() + timeout_ns : 0;
+}
+
 class socket_base;
 
 // The common awaitable: pins an op in the awaiting frame and starts it in await_suspend.
@@ -181,8 +186,7 @@ inline bool feed_awaiter::await_ready() noexcept {
 }
 
 inline void feed_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
-    const std::int64_t timeout_ns = socket_->idle_timeout_ns();
-    socket_->feed_->wait(reader_, h, timeout_ns > 0 ? core::now_ns() + timeout_ns : 0);
+    socket_->feed_->wait(reader_, h, deadline_after(socket_->idle_timeout_ns()));
 }
 
 }  // namespace coring::detail
