@@ -64,26 +64,14 @@ void feed::end() noexcept {
     if (in_flight()) core::current().cancel(shot_);  // a reader waiting on it gets ECANCELED
 }
 
-void feed::release() noexcept {
-    released_ = true;
-    if (!listed()) {  // its core is gone, and drained this feed before it went
-        delete this;
-        return;
-    }
+void feed::dismiss_reader() noexcept {
     // The op blocks no task from now on (a task may end before the op does).
     task_context* const ctx = std::exchange(shot_.ctx, nullptr);
-    if (reader_) {  // a reader on another task: it ends now, and must not touch this feed again
-        feed_reader& r = *std::exchange(reader_, nullptr);
-        r.res = -ECANCELED;
-        if (ctx && ctx->waiting_on == &shot_) ctx->waiting_on = nullptr;
-        core::current().resume_later(r.handle, ctx);
-    }
-    if (!in_flight()) {
-        drop_all();
-        delete this;
-        return;
-    }
-    core::current().cancel(shot_);  // on_completion frees the feed at the op's last completion
+    if (!reader_) return;
+    feed_reader& r = *std::exchange(reader_, nullptr);
+    r.res = -ECANCELED;
+    if (ctx && ctx->waiting_on == &shot_) ctx->waiting_on = nullptr;
+    core::current().resume_later(r.handle, ctx);
 }
 
 void feed::on_completion(op& o, bool own) noexcept {
@@ -106,7 +94,7 @@ void feed::on_completion(op& o, bool own) noexcept {
     if (released_) {  // nobody reads any more: free everything once the kernel lets go
         if (in_flight()) return;
         drop_all();
-        delete this;
+        dispose();
         return;
     }
     if (ended_ && !in_flight()) drop_all();  // results that came after the end
@@ -137,6 +125,21 @@ void feed::offer() noexcept {
 
 // ---- accept ---------------------------------------------------------------------------------------
 
+void accept_feed::release() noexcept {
+    released_ = true;
+    if (!listed()) {  // its core is gone, and drained this feed before it went
+        delete this;
+        return;
+    }
+    dismiss_reader();
+    if (!in_flight()) {
+        drop_all();
+        delete this;
+        return;
+    }
+    core::current().cancel(shot_);  // on_completion frees the feed at the op's last completion
+}
+
 bool accept_feed::keep(const op& o) noexcept {
     if (o.res < 0) return false;
     fds_.push_back(o.res);
@@ -161,7 +164,62 @@ void accept_feed::drop_all() noexcept {
 
 // ---- recv ------------------------------------------------------------------------------------------
 
-recv_feed::recv_feed(int fd, bool multishot) noexcept : feed{op_kind::recv, fd, multishot} {}
+void recv_feed::open(int fd, bool multishot) noexcept {
+    shot_.fd = fd;
+    shot_.multishot = multishot;
+    may_multishot_ = multishot;
+}
+
+void recv_feed::close() noexcept {
+    if (!is_open()) return;
+    // No core: it went first, and its drain left nothing in flight; its pool went with it.
+    if (core* c = core::current_or_null()) {
+        if (shot_.pending != 0 || shot_.parked != park_reason::none || shot_.armed) c->withdraw(shot_, nullptr);
+        dismiss_reader();
+        drop_all();
+        if (spare_ != no_spare) c->io().give_back(spare_);  // the kernel is done with it (withdraw)
+    }
+    reset();
+}
+
+void recv_feed::reset() noexcept {
+    const recv_feed unused;
+    shot_.copy_from(unused.shot_);
+    shot_.set_source(this);
+    reader_ = nullptr;
+    end_ = 1;
+    end_sticky_ = ended_ = throttled_ = may_multishot_ = false;
+    spare_ = no_spare;
+    queued_ = 0;
+}
+
+void recv_feed::take_from(recv_feed& other) noexcept {
+    if (!other.is_open()) return;
+    // Everything, the op included, then whatever refers to other's op is told its new address.
+    shot_.copy_from(other.shot_);
+    shot_.set_source(this);
+    reader_ = std::exchange(other.reader_, nullptr);
+    end_ = other.end_;
+    end_sticky_ = other.end_sticky_;
+    ended_ = other.ended_;
+    throttled_ = other.throttled_;
+    may_multishot_ = other.may_multishot_;
+    spare_ = std::exchange(other.spare_, no_spare);
+    queued_ = std::exchange(other.queued_, 0);
+    head_ = other.head_;
+    tail_ = other.tail_;
+    op& was = other.shot_;
+    if (was.pending != 0 || was.parked != park_reason::none || was.armed) {
+        core& c = core::current();
+        c.withdraw(was, &shot_);
+        // On io_uring the op was cancelled to move it: that cancel is ours, not the reader's
+        // news, and a reader still waiting gets the op armed again at its last completion.
+        shot_.cancel_sent = shot_.cancel_sent || was.cancel_sent;
+        throttled_ = throttled_ || was.cancel_sent;
+        if (reader_ && shot_.deadline_ns != 0) c.set_deadline(shot_, shot_.deadline_ns);
+    }
+    other.reset();
+}
 
 void recv_feed::prepare() noexcept {
     backend& io = core::current().io();

@@ -63,11 +63,9 @@ void socket_base::take_slots_from(socket_base& other) noexcept {
         in_flight_[d] = std::exchange(other.in_flight_[d], nullptr);
         if (in_flight_[d]) in_flight_[d]->slot_ = &in_flight_[d];
     }
-    feed_ = std::exchange(other.feed_, nullptr);  // the feed knows nothing of the socket's address
 }
 
 void socket_base::cancel_in_flight() noexcept {
-    if (feed_) std::exchange(feed_, nullptr)->release();
     for (op_awaiter*& slot : in_flight_) {
         if (!slot) continue;
         op_awaiter& target = *std::exchange(slot, nullptr);

@@ -54,7 +54,7 @@ task<result<tcp_stream>> tcp_stream::connect_from(address local, address peer, s
 }
 
 detail::transfer_awaiter tcp_stream::recv(std::span<std::byte> buf) noexcept {
-    if (feed_) {
+    if (feed_.is_open()) {
         log("fd {}: recv on a stream that reads through recv_lease: use one or the other", fd_);
         std::abort();
     }
@@ -62,14 +62,14 @@ detail::transfer_awaiter tcp_stream::recv(std::span<std::byte> buf) noexcept {
 }
 
 tcp_stream::recv_lease_awaiter tcp_stream::recv_lease() {
-    if (fd_ >= 0 && !feed_) {
+    if (fd_ >= 0 && !feed_.is_open()) {
         backend& io = core::current().io();
         io.ensure_buffers();  // the first lease on this core sets up the pool (may throw)
         if (in_flight_[detail::input]) {
             log("fd {}: recv_lease while a recv is in flight: one reader at a time", fd_);
             std::abort();
         }
-        feed_ = new detail::recv_feed{fd_, io.features().multishot_recv};
+        feed_.open(fd_, io.features().multishot_recv);
     }
     return recv_lease_awaiter{*this};
 }
@@ -139,7 +139,7 @@ task<result<void>> tcp_stream::write_all(std::span<const std::span<const std::by
 
 std::optional<buffer_lease> tcp_stream::try_recv_lease() noexcept {
     detail::feed_reader r;
-    if (!feed_ || !feed_->take_queued(r)) return std::nullopt;
+    if (!feed_.is_open() || !feed_.take_queued(r)) return std::nullopt;
     return buffer_lease{core::current().io(), static_cast<std::uint16_t>(r.flags >> cqe_buffer_shift),
                         static_cast<std::uint32_t>(r.res)};
 }

@@ -141,6 +141,20 @@ void backend::wait_for_buffer(op& o) noexcept {
 
 void backend::stop_waiting_for_buffer(op& o) noexcept { buffer_waiters_.remove(o); }
 
+void backend::cancel_everything() noexcept {
+    while (!buffer_waiters_.empty()) {
+        op& o = buffer_waiters_.pop();
+        o.res = -ECANCELED;
+        sink_.complete(o);
+    }
+}
+
+void backend::withdraw(op& o, op* heir) noexcept {
+    if (o.parked != park_reason::buffers) return;
+    buffer_waiters_.replace(o, heir);
+    if (heir) heir->parked = park_reason::buffers;
+}
+
 bool backend::trim_buffers() noexcept {
     if (trim_from_ == 0) on_trim();  // a round starts
     // free_ is a stack: its bottom low_water_ entries were not taken since the round began (a

@@ -335,6 +335,30 @@ void core::start_for(op& o, detail::task_context* ctx) noexcept {
     current_ = saved;
 }
 
+void core::withdraw(op& o, op* heir) noexcept {
+    if (o.armed) timers_.erase(o);
+    if (heir) heir->armed = false;
+    if (o.ctx && o.ctx->waiting_on == &o) o.ctx->waiting_on = heir;
+    std::uint16_t held_here = 0;  // completions held in this core (faults, EINTR): heir's, or dropped
+    for (std::size_t i = 0; i < held_.size();) {
+        if (held_[i].o != &o) {
+            ++i;
+        } else if (heir) {
+            held_[i++].o = heir;
+            ++held_here;
+        } else {
+            if (o.has_buffer()) backend_->give_back_received(o.buffer_id(), o.buffers);
+            held_[i] = held_.back();
+            held_.pop_back();
+            --o.pending;
+        }
+    }
+    o.pending = static_cast<std::uint16_t>(o.pending - held_here);
+    backend_->withdraw(o, heir);  // what the backend and the kernel still owe o
+    if (heir) heir->pending = static_cast<std::uint16_t>(o.pending + held_here);
+    o.pending = 0;
+}
+
 void core::set_deadline(op& o, std::int64_t deadline_ns) noexcept {
     if (o.armed) timers_.erase(o);
     o.deadline_ns = deadline_ns;
@@ -460,9 +484,14 @@ void core::drain_everything() noexcept {
     // Cancel until nothing is alive and the kernel owes nothing: only then may frames and
     // buffers go. Cancelled tasks fail every later op at once, so this terminates unless a
     // task ignores ECANCELED and loops forever.
+    bool swept = false;
     while (live_ || backend_->in_flight() > 0 || !ready_.empty() || !held_.empty()) {
         cancel_all();
         for_each_armed([](detail::armed_source& a) { a.on_drain(); });
+        if (!live_ && !swept) {  // what is left belongs to no task (a stream kept by a service)
+            backend_->cancel_everything();
+            swept = true;
+        }
         turn();
     }
 }

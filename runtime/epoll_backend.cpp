@@ -333,6 +333,24 @@ void epoll_backend::cancel(op& o) noexcept {
     finish(o, -ECANCELED);
 }
 
+void epoll_backend::cancel_everything() noexcept {
+    backend::cancel_everything();
+    for (std::size_t fd = 0; fd < fds_.size(); ++fd) {  // (by index: a completion may start an op)
+        for (int d = 0; d < 2; ++d)
+            if (op* w = fds_[fd].waiter[d]) cancel(*w);
+    }
+}
+
+void epoll_backend::withdraw(op& o, op* heir) noexcept {
+    // Nothing here is in the kernel: a parked op is a pointer in its fd's state (a file op in
+    // the blocking pool is never withdrawn: its request lives in a frame that waits for it).
+    if (o.parked != park_reason::ready) return backend::withdraw(o, heir);
+    fds_[o.fd].waiter[direction_of(o)] = heir;
+    o.parked = park_reason::none;
+    if (heir) heir->parked = park_reason::ready;
+    else --parked_;
+}
+
 void epoll_backend::close_detached(int fd) noexcept {
     forget_fd(fd);
     ::close(fd);

@@ -21,6 +21,7 @@ core_stats& core_stats::operator+=(const core_stats& o) noexcept {
     backend.cq_overflow += o.backend.cq_overflow;
     backend.cq_overcommits += o.backend.cq_overcommits;
     backend.cancels += o.backend.cancels;
+    backend.withdrawals += o.backend.withdrawals;
     backend.eagain_retries += o.backend.eagain_retries;
     backend.multishot_arms += o.backend.multishot_arms;
     backend.buffers_in_use += o.backend.buffers_in_use;
@@ -52,12 +53,12 @@ std::string to_string(const core_stats& s) {
     const backend_stats& b = s.backend;
     std::string out = format("tasks={} resumes={} turns={} timers={} mail_in={} wakes_sent={} mail_deferred={} ops={} "
                   "sqes={} enters={} completions={} sq_full={} parked_for_cq={} cq_overflow={} cq_overcommits={} cancels={} "
-                  "eagain={} multishot_arms={} buffers_in_use={} buffer_waits={} spare_buffers={} ring_grows={} "
+                  "withdrawals={} eagain={} multishot_arms={} buffers_in_use={} buffer_waits={} spare_buffers={} ring_grows={} "
                   "gather_sends={} bundles={} bundle_buffers={} pool_kib={} pool_touched_kib={} buffers_trimmed={} "
                   "direct_fallbacks={} fd_installs={}",
                   s.tasks_spawned, s.resumes, s.loop_turns, s.timers_fired, s.mail_received, s.wakes_sent,
                   s.mail_deferred, b.ops_started, b.sqes_submitted, b.enter_calls, b.completions, b.sq_full_waits,
-                  b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.eagain_retries, b.multishot_arms,
+                  b.parked_for_cq, b.cq_overflow, b.cq_overcommits, b.cancels, b.withdrawals, b.eagain_retries, b.multishot_arms,
                   b.buffers_in_use, b.buffer_waits, b.spare_buffers, b.buffer_ring_grows,
                   b.gather_sends, b.recv_bundles, b.bundle_buffers, b.pool_bytes / 1024, b.pool_touched_bytes / 1024,
                   b.buffers_trimmed, b.direct_fallbacks, b.fd_installs);

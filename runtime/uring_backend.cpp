@@ -29,6 +29,10 @@ constexpr std::uint64_t wake_user_data = 2;      // a MSG_RING from another core
 constexpr std::uint64_t wake_sent_tag = 3;       // our MSG_RING's own CQE; the target's ring fd above bit 32
 constexpr std::uint64_t direct_close_user_data = 4;  // a detached close of a direct descriptor: frees a slot
 constexpr std::uint64_t run_now_user_data = 5;       // run_now's SQE: the caller waits for it
+// The CQEs of a withdrawn receive that nobody takes over (core::withdraw): its buffers go back.
+// orphan_bundle marks one that was a bundle; cancel_tag its cancel's CQE, as for any op.
+constexpr std::uint64_t orphan_user_data = 8;
+constexpr std::uint64_t orphan_bundle = 16;
 
 std::uint64_t user_data_of(const op& o) noexcept { return reinterpret_cast<std::uintptr_t>(&o); }
 op& op_from(std::uint64_t user_data) noexcept {
@@ -245,6 +249,21 @@ void uring_backend::cancel(op& o) noexcept {
     if (o.zerocopy) reset_connection(o);  // else its notification may wait for the peer forever
 }
 
+void uring_backend::cancel_everything() noexcept {
+    backend::cancel_everything();
+    while (!parked_.empty()) {
+        op& o = parked_.pop();
+        o.res = -ECANCELED;
+        sink_.complete(o);
+    }
+    if (in_flight_ == 0) return;
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);  // 5.19
+    io_uring_sqe_set_data64(sqe, detached_user_data);
+    ++in_flight_;
+    ++stats_.cancels;
+}
+
 void uring_backend::close_detached(int fd) noexcept {
     forget_fd(fd);
     io_uring_sqe* sqe = get_sqe();  // after every SQE already queued for fd, so none hits a reused number
@@ -320,6 +339,7 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
     // keeps an eighth in reserve, and IORING_FEAT_NODROP keeps any overflow in the kernel).
     constexpr std::int64_t stall_ns = 10'000'000;
     if (!parked_.empty() && (timeout_ns < 0 || timeout_ns > stall_ns)) timeout_ns = stall_ns;
+    if (next_reaped_ < reaped_.size()) timeout_ns = 0;  // a withdraw collected CQEs: handle them now
     const std::uint64_t reaped_before = stats_.completions;
     int r;
     if (timeout_ns == 0) {
@@ -354,10 +374,7 @@ void uring_backend::poll(std::int64_t timeout_ns) noexcept {
     }
 }
 
-void uring_backend::reap() noexcept {
-    // Copy CQEs out and free their slots before handling any: handling may start ops, and
-    // starting may reap again (SQ full, then -EBUSY). That inner reap only appends: CQEs are
-    // handled once each, in the order the kernel posted them (a multishot recv's data too).
+void uring_backend::collect() noexcept {
     io_uring_cqe* cqe;
     unsigned head;
     unsigned count = 0;
@@ -368,14 +385,76 @@ void uring_backend::reap() noexcept {
     io_uring_cq_advance(&ring_, count);
     stats_.completions += count;
     if (ring_.cq.koverflow) stats_.cq_overflow = *ring_.cq.koverflow;
+}
+
+void uring_backend::reap() noexcept {
+    // Copy CQEs out and free their slots before handling any: handling may start ops, and
+    // starting may reap again (SQ full, then -EBUSY). That inner reap only appends: CQEs are
+    // handled once each, in the order the kernel posted them (a multishot recv's data too).
+    collect();
     if (reaping_) return;  // the outer reap handles them, after what it already holds
     reaping_ = true;
-    for (std::size_t i = 0; i < reaped_.size(); ++i) {
-        const cqe_copy c = reaped_[i];  // a copy: handling may append, and so reallocate
+    while (next_reaped_ < reaped_.size()) {
+        const cqe_copy c = reaped_[next_reaped_++];  // a copy: handling may append, and so reallocate
         handle(c.user_data, c.res, c.flags);
     }
     reaped_.clear();
+    next_reaped_ = 0;
     reaping_ = false;
+}
+
+void uring_backend::withdraw(op& o, op* heir) noexcept {
+    if (o.parked == park_reason::cq_room) {  // never reached the kernel
+        parked_.replace(o, heir);
+        if (heir) heir->parked = park_reason::cq_room;
+        return;
+    }
+    if (o.parked != park_reason::none || o.pending == 0) return backend::withdraw(o, heir);
+    // In the kernel, which names o by its address in every CQE. Cancel it and wait here, only
+    // collecting, until every CQE it owes is in reaped_ (a cancel ends a receive at once), then
+    // rename them. Nothing is handled meanwhile: o's owner is in the middle of moving or dying.
+    const bool was_reaping = std::exchange(reaping_, true);
+    if (!o.cancel_sent) cancel(o);
+    const std::uint64_t mine = user_data_of(o);
+    const auto collected = [&] {  // of o's CQEs still owed, those in reaped_ already
+        unsigned n = 0;
+        for (std::size_t i = next_reaped_; i < reaped_.size(); ++i) {
+            const cqe_copy& c = reaped_[i];
+            if ((c.user_data & ~cancel_tag) != mine) continue;
+            const bool own = (c.user_data & cancel_tag) == 0 && !(c.flags & IORING_CQE_F_NOTIF);
+            n += !(own && (c.flags & IORING_CQE_F_MORE));  // as handle() counts the last ones
+        }
+        return n;
+    };
+    for (;;) {
+        collect();
+        if (collected() >= o.pending) break;
+        const int r = io_uring_submit_and_wait(&ring_, 1);  // the cancel goes in with this
+        ++stats_.enter_calls;
+        if (r > 0) stats_.sqes_submitted += static_cast<unsigned>(r);
+    }
+    ++stats_.withdrawals;
+    const std::uint64_t to = heir ? user_data_of(*heir) : orphan_user_data | (o.bundle ? orphan_bundle : 0);
+    for (std::size_t i = next_reaped_; i < reaped_.size(); ++i) {
+        cqe_copy& c = reaped_[i];
+        if ((c.user_data & ~cancel_tag) == mine) c.user_data = to | (c.user_data & cancel_tag);
+    }
+    reaping_ = was_reaping;
+}
+
+std::uint16_t uring_backend::take_buffers(bool bundle, std::int32_t res, std::uint32_t& flags) noexcept {
+    if (!(flags & IORING_CQE_F_BUFFER)) return 0;
+    if (bundle) {  // a bundle consumed as many ring entries as its bytes cover (none when res <= 0)
+        if (res > 0) return take_bundle(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT), res);
+        flags &= ~IORING_CQE_F_BUFFER;
+        return 0;
+    }
+    --buffers_in_ring_;  // the kernel took a buffer from the ring
+    ++stats_.buffers_in_use;
+    if (res > 0) return 1;
+    give_back(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));  // and put nothing in it
+    flags &= ~IORING_CQE_F_BUFFER;
+    return 0;
 }
 
 void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t flags) noexcept {
@@ -399,25 +478,21 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
         if (res < 0) sink_.wake_failed(static_cast<int>(ud >> 32));
         return;
     }
+    if ((ud & ~(cancel_tag | orphan_bundle)) == orphan_user_data) {  // nobody reads these (withdraw)
+        if (own) {
+            if (const std::uint16_t n = take_buffers(ud & orphan_bundle, res, flags))
+                give_back_received(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT), n);
+        }
+        return;
+    }
     op& o = op_from(ud);
     if (notification) {
         ++stats_.zc_notifications;
         if (static_cast<std::uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) ++stats_.zc_copied;
     }
     if (own) {
-        o.buffers = 0;
-        if ((flags & IORING_CQE_F_BUFFER) && o.bundle) {
-            // A bundle consumed as many ring entries as its bytes cover (none when res <= 0).
-            if (res > 0) o.buffers = take_bundle(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT), res);
-            else flags &= ~IORING_CQE_F_BUFFER;
-        } else if (flags & IORING_CQE_F_BUFFER) {  // the kernel took a buffer from the ring
-            --buffers_in_ring_;
-            ++stats_.buffers_in_use;
-            if (res <= 0) {  // and put nothing in it: it goes straight back
-                give_back(static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT));
-                flags &= ~IORING_CQE_F_BUFFER;
-            }
-        }
+        const std::uint16_t n = take_buffers(o.bundle, res, flags);
+        o.buffers = o.bundle ? n : 0;
         if (res == -ENOBUFS && o.select_buffer) ring_ran_dry();
         if (o.direct_accept) {
             if (!more && o.slot_reserved) {

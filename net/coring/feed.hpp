@@ -4,12 +4,14 @@
 // elsewhere the op is a plain one, armed again each time the queue runs dry. Either way one
 // reader at a time waits in an awaiter, and takes queued results without waiting.
 //
-// Lifetime: a feed belongs to a socket, but its op may still be in the kernel when the socket
-// goes. release() cancels the op and hands the feed to it: the feed frees itself at the op's
-// last completion, giving back what is still queued (buffers to the pool, accepted fds closed).
-// That is why it lives in its own allocation and not in the socket. The core lists every feed
-// (armed_source): a stop ends accept feeds, and the core's drain ends them all, so a socket
-// that belongs to no task (a service object destroyed after run()) never keeps run() waiting.
+// Where they live. A receive feed is part of its stream (tcp_stream), so an idle connection is
+// one block: the frame holding the stream. When the stream moves, the feed moves with it, and
+// when it closes or dies, the feed goes with it, even with its op in the kernel: core::withdraw
+// cancels the op and waits for its last CQEs on the spot, renaming them for the feed's new
+// address or giving their buffers back (docs/ARCHITECTURE.md, "Memory per idle connection").
+// An accept feed lives on the heap instead, and outlives its listener while its op is in the
+// kernel: release() cancels the op and the feed frees itself at its last completion (listeners
+// are few; a stop must reach them, so the core lists them: armed_source).
 //
 // Bounds: a multishot op pauses (is cancelled, and armed again when the reader comes back)
 // once queue_limit() results wait while the reader is away. See docs/ARCHITECTURE.md,
@@ -31,7 +33,7 @@ struct feed_reader {
     std::uint32_t flags = 0;  // as op::cqe_flags: names the buffer of a receive
 };
 
-class feed : public armed_source {
+class feed : public op_source {
 public:
     feed(const feed&) = delete;
     feed& operator=(const feed&) = delete;
@@ -44,19 +46,11 @@ public:
     // Suspends r until a result comes (its op armed if it is not in flight). deadline_ns, when
     // not 0, ends the wait with ETIMEDOUT.
     void wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept;
-    // The socket is done with this feed: a waiting reader gets ECANCELED, the op is cancelled,
-    // and the feed frees itself once the kernel has let go of the op.
-    void release() noexcept;
-
     void on_completion(op& o, bool own) noexcept final;
-    void on_drain() noexcept final { end(); }
-
-    static void* operator new(std::size_t size) { return allocate_frame(size); }
-    static void operator delete(void* p, std::size_t size) noexcept { free_frame(p, size); }
 
 protected:
     feed(op_kind kind, int fd, bool multishot) noexcept;
-    virtual ~feed() = default;
+    ~feed() = default;
 
     // A result that carries something (an accepted fd, a filled buffer): queue it.
     virtual bool keep(const op& o) noexcept = 0;
@@ -72,33 +66,43 @@ protected:
     // From now on every reader gets ECANCELED: the op is cancelled, the queue dropped, and the
     // op is never armed again.
     void end() noexcept;
-
-    op shot_;
-
-private:
-    void offer() noexcept;  // hands the waiting reader a result, if there is one
-    void arm(task_context* ctx) noexcept;
+    // The owner is done with the feed: the op blocks no task from now on, and a waiting reader
+    // (on another task) gets ECANCELED and must not touch the feed again.
+    void dismiss_reader() noexcept;
+    // An accept feed that was released frees itself at its op's last completion.
+    virtual void dispose() noexcept {}
     bool in_flight() const noexcept { return shot_.pending != 0; }
 
+    op shot_;
     feed_reader* reader_ = nullptr;
     int end_ = 1;  // 1: nothing to say; else the final word for the next reader (0 or -errno)
     bool end_sticky_ : 1 = false;
     bool released_ : 1 = false;
     bool ended_ : 1 = false;      // end(): never armed again
-    bool throttled_ : 1 = false;  // we cancelled the op because the queue was full
-
-protected:
+    bool throttled_ : 1 = false;  // we cancelled the op because the queue was full (or moved it)
     bool may_multishot_ : 1 = false;  // the kernel has it and it was not turned off
+
+private:
+    void offer() noexcept;  // hands the waiting reader a result, if there is one
+    void arm(task_context* ctx) noexcept;
 };
 
 // Accepted connections, queued by fd (a direct descriptor on io_uring with fixed files: those
 // still queued when the feed ends are closed through the ring like any other, drop_all).
-class accept_feed final : public feed {
+class accept_feed final : public feed, public armed_source {
 public:
     accept_feed(int listener_fd, bool multishot) noexcept : feed{op_kind::accept, listener_fd, multishot} {}
+    // The listener is done with this feed: a waiting reader gets ECANCELED, the op is
+    // cancelled, and the feed frees itself once the kernel has let go of the op.
+    void release() noexcept;
     void on_stop() noexcept override { end(); }  // connections that arrive from now on are refused
+    void on_drain() noexcept override { end(); }
+
+    static void* operator new(std::size_t size) { return allocate_frame(size); }
+    static void operator delete(void* p, std::size_t size) noexcept { free_frame(p, size); }
 
 private:
+    void dispose() noexcept override { delete this; }
     bool keep(const op& o) noexcept override;
     bool pop(int& res, std::uint32_t& flags) noexcept override;
     bool sticky(int) const noexcept override { return false; }
@@ -114,13 +118,34 @@ private:
 // idle stream holds no buffer and no queue storage. A receive bundle (io_uring, 6.10) queues
 // the several buffers of one completion at once, as the backend chained them. The pool is a
 // fast path, never a reason to stop a reader that waits: when it is empty the next receive goes
-// into a spare buffer of its own; when it is scarce (less than half free) receives are single-shot and taken only for a
-// reader that waits, and the queue limit drops from 2 to 1.
+// into a spare buffer of its own; when it is scarce (less than half free) receives are
+// single-shot and taken only for a reader that waits, and the queue limit drops from 2 to 1.
+//
+// Part of a tcp_stream: unused (no fd) until the stream's first recv_lease opens it, and moved
+// with the stream. Moving or closing it while its op is started costs a synchronous cancel on
+// io_uring (core::withdraw); a stream that reaches its end of data has no op left by then.
 class recv_feed final : public feed {
 public:
-    recv_feed(int fd, bool multishot) noexcept;
+    recv_feed() noexcept : feed{op_kind::recv, -1, false} {}
+    recv_feed(recv_feed&& other) noexcept : recv_feed{} { take_from(other); }
+    recv_feed& operator=(recv_feed&& other) noexcept {
+        if (this != &other) {
+            close();
+            take_from(other);
+        }
+        return *this;
+    }
+    ~recv_feed() { close(); }
+
+    bool is_open() const noexcept { return shot_.fd >= 0; }
+    void open(int fd, bool multishot) noexcept;
+    // The stream closes (or goes): a waiting reader gets ECANCELED, the op is withdrawn from
+    // the kernel, what is queued goes back to the pool, and the feed is unused again.
+    void close() noexcept;
 
 private:
+    void take_from(recv_feed& other) noexcept;  // other's state and op, at this address
+    void reset() noexcept;  // unused, as constructed (nothing in flight)
     bool keep(const op& o) noexcept override;
     bool pop(int& res, std::uint32_t& flags) noexcept override;
     bool sticky(int res) const noexcept override;
@@ -129,7 +154,7 @@ private:
     std::size_t queue_limit() const noexcept override;
     void prepare() noexcept override;
     // 16 bits each (buffer ids and counts fit): the feed is part of every idle connection's
-    // memory, and these keep it at 128 bytes.
+    // memory.
     static constexpr std::uint16_t no_spare = 0xffff;
     std::uint16_t spare_ = no_spare;  // the spare buffer the op in flight receives into, if any
     std::uint16_t queued_ = 0;

@@ -122,20 +122,26 @@ public:
 // not in every frame that may close a socket.
 task<> close_fd(int fd);
 
-class socket_base;
-
 // Waits in a socket's feed (multishot accept or recv): no op of its own, so a reader costs
 // three words in its frame (it sits in every idle connection's). A socket without a feed
-// (closed) answers EBADF at once. The socket is read only until the wait begins.
+// (closed) answers EBADF at once. The socket is read only until the wait begins: Socket's
+// open_feed() (null when closed) and idle_timeout_ns().
+template <class Socket>
 class feed_awaiter {
 public:
-    explicit feed_awaiter(socket_base& s) noexcept : socket_{&s} {}
+    explicit feed_awaiter(Socket& s) noexcept : socket_{&s} {}
     feed_awaiter(const feed_awaiter&) = delete;
-    bool await_ready() noexcept;
-    void await_suspend(std::coroutine_handle<> h) noexcept;
+    bool await_ready() noexcept {
+        if (feed* f = socket_->open_feed()) return f->take(reader_);
+        reader_.res = -EBADF;
+        return true;
+    }
+    void await_suspend(std::coroutine_handle<> h) noexcept {
+        socket_->open_feed()->wait(reader_, h, deadline_after(socket_->idle_timeout_ns()));
+    }
 
 protected:
-    socket_base* socket_;
+    Socket* socket_;
     feed_reader reader_;
 };
 
@@ -169,24 +175,12 @@ protected:
     // The idle timeout (tcp_stream::set_idle_timeout) in the form ops take: 0 or nanoseconds.
     std::int64_t idle_timeout_ns() const noexcept { return std::int64_t{idle_timeout_ms_} * 1'000'000; }
 
-    friend class feed_awaiter;
-    // 32 bytes, part of every idle connection's memory. A direct socket's own fd, when the
+    // 24 bytes, part of every idle connection's memory. A direct socket's own fd, when the
     // caller asks for one (fd()), is kept by the backend, not here (backend::user_fd).
     // The name ops use: a process fd, or a direct descriptor (is_direct_fd) on io_uring.
     int fd_ = -1;
     std::int32_t idle_timeout_ms_ = 0;  // tcp_stream's; whole milliseconds (0: none)
     op_awaiter* in_flight_[2] = {nullptr, nullptr};
-    feed* feed_ = nullptr;  // made on the first accept / recv_lease; outlives the socket if it must
 };
-
-inline bool feed_awaiter::await_ready() noexcept {
-    if (socket_->feed_) return socket_->feed_->take(reader_);
-    reader_.res = -EBADF;
-    return true;
-}
-
-inline void feed_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
-    socket_->feed_->wait(reader_, h, deadline_after(socket_->idle_timeout_ns()));
-}
 
 }  // namespace coring::detail

@@ -20,8 +20,22 @@ public:
     tcp_stream() noexcept = default;
     // An fd from this core's backend (on io_uring an accepted one may be a direct descriptor).
     explicit tcp_stream(int fd) noexcept : socket_base{fd} {}
-    tcp_stream(tcp_stream&&) noexcept = default;
-    tcp_stream& operator=(tcp_stream&&) noexcept = default;
+    tcp_stream(tcp_stream&&) noexcept = default;  // the receive feed moves along (recv_feed)
+    tcp_stream& operator=(tcp_stream&& other) noexcept {
+        if (this != &other) {
+            feed_.close();  // before the fd it reads goes
+            socket_base::operator=(std::move(other));
+            feed_ = std::move(other.feed_);
+        }
+        return *this;
+    }
+    ~tcp_stream() { feed_.close(); }  // before socket_base closes the fd
+
+    // As socket_base::close, the receive feed first.
+    [[nodiscard]] task<> close() noexcept {
+        feed_.close();
+        return socket_base::close();
+    }
 
     // Opens a socket on the current core and connects it; ETIMEDOUT when `timeout` (if not
     // zero) passes first.
@@ -43,7 +57,7 @@ public:
     // The next received bytes, in a buffer the core's pool lends (see buffer_lease): no
     // buffer is held while waiting. An empty lease means the peer will send no more. On
     // io_uring one multishot receive stays armed and results queue here until taken.
-    class recv_lease_awaiter : public detail::feed_awaiter {
+    class recv_lease_awaiter : public detail::feed_awaiter<tcp_stream> {
     public:
         using feed_awaiter::feed_awaiter;
         result<buffer_lease> await_resume() noexcept;
@@ -84,6 +98,12 @@ public:
     result<void> set_nodelay(bool on) noexcept;
     result<address> local_address() const noexcept;
     result<address> peer_address() const noexcept;
+
+private:
+    friend class detail::feed_awaiter<tcp_stream>;
+    detail::feed* open_feed() noexcept { return feed_.is_open() ? &feed_ : nullptr; }
+    // Unused until the first recv_lease; in the stream, so an idle connection is one block.
+    detail::recv_feed feed_;
 };
 
 struct listen_options {
@@ -95,15 +115,30 @@ struct listen_options {
 class tcp_listener : public detail::socket_base {
 public:
     tcp_listener() noexcept = default;
-    tcp_listener(tcp_listener&&) noexcept = default;
-    tcp_listener& operator=(tcp_listener&&) noexcept = default;
+    tcp_listener(tcp_listener&& other) noexcept
+        : socket_base{std::move(other)}, feed_{std::exchange(other.feed_, nullptr)} {}
+    tcp_listener& operator=(tcp_listener&& other) noexcept {
+        if (this != &other) {
+            release_feed();
+            socket_base::operator=(std::move(other));
+            feed_ = std::exchange(other.feed_, nullptr);
+        }
+        return *this;
+    }
+    ~tcp_listener() { release_feed(); }
+
+    // As socket_base::close, the accept feed first.
+    [[nodiscard]] task<> close() noexcept {
+        release_feed();
+        return socket_base::close();
+    }
 
     // socket + options + bind + listen on the current core. Errors name nothing but the errno:
     // callers add the address (see format_error in apps).
     static result<tcp_listener> bind(const address& where, listen_options opts = {});
     static result<tcp_listener> bind(std::string_view where, listen_options opts = {});
 
-    class accept_awaiter : public detail::feed_awaiter {
+    class accept_awaiter : public detail::feed_awaiter<tcp_listener> {
     public:
         using feed_awaiter::feed_awaiter;
         result<tcp_stream> await_resume() noexcept;
@@ -116,6 +151,13 @@ public:
 
 private:
     explicit tcp_listener(int fd) noexcept : socket_base{fd} {}
+    friend class detail::feed_awaiter<tcp_listener>;
+    detail::feed* open_feed() noexcept { return feed_; }
+    void release_feed() noexcept {
+        if (feed_) std::exchange(feed_, nullptr)->release();
+    }
+    // Made on the first accept; outlives the listener while its op is in the kernel.
+    detail::accept_feed* feed_ = nullptr;
 };
 
 }  // namespace coring

@@ -107,6 +107,15 @@ public:
     // Asks o to finish early. Its completion still arrives through the sink, with -ECANCELED or
     // with the result it had already reached: the op's memory is released only then.
     virtual void cancel(op& o) noexcept = 0;
+    // The core's final drain, once no task is left: cancels every op still started (a receive
+    // of a stream that belongs to no task). Their completions come as for cancel.
+    virtual void cancel_everything() noexcept;
+    // o's memory is about to go, or to move to heir (core::withdraw): from now on nothing here
+    // refers to o. Parked, it leaves its queue (heir takes its place there); in the kernel
+    // (io_uring), it is cancelled and its remaining CQEs are waited for on the spot, then handed
+    // to heir, or, with none, their buffers go back to the pool. o.pending counts them.
+    // The base handles a wait for a buffer.
+    virtual void withdraw(op& o, op* heir) noexcept;
     // Closes fd without a waiter (the destructor path); no op may be in flight on it. A direct
     // descriptor is closed through the ring, after every SQE already queued.
     virtual void close_detached(int fd) noexcept = 0;
@@ -185,6 +194,15 @@ public:
     // A buffer comes back (a buffer_lease was dropped, a queue was dropped): a pool buffer to
     // the ring or the free list, a spare to the heap; then a reader waiting for one goes.
     void give_back(std::uint16_t id) noexcept;
+    // The buffers of one received result nobody will read: `first`, and for a bundle of
+    // count > 1 the rest of its chain.
+    void give_back_received(std::uint16_t first, std::uint16_t count) noexcept {
+        for (std::uint16_t k = 0; k < std::max<std::uint16_t>(count, 1); ++k) {
+            const std::uint16_t next = links_[first].next;
+            give_back(first);
+            first = next;
+        }
+    }
     // Per-buffer bookkeeping for whoever holds the buffer: a length and a link, so received
     // buffers can be queued without storage of their own.
     struct buffer_link {

@@ -81,11 +81,12 @@ struct armed_link {
     armed_link* next = nullptr;
 };
 
-// Something a core has armed outside any task's wait: a multishot accept or receive that keeps
-// running while its reader is elsewhere, owned by a socket that may belong to no task at all.
-// The core lists them, so that a stop and the final drain reach them directly, not only
-// through the op a task happens to wait on at that instant.
-class armed_source : public op_source, private armed_link {
+// Something a core has armed outside any task's wait: a multishot accept that keeps running
+// while its reader is elsewhere, owned by a listener that may belong to no task at all. The
+// core lists them, so that a stop and the final drain reach them directly, not only through
+// the op a task happens to wait on at that instant. (Receive feeds live inside their streams,
+// unlisted: the final drain cancels whatever is still in the kernel, backend::cancel_everything.)
+class armed_source : private armed_link {
 public:
     armed_source(const armed_source&) = delete;
     armed_source& operator=(const armed_source&) = delete;
@@ -217,6 +218,13 @@ public:
     void complete_wait(op& o) noexcept { complete(o); }  // a wait_list lets a parked op go
     // Starts o as if ctx's task had: for a feed that re-arms its op on behalf of its reader.
     void start_for(op& o, detail::task_context* ctx) noexcept;
+    // o's memory is about to go (heir null), or o is moving to heir, which already holds a
+    // copy of o's fields (op::copy_from): from now on nothing refers to o, nor owes it a
+    // completion. Whatever o was still owed is heir's (its pending says how much), or is
+    // dropped, a filled buffer going back to the pool. A deadline is not carried over. On
+    // io_uring an op in the kernel is cancelled and its last CQEs are waited for here: so a
+    // multishot receive can live inside the socket that owns it (net/coring/feed.hpp).
+    void withdraw(op& o, op* heir) noexcept;
     // Sets (or, with 0, clears) the deadline of an op that may already be in flight.
     void set_deadline(op& o, std::int64_t deadline_ns) noexcept;
     // with_timeout's deadline (an op of kind `deadline`) for the current task: when it passes,

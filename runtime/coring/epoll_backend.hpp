@@ -42,6 +42,8 @@ public:
     void adopt(int fd) noexcept override;
     void start(op& o) noexcept override;
     void cancel(op& o) noexcept override;
+    void withdraw(op& o, op* heir) noexcept override;
+    void cancel_everything() noexcept override;
     void close_detached(int fd) noexcept override;
     // EPOLL_CTL_DEL and a fresh state: the next fd with this number starts unregistered.
     void forget_fd(int fd) noexcept override;

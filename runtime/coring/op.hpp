@@ -151,6 +151,35 @@ struct op {
         sourced = true;
     }
     op& operator=(const op&) = delete;
+    // Every field of o, pending included, for an op that takes o's place at a new address
+    // (core::withdraw moves what refers to o over). The source is the caller's to set.
+    void copy_from(const op& o) noexcept {
+        kind = o.kind;
+        parked = o.parked;
+        started_once = o.started_once;
+        armed = o.armed;
+        timed_out = o.timed_out;
+        multishot = o.multishot;
+        select_buffer = o.select_buffer;
+        bundle = o.bundle;
+        sourced = o.sourced;
+        zerocopy = o.zerocopy;
+        cancel_sent = o.cancel_sent;
+        direct_accept = o.direct_accept;
+        slot_reserved = o.slot_reserved;
+        pending = o.pending;
+        buffers = o.buffers;
+        fd = o.fd;
+        flags = o.flags;
+        buf = o.buf;
+        len = o.len;
+        heap_index = o.heap_index;
+        res = o.res;
+        cqe_flags = o.cqe_flags;
+        deadline_ns = o.deadline_ns;
+        waiter = o.waiter;
+        ctx = o.ctx;
+    }
     // The result as awaiters report it: a cancel caused by the op's own deadline is ETIMEDOUT.
     std::int32_t outcome() const noexcept { return timed_out && res == -ECANCELED ? -ETIMEDOUT : res; }
     bool has_buffer() const noexcept { return res > 0 && (cqe_flags & cqe_buffer_flag); }
@@ -181,12 +210,14 @@ public:
         o.parked = park_reason::none;
         return o;
     }
-    void remove(op& o) noexcept {  // o must be in this queue
+    void replace(op& o, op* heir) noexcept {  // o must be in this queue; heir takes its place, or none does
         const auto it = std::find(ops_.begin(), ops_.end(), &o);
         assert(it != ops_.end());
-        ops_.erase(it);
+        if (heir) *it = heir;
+        else ops_.erase(it);
         o.parked = park_reason::none;
     }
+    void remove(op& o) noexcept { replace(o, nullptr); }
 
 private:
     std::deque<op*> ops_;

@@ -17,6 +17,7 @@ struct backend_stats {
     std::uint64_t cq_overflow = 0;      // kernel overflow count (must stay 0)
     std::uint64_t cq_overcommits = 0;   // parked ops let in past the limit after a stall (see poll)
     std::uint64_t cancels = 0;
+    std::uint64_t withdrawals = 0;      // io_uring: ops in the kernel whose last CQEs were waited for on the spot (core::withdraw)
     std::uint64_t eagain_retries = 0;   // epoll: ops that parked to wait for readiness
     std::uint64_t multishot_arms = 0;   // multishot SQEs submitted (each may bring many CQEs)
     std::uint64_t buffers_in_use = 0;   // pool buffers held by the kernel's results or by leases

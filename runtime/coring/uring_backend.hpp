@@ -46,6 +46,8 @@ public:
     void adopt(int fd) noexcept override;
     void start(op& o) noexcept override;
     void cancel(op& o) noexcept override;
+    void withdraw(op& o, op* heir) noexcept override;
+    void cancel_everything() noexcept override;
     void close_detached(int fd) noexcept override;
     void forget_fd(int fd) noexcept override;
     void poll(std::int64_t timeout_ns) noexcept override;
@@ -69,6 +71,7 @@ private:
     io_uring_sqe* get_sqe() noexcept;
     void submit(op& o) noexcept;
     void reap() noexcept;
+    void collect() noexcept;  // CQEs out of the ring into reaped_, not handled yet
     void handle(std::uint64_t user_data, std::int32_t res, std::uint32_t flags) noexcept;
     void unpark() noexcept;
     void prep_send(io_uring_sqe* sqe, op& o) noexcept;
@@ -88,6 +91,10 @@ private:
     void refill_ring() noexcept;
     void ring_ran_dry() noexcept;
     void note_ring_position(std::uint16_t id, int offset) noexcept;
+    // What a receive's own CQE took from the ring, accounted: 0 buffers, 1, or a bundle's
+    // chain (take_bundle). A buffer that came back empty goes straight back, and flags loses
+    // IORING_CQE_F_BUFFER.
+    std::uint16_t take_buffers(bool bundle, std::int32_t res, std::uint32_t& flags) noexcept;
     // A bundle's CQE: chains its buffers (first, then ring order) through link(), each with
     // its length; returns how many there are.
     std::uint16_t take_bundle(std::uint16_t first, std::int32_t res) noexcept;
@@ -118,7 +125,8 @@ private:
         std::uint32_t flags;
     };
     std::vector<cqe_copy> reaped_;
-    bool reaping_ = false;
+    std::size_t next_reaped_ = 0;  // reaped_[next_reaped_...] are not handled yet
+    bool reaping_ = false;  // a reap is handling reaped_ (or a withdraw collects): others only collect
     std::uint32_t zc_threshold_ = 0;
     unsigned zc_flags_ = 0;               // IORING_SEND_ZC_REPORT_USAGE where the kernel has it
     std::vector<bool> zc_refused_;        // by fd: SEND_ZC answered EOPNOTSUPP (until the fd closes)
