@@ -123,7 +123,7 @@ void core::spawn(task<> t, task_group& group) {
 detail::task_context& core::spawn_root(task<> t, bool system, bool listed) {
     assert(t.valid() && "spawning an empty task");
     auto root = t.release();
-    detail::task_context& ctx = root.promise().ctx;
+    detail::task_context& ctx = root.promise().ctx();
     ctx.root = true;
     ctx.system = system;
     if (listed) link_live(ctx);

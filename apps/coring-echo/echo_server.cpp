@@ -21,9 +21,10 @@ constexpr std::size_t echo_gather = 16;
 // --coalesce off), goes back in one send. A task of its own, so that what a send needs (the
 // leases, the iovecs, the send's awaiter) lives only while it runs: an idle connection's frame
 // holds its stream and its wait for data, nothing else. conn and first live in the caller's
-// frame (taken by reference: a copy there would be one more slot in every idle frame). True
-// when all of it went out.
-task<bool> echo_back(tcp_stream& conn, buffer_lease&& first, bool gather) {
+// frame (taken by reference: a copy there would be one more slot in every idle frame). When
+// not all of it went out (a reset peer), conn is closed here: the caller's next receive ends
+// the connection (so the caller keeps no flag for it).
+task<> echo_back(tcp_stream& conn, buffer_lease&& first, bool gather) {
     std::array<buffer_lease, echo_gather> leases;
     std::array<std::span<const std::byte>, echo_gather> pieces;
     leases[0] = std::move(first);
@@ -33,9 +34,14 @@ task<bool> echo_back(tcp_stream& conn, buffer_lease&& first, bool gather) {
         if (!more) break;
         leases[n++] = std::move(*more);
     }
-    if (n == 1) co_return (co_await conn.write_all(leases[0].data())).has_value();  // a plain send: a smaller frame
+    if (n == 1) {  // a plain send: a smaller frame
+        auto sent = co_await conn.write_all(leases[0].data());
+        if (!sent) conn = tcp_stream{};
+        co_return;
+    }
     for (std::size_t i = 0; i < n; ++i) pieces[i] = leases[i].data();
-    co_return (co_await conn.write_all(std::span<const std::span<const std::byte>>(pieces.data(), n))).has_value();
+    auto sent = co_await conn.write_all(std::span<const std::span<const std::byte>>(pieces.data(), n));
+    if (!sent) conn = tcp_stream{};
 }
 
 }  // namespace
@@ -47,9 +53,8 @@ task<> echo_connection(tcp_stream conn, bool nodelay) {
     // lease's buffer goes back to the pool at the end of each round.
     for (;;) {
         auto data = co_await conn.recv_lease();
-        if (!data || data->empty()) break;  // reset, cancelled, or the peer closed its side
-        const bool sent = co_await echo_back(conn, std::move(*data), gather);
-        if (!sent) break;
+        if (!data || data->empty()) break;  // reset, cancelled, the peer closed its side, or echo_back closed it
+        co_await echo_back(conn, std::move(*data), gather);
     }
     // conn's destructor closes it: cancels its receive, then a close ordered after it, which
     // nobody needs to wait for here. (`co_await conn.close()` would wait, and would keep a task

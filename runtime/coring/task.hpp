@@ -29,16 +29,44 @@ namespace detail {
 // A live root task is on one list: its group's children, or else the core's live list. A group
 // with children has an anchor on the core's list (a task_context of its own that runs nothing),
 // so the core reaches every task, and a task pays for one pair of links, not two.
+//
+// A task<void> that is awaited instead (never a root) uses only its first word and a flag: its
+// awaiter's frame and whether an exception escaped it (promise_base), so the promise holds no
+// second word for them: 8 bytes less in every frame.
 struct task_context {
-    op* waiting_on = nullptr;  // the op this task is suspended on, if any
+    union {
+        op* waiting_on = nullptr;  // a root's: the op it is suspended on, if any
+        void* awaiter_frame;       // an awaited task's: the frame to resume when it ends
+    };
     bool cancelled = false;    // sticky: every later op of the task fails with ECANCELED
     bool system = false;       // the core's own tasks: they do not keep run() alive
     bool root = false;         // spawned: its end tells the core, and frees the frame
     bool anchor = false;       // not a task: a group's place on the core's list (group says which)
+    bool escaped = false;      // an exception escaped the task (it waits in keep_exception's table)
     std::uint16_t expired = 0; // with_timeout scopes whose deadline passed: ops fail meanwhile
     task_context* prev = nullptr;  // the core's live list, or its group's children
     task_context* next = nullptr;
     task_group* group = nullptr;   // the group this task is a child of (an anchor's own), if any
+
+    // As promise_base asks of its link (continuation_word is the other kind).
+    void* frame() const noexcept { return root ? nullptr : awaiter_frame; }
+    void set_frame(void* f) noexcept { awaiter_frame = f; }
+    bool failed() const noexcept { return escaped; }
+    void set_failed(bool f) noexcept { escaped = f; }
+};
+
+// A task<T>'s link to its awaiter: the awaiting frame's address (frames are at least
+// 8-aligned), and in bit 0 whether an exception escaped the task.
+class continuation_word {
+public:
+    void* frame() const noexcept { return reinterpret_cast<void*>(word_ & ~failed_bit); }
+    void set_frame(void* f) noexcept { word_ = reinterpret_cast<std::uintptr_t>(f) | (word_ & failed_bit); }
+    bool failed() const noexcept { return (word_ & failed_bit) != 0; }
+    void set_failed(bool f) noexcept { word_ = f ? word_ | failed_bit : word_ & ~failed_bit; }
+
+private:
+    static constexpr std::uintptr_t failed_bit = 1;
+    std::uintptr_t word_ = 0;
 };
 
 // A task_context's list (the core's live tasks, or a group's children): doubly linked, with
@@ -71,6 +99,9 @@ void keep_exception(const void* promise, std::exception_ptr e) noexcept;
 std::exception_ptr take_exception(const void* promise) noexcept;
 std::size_t exceptions_waiting() noexcept;  // how many wait there (tests: none may be left)
 
+// Link: where the promise keeps its awaiter's frame and whether an exception escaped
+// (task_context for task<void>, continuation_word otherwise).
+template <class Link>
 class promise_base {
 public:
     struct final_awaiter {
@@ -80,8 +111,8 @@ public:
             // Returning the parent makes the switch a tail call, not a nested resume().
             if (auto parent = self.promise().continuation()) return parent;
             if constexpr (std::is_same_v<Promise, promise<void>>) {
-                if (self.promise().ctx.root) {  // nobody awaits it: it frees itself
-                    end_root(self.promise().ctx, self.promise().take_failure());
+                if (self.promise().ctx().root) {  // nobody awaits it: it frees itself
+                    end_root(self.promise().ctx(), self.promise().take_failure());
                     self.destroy();
                 }
             }
@@ -94,44 +125,37 @@ public:
     final_awaiter final_suspend() const noexcept { return {}; }
     void unhandled_exception() noexcept {
         keep_exception(this, std::current_exception());
-        continuation_ |= failed_bit;
+        link_.set_failed(true);
     }
 
     // Frames come from the running core's size-class allocator (frame_allocator.hpp).
     static void* operator new(std::size_t size) { return allocate_frame(size); }
     static void operator delete(void* frame, std::size_t size) noexcept { free_frame(frame, size); }
 
-    void set_continuation(std::coroutine_handle<> parent) noexcept {
-        continuation_ = reinterpret_cast<std::uintptr_t>(parent.address()) | (continuation_ & failed_bit);
-    }
+    void set_continuation(std::coroutine_handle<> parent) noexcept { link_.set_frame(parent.address()); }
     void rethrow_if_failed() {
-        if (continuation_ & failed_bit) std::rethrow_exception(take_failure());
+        if (link_.failed()) std::rethrow_exception(take_failure());
     }
     // The exception that escaped this task, once (null if none).
     std::exception_ptr take_failure() noexcept {
-        if (!(continuation_ & failed_bit)) return nullptr;
-        continuation_ &= ~failed_bit;
+        if (!link_.failed()) return nullptr;
+        link_.set_failed(false);
         return take_exception(this);
     }
 
 protected:
     promise_base() noexcept = default;
     ~promise_base() {
-        if (continuation_ & failed_bit) (void)take_exception(this);  // nobody took it
+        if (link_.failed()) (void)take_exception(this);  // nobody took it
     }
+    Link link_;
 
 private:
-    std::coroutine_handle<> continuation() const noexcept {
-        return std::coroutine_handle<>::from_address(reinterpret_cast<void*>(continuation_ & ~failed_bit));
-    }
-    // The awaiting frame's address (frames are at least 8-aligned), and in bit 0 whether an
-    // exception escaped this task (it waits in keep_exception's table).
-    static constexpr std::uintptr_t failed_bit = 1;
-    std::uintptr_t continuation_ = 0;
+    std::coroutine_handle<> continuation() const noexcept { return std::coroutine_handle<>::from_address(link_.frame()); }
 };
 
 template <class T>
-class promise final : public promise_base {
+class promise final : public promise_base<continuation_word> {
 public:
     task<T> get_return_object() noexcept;
     template <class U>
@@ -149,13 +173,13 @@ private:
 };
 
 template <>
-class promise<void> final : public promise_base {
+class promise<void> final : public promise_base<task_context> {
 public:
     task<void> get_return_object() noexcept;
     void return_void() const noexcept {}
     void take() { rethrow_if_failed(); }
 
-    task_context ctx;  // used when the task is spawned (core::spawn): see task_context
+    task_context& ctx() noexcept { return link_; }  // used when the task is spawned (core::spawn)
 };
 
 }  // namespace detail
@@ -183,21 +207,16 @@ public:
 
     bool valid() const noexcept { return static_cast<bool>(handle_); }
 
-    // Awaiting a task starts it and suspends the awaiter until it finishes.
-    auto operator co_await() && noexcept {
-        struct awaiter {
-            handle_type child;
-            bool await_ready() const noexcept { return !child || child.done(); }
-            std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) noexcept {
-                child.promise().set_continuation(parent);
-                return child;  // symmetric transfer into the child
-            }
-            T await_resume() {
-                assert(child && "awaiting an empty task");
-                return child.promise().take();
-            }
-        };
-        return awaiter{handle_};
+    // Awaiting a task starts it and suspends the awaiter until it finishes. The task is its own
+    // awaiter: a frame awaiting one holds the task alone (one pointer), not a second object.
+    bool await_ready() const noexcept { return !handle_ || handle_.done(); }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> parent) noexcept {
+        handle_.promise().set_continuation(parent);
+        return handle_;  // symmetric transfer into the child
+    }
+    T await_resume() {
+        assert(handle_ && "awaiting an empty task");
+        return handle_.promise().take();
     }
 
     // For owners that drive a task by hand (core::spawn): the caller now owns the frame.

@@ -60,7 +60,7 @@ private:
     void child_ended(detail::task_context& ctx) noexcept;
 
     detail::task_context* children_ = nullptr;  // intrusive list through their prev/next
-    detail::task_context anchor_{.anchor = true, .group = this};  // on the core's list while there are children
+    detail::task_context anchor_{.waiting_on = nullptr, .anchor = true, .group = this};  // on the core's list while there are children
     core* home_ = nullptr;  // the core whose list holds the anchor: every child runs there
     std::size_t count_ = 0;
     op* joiner_ = nullptr;  // the join op waiting for count_ to reach 0

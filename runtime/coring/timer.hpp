@@ -82,15 +82,10 @@ private:
     op op_;
 };
 
-// What co_await x gives, for an awaiter or for a type with operator co_await (a task).
+// What co_await x gives (an op's awaiter, or a task: its own awaiter).
 template <class A>
 struct await_result {
     using type = decltype(std::declval<A&>().await_resume());
-};
-template <class A>
-    requires requires { std::declval<A>().operator co_await(); }
-struct await_result<A> {
-    using type = decltype(std::declval<A>().operator co_await().await_resume());
 };
 
 }  // namespace detail
@@ -102,13 +97,8 @@ template <class Rep, class Period, class Awaitable>
 [[nodiscard]] task<typename detail::await_result<std::remove_cvref_t<Awaitable>>::type> with_timeout(
     std::chrono::duration<Rep, Period> d, Awaitable&& x) {
     detail::deadline_scope scope{detail::deadline_after(d)};
-    if constexpr (requires { std::move(x).operator co_await(); }) {
-        auto r = co_await std::move(x);  // a task
-        co_return scope.verdict(std::move(r));
-    } else {
-        auto r = co_await x;  // an op's awaiter, in place: it is not movable
-        co_return scope.verdict(std::move(r));
-    }
+    auto r = co_await x;  // in place: an op's awaiter is not movable
+    co_return scope.verdict(std::move(r));
 }
 
 }  // namespace coring
