@@ -1,4 +1,5 @@
 #include <coring/core.hpp>
+#include <coring/feed.hpp>
 #include <coring/log.hpp>
 #include <coring/task_group.hpp>
 #include <coring/timer.hpp>
@@ -321,7 +322,7 @@ void core::finish(op& o) noexcept {
 
 void core::deliver(op& o, bool own) noexcept {
     if (o.pending == 0) settle(o);
-    o.source->on_completion(o, own);
+    detail::deliver_to_feed(o, own);
 }
 
 void core::settle(op& o) noexcept {

@@ -122,27 +122,30 @@ public:
 // not in every frame that may close a socket.
 task<> close_fd(int fd);
 
-// Waits in a socket's feed (multishot accept or recv): no op of its own, so a reader costs
-// three words in its frame (it sits in every idle connection's). A socket without a feed
-// (closed) answers EBADF at once. The socket is read only until the wait begins: Socket's
-// open_feed() (null when closed) and idle_timeout_ns().
+// Waits in a socket's feed (multishot accept or recv): no op of its own, so a reader costs two
+// words in its frame (it sits in every idle connection's): the socket is kept in the reader's
+// place until the wait begins, and read only until then. A socket without a feed (closed)
+// answers EBADF at once. Socket gives open_feed() (null when closed) and idle_timeout_ns().
 template <class Socket>
 class feed_awaiter {
 public:
-    explicit feed_awaiter(Socket& s) noexcept : socket_{&s} {}
+    explicit feed_awaiter(Socket& s) noexcept { reader_.place = &s; }
     feed_awaiter(const feed_awaiter&) = delete;
     bool await_ready() noexcept {
-        if (feed* f = socket_->open_feed()) return f->take(reader_);
+        if (auto* f = socket().open_feed()) return f->take(reader_);
         reader_.res = -EBADF;
         return true;
     }
     void await_suspend(std::coroutine_handle<> h) noexcept {
-        socket_->open_feed()->wait(reader_, h, deadline_after(socket_->idle_timeout_ns()));
+        Socket& s = socket();
+        s.open_feed()->wait(reader_, h, deadline_after(s.idle_timeout_ns()));  // (reader_.place = h from here)
     }
 
 protected:
-    Socket* socket_;
     feed_reader reader_;
+
+private:
+    Socket& socket() const noexcept { return *static_cast<Socket*>(reader_.place); }
 };
 
 class socket_base {

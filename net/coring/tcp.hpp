@@ -101,7 +101,7 @@ public:
 
 private:
     friend class detail::feed_awaiter<tcp_stream>;
-    detail::feed* open_feed() noexcept { return feed_.is_open() ? &feed_ : nullptr; }
+    detail::recv_feed* open_feed() noexcept { return feed_.is_open() ? &feed_ : nullptr; }
     // Unused until the first recv_lease; in the stream, so an idle connection is one block.
     detail::recv_feed feed_;
 };
@@ -152,7 +152,7 @@ public:
 private:
     explicit tcp_listener(int fd) noexcept : socket_base{fd} {}
     friend class detail::feed_awaiter<tcp_listener>;
-    detail::feed* open_feed() noexcept { return feed_; }
+    detail::accept_feed* open_feed() noexcept { return feed_; }
     void release_feed() noexcept {
         if (feed_) std::exchange(feed_, nullptr)->release();
     }

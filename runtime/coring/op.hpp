@@ -54,18 +54,6 @@ struct task_context;
 
 struct op;
 
-// Something other than the backend that completes ops: a multishot feed (its op's completions
-// go to on_completion, not to a waiting coroutine), or a task_group that a join waits on.
-class op_source {
-public:
-    // A completion of o arrived: `own` says it carries o's result (res, cqe_flags); it is the
-    // last one when o.pending is 0 (a multishot op may deliver many).
-    virtual void on_completion(op& o, bool own) noexcept = 0;
-
-protected:
-    ~op_source() = default;
-};
-
 // Where an op of kind `wait` parks: an event, a semaphore, a channel. core::start hands the op
 // to park() (unless the task is cancelled: then it fails at once and is never parked); the list
 // completes it later with core::complete_wait; core::cancel takes it back out with unlink()
@@ -139,14 +127,17 @@ struct op {
     std::int64_t deadline_ns = 0;  // steady clock; on an I/O op, 0 or a deadline that cancels it
     union {
         std::coroutine_handle<> waiter{};  // resumed at completion, unless sourced
-        op_source* source;                 // sourced: each completion goes there instead
+        // Sourced: each completion goes to this feed instead (a multishot op may deliver many;
+        // the last is the one that leaves pending at 0). Which kind of feed the op's kind says:
+        // an accept's is an accept_feed, a receive's a recv_feed (feed.hpp, deliver_to_feed).
+        void* source;
     };
     detail::task_context* ctx = nullptr;  // the task this op blocks; set by core::start
 
     op() noexcept = default;
     op(op_kind k, int f) noexcept : kind{k}, fd{f} {}
     op(const op&) = delete;  // the kernel knows this op by its address
-    void set_source(op_source* s) noexcept {
+    void set_source(void* s) noexcept {
         source = s;
         sourced = true;
     }

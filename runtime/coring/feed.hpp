@@ -28,12 +28,32 @@ namespace coring::detail {
 // A reader waiting in (or about to wait in) a feed, and what it was handed. Its task is the
 // feed's op's ctx while it waits (core::start sets it), so a cancel of that task reaches the op.
 struct feed_reader {
-    std::coroutine_handle<> handle;
+    // The waiting coroutine (coroutine_handle<>::address()), set by wait(). Until then whoever
+    // made the reader may keep a pointer of its own here (feed_awaiter keeps its socket), so a
+    // reader in a frame is two words, not three.
+    void* place = nullptr;
     int res = 0;              // as op::res: a result, or -errno
     std::uint32_t flags = 0;  // as op::cqe_flags: names the buffer of a receive
 };
 
-class feed : public op_source {
+// The logic both feeds share. Self (accept_feed, recv_feed) supplies what differs, as private
+// members this class may call (it is their friend):
+//   bool keep(const op&)          a result that carries something (an accepted fd, a filled
+//                                 buffer): queue it
+//   bool pop(int& res, uint32_t& flags)
+//   bool sticky(int res) const    a final word that stays: end of stream, a reset (cancels and
+//                                 accept errors do not)
+//   void drop_all()               what is still queued goes back
+//   size_t queued() const
+//   size_t queue_limit() const    how many results may wait while the reader is away before a
+//                                 multishot op pauses
+//   void prepare()                sets shot_ up for its next arming
+//   void dispose()                a released feed's last completion came (accept: delete this)
+// Static, not virtual: a receive feed is part of every idle connection, and a vtable pointer
+// would be 8 bytes of it. The core hands an op's completions to its feed by the op's kind
+// (deliver_to_feed, below).
+template <class Self>
+class feed {
 public:
     feed(const feed&) = delete;
     feed& operator=(const feed&) = delete;
@@ -42,35 +62,25 @@ public:
     // stream, an error). False when the reader has to wait.
     bool take(feed_reader& r) noexcept;
     // Only a queued result (data, an accepted fd), never the final word: that stays for take.
-    bool take_queued(feed_reader& r) noexcept;
+    bool take_queued(feed_reader& r) noexcept { return self().pop(r.res, r.flags); }
     // Suspends r until a result comes (its op armed if it is not in flight). deadline_ns, when
     // not 0, ends the wait with ETIMEDOUT.
     void wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept;
-    void on_completion(op& o, bool own) noexcept final;
+    void on_completion(op& o, bool own) noexcept;
 
 protected:
-    feed(op_kind kind, int fd, bool multishot) noexcept;
+    feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd}, may_multishot_{multishot} {
+        shot_.multishot = multishot;
+        shot_.set_source(this);
+    }
     ~feed() = default;
 
-    // A result that carries something (an accepted fd, a filled buffer): queue it.
-    virtual bool keep(const op& o) noexcept = 0;
-    virtual bool pop(int& res, std::uint32_t& flags) noexcept = 0;
-    // A final word that stays: end of stream, a reset. Cancels and accept errors do not.
-    virtual bool sticky(int res) const noexcept = 0;
-    virtual void drop_all() noexcept = 0;  // what is still queued goes back
-    virtual std::size_t queued() const noexcept = 0;
-    // How many results may wait while the reader is away before a multishot op pauses.
-    virtual std::size_t queue_limit() const noexcept = 0;
-    // Sets shot_ up for its next arming (recv: a pool or a spare buffer, multishot or not).
-    virtual void prepare() noexcept {}
     // From now on every reader gets ECANCELED: the op is cancelled, the queue dropped, and the
     // op is never armed again.
     void end() noexcept;
     // The owner is done with the feed: the op blocks no task from now on, and a waiting reader
     // (on another task) gets ECANCELED and must not touch the feed again.
     void dismiss_reader() noexcept;
-    // An accept feed that was released frees itself at its op's last completion.
-    virtual void dispose() noexcept {}
     bool in_flight() const noexcept { return shot_.pending != 0; }
 
     op shot_;
@@ -83,13 +93,14 @@ protected:
     bool may_multishot_ : 1 = false;  // the kernel has it and it was not turned off
 
 private:
+    Self& self() noexcept { return static_cast<Self&>(*this); }
     void offer() noexcept;  // hands the waiting reader a result, if there is one
     void arm(task_context* ctx) noexcept;
 };
 
 // Accepted connections, queued by fd (a direct descriptor on io_uring with fixed files: those
 // still queued when the feed ends are closed through the ring like any other, drop_all).
-class accept_feed final : public feed, public armed_source {
+class accept_feed final : public feed<accept_feed>, public armed_source {
 public:
     accept_feed(int listener_fd, bool multishot) noexcept : feed{op_kind::accept, listener_fd, multishot} {}
     // The listener is done with this feed: a waiting reader gets ECANCELED, the op is
@@ -102,15 +113,17 @@ public:
     static void operator delete(void* p, std::size_t size) noexcept { free_frame(p, size); }
 
 private:
-    void dispose() noexcept override { delete this; }
-    bool keep(const op& o) noexcept override;
-    bool pop(int& res, std::uint32_t& flags) noexcept override;
-    bool sticky(int) const noexcept override { return false; }
-    void drop_all() noexcept override;
-    std::size_t queued() const noexcept override { return fds_.size(); }
+    friend class feed<accept_feed>;
+    void dispose() noexcept { delete this; }
+    bool keep(const op& o) noexcept;
+    bool pop(int& res, std::uint32_t& flags) noexcept;
+    bool sticky(int) const noexcept { return false; }
+    void drop_all() noexcept;
+    std::size_t queued() const noexcept { return fds_.size(); }
     // 0 while the file table is nearly full: a multishot accept pauses (is cancelled) at once,
     // and the next arming is one connection at a time, or a plain accept (uring_backend).
-    std::size_t queue_limit() const noexcept override;
+    std::size_t queue_limit() const noexcept;
+    void prepare() noexcept {}
     std::deque<int> fds_;
 };
 
@@ -124,7 +137,7 @@ private:
 // Part of a tcp_stream: unused (no fd) until the stream's first recv_lease opens it, and moved
 // with the stream. Moving or closing it while its op is started costs a synchronous cancel on
 // io_uring (core::withdraw); a stream that reaches its end of data has no op left by then.
-class recv_feed final : public feed {
+class recv_feed final : public feed<recv_feed> {
 public:
     recv_feed() noexcept : feed{op_kind::recv, -1, false} {}
     recv_feed(recv_feed&& other) noexcept : recv_feed{} { take_from(other); }
@@ -144,15 +157,17 @@ public:
     void close() noexcept;
 
 private:
+    friend class feed<recv_feed>;
     void take_from(recv_feed& other) noexcept;  // other's state and op, at this address
     void reset() noexcept;  // unused, as constructed (nothing in flight)
-    bool keep(const op& o) noexcept override;
-    bool pop(int& res, std::uint32_t& flags) noexcept override;
-    bool sticky(int res) const noexcept override;
-    void drop_all() noexcept override;
-    std::size_t queued() const noexcept override { return queued_; }
-    std::size_t queue_limit() const noexcept override;
-    void prepare() noexcept override;
+    bool keep(const op& o) noexcept;
+    bool pop(int& res, std::uint32_t& flags) noexcept;
+    bool sticky(int res) const noexcept;
+    void drop_all() noexcept;
+    std::size_t queued() const noexcept { return queued_; }
+    std::size_t queue_limit() const noexcept;
+    void prepare() noexcept;
+    void dispose() noexcept {}  // never released: it closes with its stream
     // 16 bits each (buffer ids and counts fit): the feed is part of every idle connection's
     // memory.
     static constexpr std::uint16_t no_spare = 0xffff;
@@ -161,5 +176,16 @@ private:
     std::uint16_t head_ = 0;
     std::uint16_t tail_ = 0;
 };
+
+extern template class feed<accept_feed>;
+extern template class feed<recv_feed>;
+
+// A completion of a sourced op, to its feed (core::deliver): `own` says it carries the op's
+// result (res, cqe_flags); it is the op's last when o.pending is 0.
+inline void deliver_to_feed(op& o, bool own) noexcept {
+    // (set_source was given the feed<Self> part: accept_feed's may not be at its start)
+    if (o.kind == op_kind::accept) static_cast<feed<accept_feed>*>(o.source)->on_completion(o, own);
+    else static_cast<feed<recv_feed>*>(o.source)->on_completion(o, own);  // recv, or its buffer_wait
+}
 
 }  // namespace coring::detail

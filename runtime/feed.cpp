@@ -4,15 +4,9 @@
 
 namespace coring::detail {
 
-feed::feed(op_kind kind, int fd, bool multishot) noexcept : shot_{kind, fd}, may_multishot_{multishot} {
-    shot_.multishot = multishot;
-    shot_.set_source(this);
-}
-
-bool feed::take_queued(feed_reader& r) noexcept { return pop(r.res, r.flags); }
-
-bool feed::take(feed_reader& r) noexcept {
-    if (pop(r.res, r.flags)) return true;
+template <class Self>
+bool feed<Self>::take(feed_reader& r) noexcept {
+    if (self().pop(r.res, r.flags)) return true;
     if (end_ == 1) return false;
     r.res = end_;
     r.flags = 0;
@@ -20,9 +14,10 @@ bool feed::take(feed_reader& r) noexcept {
     return true;
 }
 
-void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept {
+template <class Self>
+void feed<Self>::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline_ns) noexcept {
     core& c = core::current();
-    r.handle = h;
+    r.place = h.address();
     task_context* const ctx = c.current_task();
     if (ctx && (ctx->cancelled || ctx->expired > 0)) {
         // A task that is cancelled or past a with_timeout deadline waits for nothing, as every
@@ -50,32 +45,36 @@ void feed::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t deadline
     if (deadline_ns != 0) c.set_deadline(shot_, deadline_ns);
 }
 
-void feed::arm(task_context* ctx) noexcept {
-    prepare();
+template <class Self>
+void feed<Self>::arm(task_context* ctx) noexcept {
+    self().prepare();
     core::current().start_for(shot_, ctx);
 }
 
-void feed::end() noexcept {
+template <class Self>
+void feed<Self>::end() noexcept {
     if (ended_) return;
     ended_ = true;
     end_ = -ECANCELED;
     end_sticky_ = true;
-    drop_all();
+    self().drop_all();
     if (in_flight()) core::current().cancel(shot_);  // a reader waiting on it gets ECANCELED
 }
 
-void feed::dismiss_reader() noexcept {
+template <class Self>
+void feed<Self>::dismiss_reader() noexcept {
     // The op blocks no task from now on (a task may end before the op does).
     task_context* const ctx = std::exchange(shot_.ctx, nullptr);
     if (!reader_) return;
     feed_reader& r = *std::exchange(reader_, nullptr);
     r.res = -ECANCELED;
     if (ctx && ctx->waiting_on == &shot_) ctx->waiting_on = nullptr;
-    core::current().resume_later(r.handle, ctx);
+    core::current().resume_later(std::coroutine_handle<>::from_address(r.place), ctx);
 }
 
-void feed::on_completion(op& o, bool own) noexcept {
-    if (own && !keep(o)) {
+template <class Self>
+void feed<Self>::on_completion(op& o, bool own) noexcept {
+    if (own && !self().keep(o)) {
         int res = o.outcome();
         // Not news for the reader: the pool ran dry (ENOBUFS), or a buffer came back to one that
         // waited for it. The reader, if it still waits, gets the op armed again below.
@@ -87,23 +86,23 @@ void feed::on_completion(op& o, bool own) noexcept {
         const bool cancel = res == -ECANCELED || res == -ETIMEDOUT;
         if (!again && !ended_ && (!cancel || (reader_ && !throttled_))) {
             end_ = res;
-            end_sticky_ = sticky(res);
+            end_sticky_ = self().sticky(res);
         }
     }
     if (!in_flight()) throttled_ = false;
     if (released_) {  // nobody reads any more: free everything once the kernel lets go
         if (in_flight()) return;
-        drop_all();
-        dispose();
+        self().drop_all();
+        self().dispose();
         return;
     }
-    if (ended_ && !in_flight()) drop_all();  // results that came after the end
+    if (ended_ && !in_flight()) self().drop_all();  // results that came after the end
     offer();
     if (in_flight()) {
         // A multishot op keeps taking results (and, for receives, pool buffers) while the
         // reader is busy elsewhere: past the limit it is stopped, and armed again when the
         // reader comes back.
-        if (shot_.multishot && !throttled_ && queued() >= queue_limit()) {
+        if (shot_.multishot && !throttled_ && self().queued() >= self().queue_limit()) {
             throttled_ = true;
             core::current().cancel(shot_);
         }
@@ -112,7 +111,8 @@ void feed::on_completion(op& o, bool own) noexcept {
     }
 }
 
-void feed::offer() noexcept {
+template <class Self>
+void feed<Self>::offer() noexcept {
     if (!reader_ || !take(*reader_)) return;
     feed_reader& r = *std::exchange(reader_, nullptr);
     core& c = core::current();
@@ -120,7 +120,7 @@ void feed::offer() noexcept {
     task_context* const ctx = std::exchange(shot_.ctx, nullptr);
     if (ctx && ctx->waiting_on == &shot_) ctx->waiting_on = nullptr;
     if (shot_.armed || shot_.deadline_ns != 0) c.set_deadline(shot_, 0);  // the wait is over
-    c.resume_later(r.handle, ctx);
+    c.resume_later(std::coroutine_handle<>::from_address(r.place), ctx);
 }
 
 // ---- accept ---------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ void recv_feed::close() noexcept {
 void recv_feed::reset() noexcept {
     const recv_feed unused;
     shot_.copy_from(unused.shot_);
-    shot_.set_source(this);
+    shot_.set_source(static_cast<feed<recv_feed>*>(this));
     reader_ = nullptr;
     end_ = 1;
     end_sticky_ = ended_ = throttled_ = may_multishot_ = false;
@@ -197,7 +197,7 @@ void recv_feed::take_from(recv_feed& other) noexcept {
     if (!other.is_open()) return;
     // Everything, the op included, then whatever refers to other's op is told its new address.
     shot_.copy_from(other.shot_);
-    shot_.set_source(this);
+    shot_.set_source(static_cast<feed<recv_feed>*>(this));
     reader_ = std::exchange(other.reader_, nullptr);
     end_ = other.end_;
     end_sticky_ = other.end_sticky_;
@@ -296,5 +296,8 @@ void recv_feed::drop_all() noexcept {
     backend& io = core::current().io();
     while (pop(res, flags)) io.give_back(static_cast<std::uint16_t>(flags >> cqe_buffer_shift));
 }
+
+template class feed<accept_feed>;
+template class feed<recv_feed>;
 
 }  // namespace coring::detail
