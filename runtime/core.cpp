@@ -348,12 +348,14 @@ void core::withdraw(op& o, op* heir) noexcept {
             held_[i++].o = heir;
             ++held_here;
         } else {
-            if (o.has_buffer()) backend_->give_back_received(o.buffer_id(), o.buffers);
+            // (a pool buffer only: a receive into a spare is its owner's to give back)
+            if (o.select_buffer && o.has_buffer()) backend_->give_back_received(o.buffer_id(), o.buffers);
             held_[i] = held_.back();
             held_.pop_back();
             --o.pending;
         }
     }
+    if (faults_) faults_->moved(o, heir);
     o.pending = static_cast<std::uint16_t>(o.pending - held_here);
     backend_->withdraw(o, heir);  // what the backend and the kernel still owe o
     if (heir) heir->pending = static_cast<std::uint16_t>(o.pending + held_here);

@@ -182,5 +182,18 @@ void fault_injector::after_completion(op& o) noexcept {
     }
 }
 
+void fault_injector::moved(op& o, op* heir) noexcept {
+    for (std::size_t i = 0; i < cuts_.size(); ++i) {
+        if (cuts_[i].o != &o) continue;
+        if (heir) {
+            cuts_[i].o = heir;
+            return;
+        }
+        if (i + 1 != cuts_.size()) cuts_[i] = std::move(cuts_.back());
+        cuts_.pop_back();
+        return;
+    }
+}
+
 }  // namespace detail
 }  // namespace coring

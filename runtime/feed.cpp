@@ -214,9 +214,12 @@ void recv_feed::take_from(recv_feed& other) noexcept {
         c.withdraw(was, &shot_);
         // On io_uring the op was cancelled to move it: that cancel is ours, not the reader's
         // news, and a reader still waiting gets the op armed again at its last completion.
+        // Unless its deadline had passed already: then the reader is told ETIMEDOUT as before.
         shot_.cancel_sent = shot_.cancel_sent || was.cancel_sent;
-        throttled_ = throttled_ || was.cancel_sent;
-        if (reader_ && shot_.deadline_ns != 0) c.set_deadline(shot_, shot_.deadline_ns);
+        if (!shot_.timed_out) {
+            throttled_ = throttled_ || was.cancel_sent;
+            if (reader_ && shot_.deadline_ns != 0) c.set_deadline(shot_, shot_.deadline_ns);
+        }
     }
     other.reset();
 }

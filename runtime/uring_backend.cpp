@@ -414,7 +414,7 @@ void uring_backend::withdraw(op& o, op* heir) noexcept {
     // collecting, until every CQE it owes is in reaped_ (a cancel ends a receive at once), then
     // rename them. Nothing is handled meanwhile: o's owner is in the middle of moving or dying.
     const bool was_reaping = std::exchange(reaping_, true);
-    if (!o.cancel_sent) cancel(o);
+    cancel(o);  // even if one was sent: that one may have come too early to end it
     const std::uint64_t mine = user_data_of(o);
     const auto collected = [&] {  // of o's CQEs still owed, those in reaped_ already
         unsigned n = 0;

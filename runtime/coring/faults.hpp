@@ -66,6 +66,8 @@ public:
     // short (receives and sends; a send_msg's iovecs), which after_completion puts back.
     int before_start(op& o, std::uint32_t buffer_size) noexcept;
     void after_completion(op& o) noexcept;
+    // o moved to heir, or (null) is gone: its cut, if any, follows it or is dropped (core::withdraw).
+    void moved(op& o, op* heir) noexcept;
     const fault_counts& counts() const noexcept { return counts_; }
 
 private:
