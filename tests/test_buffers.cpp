@@ -25,6 +25,9 @@ using clock_type = std::chrono::steady_clock;
 
 std::uint64_t buffers_in_use() { return core::current().io().stats().buffers_in_use; }
 
+// One recv_lease on s, its outcome into *seen: a reader on a task of its own.
+task<> lease_into(tcp_stream* s, std::optional<result<buffer_lease>>* seen) { seen->emplace(co_await s->recv_lease()); }
+
 // Byte i of stream k: any loss, duplicate or reordering shows.
 std::byte pattern(std::uint64_t i, unsigned k) { return std::byte((i * 131 + k * 7 + (i >> 9)) & 0xff); }
 
@@ -99,9 +102,7 @@ TEST_CASE("recv_lease: held leases keep their buffers; timeouts, closes and drop
         // Closed while another task waits in recv_lease: that task gets ECANCELED at once.
         std::optional<result<buffer_lease>> seen;
         task_group group;
-        group.spawn([](tcp_stream* s, std::optional<result<buffer_lease>>* seen) -> task<> {
-            seen->emplace(co_await s->recv_lease());
-        }(&server, &seen));
+        group.spawn(lease_into(&server, &seen));
         CO_REQUIRE(co_await sleep_for(5ms));
         co_await server.close();
         co_await group.join();
@@ -143,9 +144,7 @@ TEST_CASE("recv_lease across moves: a stream moved while its receive is armed, o
         // A reader waits in recv_lease while another task moves the stream: it gets what comes.
         std::optional<result<buffer_lease>> seen;
         task_group waiting;
-        waiting.spawn([](tcp_stream* s, std::optional<result<buffer_lease>>* seen) -> task<> {
-            seen->emplace(co_await s->recv_lease());
-        }(&server, &seen));
+        waiting.spawn(lease_into(&server, &seen));
         CO_REQUIRE(co_await sleep_for(5ms));
         std::optional<tcp_stream> a{std::move(server)};
         CO_REQUIRE(co_await client.write_all(as_bytes("hello")));
