@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdint>
 #include <unistd.h>
 
 namespace coring::apps::pubsub_detail {
@@ -297,44 +298,70 @@ void session::client(const args_view& args) {
 
 }  // namespace
 
+namespace {
+
+// What run_buffered leaves in `needed` when the session is over (a QUIT, a malformed command,
+// a client that never reads its replies).
+constexpr std::size_t session_over = SIZE_MAX;
+
+// Runs the complete commands buffered in `in`, in order, until one is not complete: `needed`
+// then says how many bytes it is known to need (0: unknown), or session_over. A task of its
+// own, run when bytes came: what parsing and running commands takes (the arguments, the parse
+// state, a command's own waits) lives only meanwhile, not in an idle subscriber's frame.
+task<> run_buffered(buffered_reader& in, session& s, pubsub::connection& conn, std::size_t max_message,
+                    std::size_t& needed) {
+    resp::limits lim;
+    lim.max_bulk = std::min(lim.max_bulk, max_message);
+    args_view args;
+    std::string scratch;
+    for (;;) {
+        const resp::parsed p = resp::parse_command(in.peek_text(), args, scratch, lim);
+        if (p.status == resp::parse_status::error) {
+            conn.reply_with([&](std::string& out) { resp::append_error(out, p.error); });
+            needed = session_over;
+            co_return;
+        }
+        if (p.status != resp::parse_status::complete) {
+            needed = p.needed;
+            co_return;
+        }
+        bool go_on = true;
+        if (args.empty()) go_on = true;
+        else if (session::waits(args[0])) go_on = co_await s.execute(args);
+        else go_on = s.run(args);
+        in.consume(p.consumed);
+        if (!go_on) {
+            needed = session_over;
+            co_return;
+        }
+        if (conn.crowded()) {  // a client that does not read its replies waits here
+            auto room = co_await conn.room();
+            if (!room) {
+                needed = session_over;
+                co_return;
+            }
+        }
+    }
+}
+
+}  // namespace
+
 task<> resp_session(tcp_stream stream, pubsub::hub& hub, const pubsub_options& opts, std::uint64_t id) {
     pubsub::connection conn{hub, stream, pubsub::format::resp};
     task_group writer;
     writer.spawn(conn.write_loop());
     {
-        // Reads and runs commands until the peer quits or goes away, or sends a malformed one
-        // (then the error is the last reply, as redis-server does). Here, not in a coroutine of
-        // its own: an idle subscriber waits in this frame, and a second one would cost its bytes.
-        // A command must fit whole: the largest message plus its framing.
+        // Reads until the peer quits or goes away, or sends a malformed command (then the error
+        // is the last reply, as redis-server does). An idle subscriber waits here, in fill():
+        // the commands run in a task of their own (run_buffered). A command must fit whole: the
+        // largest message plus its framing.
         buffered_reader in{stream, opts.max_message + 64 * 1024};
         session s{conn, hub, id};
-        resp::limits lim;
-        lim.max_bulk = std::min(lim.max_bulk, opts.max_message);
-        args_view args;
-        std::string scratch;
         std::size_t needed = 0;  // a command known to need this many bytes: no parse before
         for (;;) {
             if (needed <= in.buffered()) {
-                const resp::parsed p = resp::parse_command(in.peek_text(), args, scratch, lim);
-                if (p.status == resp::parse_status::error) {
-                    conn.reply_with([&](std::string& out) { resp::append_error(out, p.error); });
-                    break;
-                }
-                if (p.status == resp::parse_status::complete) {
-                    needed = 0;
-                    bool go_on = true;
-                    if (args.empty()) go_on = true;
-                    else if (session::waits(args[0])) go_on = co_await s.execute(args);
-                    else go_on = s.run(args);
-                    in.consume(p.consumed);
-                    if (!go_on) break;
-                    if (conn.crowded()) {  // a client that does not read its replies waits here
-                        auto room = co_await conn.room();
-                        if (!room) break;
-                    }
-                    continue;
-                }
-                needed = p.needed;
+                co_await run_buffered(in, s, conn, opts.max_message, needed);
+                if (needed == session_over) break;
             }
             auto got = co_await in.fill();
             if (!got && got.error() == std::errc::message_size) {
