@@ -164,6 +164,12 @@ void accept_feed::drop_all() noexcept {
 
 // ---- recv ------------------------------------------------------------------------------------------
 
+namespace {
+// Something knows o by its address: the kernel (completions owed), a backend's queue, the timer
+// heap. Moving or freeing it then takes core::withdraw.
+bool referred(const op& o) noexcept { return o.pending != 0 || o.parked != park_reason::none || o.armed; }
+}  // namespace
+
 void recv_feed::open(int fd, bool multishot) noexcept {
     shot_.fd = fd;
     shot_.multishot = multishot;
@@ -174,7 +180,7 @@ void recv_feed::close() noexcept {
     if (!is_open()) return;
     // No core: it went first, and its drain left nothing in flight; its pool went with it.
     if (core* c = core::current_or_null()) {
-        if (shot_.pending != 0 || shot_.parked != park_reason::none || shot_.armed) c->withdraw(shot_, nullptr);
+        if (referred(shot_)) c->withdraw(shot_, nullptr);
         dismiss_reader();
         drop_all();
         if (spare_ != no_spare) c->io().give_back(spare_);  // the kernel is done with it (withdraw)
@@ -209,7 +215,7 @@ void recv_feed::take_from(recv_feed& other) noexcept {
     head_ = other.head_;
     tail_ = other.tail_;
     op& was = other.shot_;
-    if (was.pending != 0 || was.parked != park_reason::none || was.armed) {
+    if (referred(was)) {
         core& c = core::current();
         c.withdraw(was, &shot_);
         // On io_uring the op was cancelled to move it: that cancel is ours, not the reader's

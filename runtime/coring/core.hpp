@@ -223,7 +223,7 @@ public:
     // completion. Whatever o was still owed is heir's (its pending says how much), or is
     // dropped, a filled buffer going back to the pool. A deadline is not carried over. On
     // io_uring an op in the kernel is cancelled and its last CQEs are waited for here: so a
-    // multishot receive can live inside the socket that owns it (net/coring/feed.hpp).
+    // multishot receive can live inside the socket that owns it (feed.hpp).
     void withdraw(op& o, op* heir) noexcept;
     // Sets (or, with 0, clears) the deadline of an op that may already be in flight.
     void set_deadline(op& o, std::int64_t deadline_ns) noexcept;
