@@ -291,10 +291,14 @@ TEST_CASE("10,000 idle connections on coring-echo: user-space memory per connect
                 "(RssAnon %lld -> %lld KiB over %d connections)\n",
                 std::string{to_string(kind)}.c_str(), per_connection, static_cast<long long>(before / 1024),
                 static_cast<long long>(after / 1024), n);
-    // A regression guard, far above the target: a receive buffer per connection would be 16 KiB.
-    // Not under ASan: its redzones around every heap block (frames come from the heap there)
-    // make the figure ASan's, not ours.
-    if (detail::frame_cache_enabled()) CHECK(per_connection < 2048);
+    // The targets (docs/ARCHITECTURE.md, "Memory per idle connection"): one 240-byte block
+    // measures 241 B on io_uring, and epoll's per-fd table adds ~55. With injected faults the
+    // server also keeps what the injector holds (317 B on epoll under seed 2), so only a loose
+    // guard there: a receive buffer per connection would be 16 KiB. Not under ASan: its
+    // redzones around every heap block (frames come from the heap there) make the figure
+    // ASan's, not ours.
+    const double limit = faults_on() ? 2048 : kind == backend_kind::uring ? 256 : 320;
+    if (detail::frame_cache_enabled()) CHECK(per_connection <= limit);
 
     // Still all served: every one of them answers.
     for (std::size_t i = 0; i < idle.size(); i += 997) CHECK(blocking_round_trip(idle[i].fd, "still") == "still");
