@@ -141,13 +141,15 @@ void backend::wait_for_buffer(op& o) noexcept {
 
 void backend::stop_waiting_for_buffer(op& o) noexcept { buffer_waiters_.remove(o); }
 
-void backend::cancel_everything() noexcept {
-    while (!buffer_waiters_.empty()) {
-        op& o = buffer_waiters_.pop();
+void backend::cancel_queued(op_queue& q) noexcept {
+    while (!q.empty()) {
+        op& o = q.pop();
         o.res = -ECANCELED;
         sink_.complete(o);
     }
 }
+
+void backend::cancel_everything() noexcept { cancel_queued(buffer_waiters_); }
 
 void backend::withdraw(op& o, op* heir) noexcept {
     if (o.parked != park_reason::buffers) return;

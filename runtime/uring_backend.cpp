@@ -34,6 +34,16 @@ constexpr std::uint64_t run_now_user_data = 5;       // run_now's SQE: the calle
 constexpr std::uint64_t orphan_user_data = 8;
 constexpr std::uint64_t orphan_bundle = 16;
 
+// A CQE that carries its op's result: not a cancel's, not a zerocopy send's notification.
+bool carries_result(std::uint64_t user_data, std::uint32_t flags) noexcept {
+    return (user_data & cancel_tag) == 0 && !(flags & IORING_CQE_F_NOTIF);
+}
+// One of the completions an op's `pending` counts: all but a result with more to come (a
+// multishot op's, or a zerocopy send's before its notification).
+bool counted(std::uint64_t user_data, std::uint32_t flags) noexcept {
+    return !(carries_result(user_data, flags) && (flags & IORING_CQE_F_MORE));
+}
+
 std::uint64_t user_data_of(const op& o) noexcept { return reinterpret_cast<std::uintptr_t>(&o); }
 op& op_from(std::uint64_t user_data) noexcept {
     return *reinterpret_cast<op*>(static_cast<std::uintptr_t>(user_data & ~cancel_tag));
@@ -251,11 +261,7 @@ void uring_backend::cancel(op& o) noexcept {
 
 void uring_backend::cancel_everything() noexcept {
     backend::cancel_everything();
-    while (!parked_.empty()) {
-        op& o = parked_.pop();
-        o.res = -ECANCELED;
-        sink_.complete(o);
-    }
+    cancel_queued(parked_);
     if (in_flight_ == 0) return;
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);  // 5.19
@@ -420,9 +426,7 @@ void uring_backend::withdraw(op& o, op* heir) noexcept {
         unsigned n = 0;
         for (std::size_t i = next_reaped_; i < reaped_.size(); ++i) {
             const cqe_copy& c = reaped_[i];
-            if ((c.user_data & ~cancel_tag) != mine) continue;
-            const bool own = (c.user_data & cancel_tag) == 0 && !(c.flags & IORING_CQE_F_NOTIF);
-            n += !(own && (c.flags & IORING_CQE_F_MORE));  // as handle() counts the last ones
+            if ((c.user_data & ~cancel_tag) == mine) n += counted(c.user_data, c.flags);
         }
         return n;
     };
@@ -461,8 +465,8 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
     if (ud == wake_user_data) return;  // sent by another ring: never counted here
     // A zerocopy send's notification names the op like its result did, but carries no result.
     const bool notification = flags & IORING_CQE_F_NOTIF;
-    const bool own = (ud & cancel_tag) == 0 && !notification;  // the op's own CQE carries the result
-    const bool more = own && (flags & IORING_CQE_F_MORE);  // a multishot op goes on, or a notification follows
+    const bool own = carries_result(ud, flags);
+    const bool more = !counted(ud, flags);  // a multishot op goes on, or a notification follows
     if (!more) --in_flight_;
     if (ud == detached_user_data) return;
     if (ud == direct_close_user_data) {

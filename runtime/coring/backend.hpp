@@ -229,6 +229,8 @@ protected:
     // The backend-specific half of ensure_buffers: the pool memory and free list exist when it
     // runs; io_uring moves the first window of buffers into its ring.
     virtual void setup_buffers() = 0;
+    // Every op waiting in q (never in the kernel) ends now with ECANCELED (cancel_everything).
+    void cancel_queued(op_queue& q) noexcept;
     // io_uring: puts buffer id into the kernel's ring if the ring is below its window (true).
     virtual bool to_ring(std::uint16_t /*id*/) noexcept { return false; }
     virtual void on_trim() noexcept {}  // io_uring: a quiet second halves the ring's window

@@ -183,6 +183,10 @@ struct op {
     }
 };
 
+// 64 bytes, part of every idle connection (a stream's receive). A field added here goes into
+// op::copy_from too.
+static_assert(sizeof(op) == 64);
+
 // A FIFO of parked ops (CQ room on io_uring, the blocking pool's room on epoll, a free receive
 // buffer). Held by pointer outside the ops, not linked through them: parking is rare, and a
 // link in every op would be 8 bytes in every awaiting frame and in every idle connection's
