@@ -24,14 +24,16 @@ void buffered_reader::consume(std::size_t n) noexcept {
 }
 
 bool buffered_reader::append_to_spill(std::span<const std::byte> bytes) noexcept {
+    // The limit is on what was waiting before these bytes: one receive may take the spill past
+    // it (a receive buffer may be bigger than the limit), the next one is refused.
     const std::size_t pending = spill_used_ - spill_pos_;
-    if (pending + bytes.size() > spill_limit_) return false;
+    if (pending >= spill_limit_) return false;
     if (spill_used_ + bytes.size() > spill_capacity_) {
         if (pending + bytes.size() <= spill_capacity_) {  // room once the consumed prefix goes
             std::memmove(spill_.get(), spill_.get() + spill_pos_, pending);
         } else {
-            const std::size_t capacity =
-                std::min(spill_limit_, std::max({pending + bytes.size(), 2 * spill_capacity_, std::size_t{1024}}));
+            const std::size_t capacity = std::max(
+                pending + bytes.size(), std::min(spill_limit_, std::max(2 * spill_capacity_, std::size_t{1024})));
             auto grown = std::make_unique_for_overwrite<std::byte[]>(capacity);
             if (pending) std::memcpy(grown.get(), spill_.get() + spill_pos_, pending);
             spill_ = std::move(grown);

@@ -8,6 +8,7 @@
 #include <coring/http/response_parser.hpp>
 #include <coring/http/server.hpp>
 #include <coring/http/static_files.hpp>
+#include <coring/ws/websocket.hpp>
 
 #include <atomic>
 #include <exception>
@@ -51,6 +52,15 @@ inline http::routes test_routes() {
     });
     // A handler that never reads the body it was sent: the server must not read it as a request.
     r.post("/ignore", [](http::request&) -> task<http::response> { co_return http::response::text("ignored"); });
+    // A WebSocket route that reads its request only after the socket has received: the head's
+    // views must outlive the buffer it came in.
+    r.websocket("/ws/who", [](http::request& req, ws::websocket& socket) -> task<> {
+        auto m = co_await socket.receive();
+        if (!m) co_return;
+        (void)co_await socket.send_text(std::string{req.path()} + " " + std::string{req.header("X-Who")} + " " +
+                                        std::string{m->text()});
+        (void)co_await socket.close(ws::close_code::normal, "");
+    });
     r.stream("GET", "/stream", [](http::request&, http::response_stream& out) -> task<> {
         auto started = co_await out.start(200, "text/plain");
         if (!started) co_return;

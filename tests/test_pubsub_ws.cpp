@@ -10,6 +10,8 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -395,6 +397,60 @@ TEST_CASE("coring-pubsub /ws: a subscriber that never reads is cut at --max-outp
     c.run_for(60s, flood_until_cut(server.ports(), &published));
     INFO("published before the cut: " << published);
     CHECK(server.logged("cut slow subscriber 127.0.0.1:"));
+    const auto status = server.stop();
+    INFO("coring-pubsub stderr:\n" << server.process().err());
+    REQUIRE(status);
+    CHECK(WIFEXITED(*status));
+}
+
+TEST_CASE("coring-pubsub /ws: a pong asked for while a big message is half sent goes between whole frames", "[pubsub]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    pubsub_server_process server{kind, {}};
+    fd_guard sub = stalled_subscriber(server.ports().http, "big");
+    fd_guard pub{connect_blocking(server.ports().resp)};
+    REQUIRE(pub.fd >= 0);
+    // A 6 MiB message for a subscriber that reads nothing yet: more than the kernel's socket
+    // buffers take (tcp_wmem's 4 MiB at most), so the server's send of it stops inside it, and
+    // each step a reader's progress allows ends inside it too. Then two small ones.
+    std::vector<std::string> payloads{"0:" + std::string(6 << 20, 'a'), "1:b", "2:c"};
+    std::string publishes;
+    for (const std::string& p : payloads) publishes += resp_command({"PUBLISH", "big", p});
+    REQUIRE(send_all(pub.fd, publishes));
+    for (int i = 0; i < 3; ++i) REQUIRE(read_line(pub.fd) == ":1\r\n");
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(send_all(sub.fd, std::string{'\x89', '\x81', '\0', '\0', '\0', '\0', 'p'}));  // a ping, mask key 0
+    std::this_thread::sleep_for(100ms);  // its pong now waits for the stream
+    // Read it all: every frame whole, the messages in order, the pong between two of them.
+    std::size_t messages = 0;
+    bool pong = false;
+    while (messages < payloads.size() || !pong) {
+        const std::string head = read_n(sub.fd, 2);
+        REQUIRE(head.size() == 2);
+        const auto op = static_cast<unsigned char>(head[0]);
+        std::uint64_t length = static_cast<unsigned char>(head[1]) & 0x7f;
+        if (length >= 126) {
+            const std::string more = read_n(sub.fd, length == 126 ? 2 : 8);
+            REQUIRE(more.size() == (length == 126 ? 2u : 8u));
+            length = 0;
+            for (const char b : more) length = length << 8 | static_cast<unsigned char>(b);
+        }
+        INFO("frame " << messages << ": opcode byte " << int{op} << ", length " << length);
+        REQUIRE(length < (16u << 20));
+        const std::string payload = read_n(sub.fd, static_cast<std::size_t>(length));
+        REQUIRE(payload.size() == length);
+        if (op == 0x8a) {
+            CHECK(payload == "p");
+            pong = true;
+            continue;
+        }
+        REQUIRE(op == 0x81);
+        REQUIRE(messages < payloads.size());
+        const bool whole = payload == message_json("big", payloads[messages]);  // not printed: 6 MiB
+        CHECK(whole);
+        ++messages;
+    }
     const auto status = server.stop();
     INFO("coring-pubsub stderr:\n" << server.process().err());
     REQUIRE(status);

@@ -8,6 +8,7 @@
 #include <coring/ws/handshake.hpp>
 #include <coring/ws/websocket.hpp>
 
+#include <array>
 #include <string>
 
 using namespace coring;
@@ -195,6 +196,27 @@ TEST_CASE("websocket: a message over max_message closes with 1009, whole or in f
     const auto outcome = c.run_for(10s, with_echo_server({.max_message = 1000}, body));
     CHECK(outcome.messages == 0);
     CHECK(outcome.ended == close_code::message_too_big);
+}
+
+TEST_CASE("websocket: a frame head that claims 48 MiB holds memory for the bytes that came, not for the claim", "[ws]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    test_core c{kind};
+    auto body = [](websocket&, tcp_stream& raw) -> task<> {
+        const std::int64_t before = anon_rss_bytes(::getpid());
+        // Binary, 64-bit length 48 MiB, masked (key 0), then three payload bytes and silence.
+        std::array<std::uint8_t, 17> head{0x82, 0xff, 0, 0, 0, 0, 0x03, 0, 0, 0, 0, 0, 0, 0, 'a', 'b', 'c'};
+        CO_REQUIRE(co_await raw.write_all(std::as_bytes(std::span{head})));
+        const auto slept = co_await sleep_for(100ms);  // the server reads the head and the three bytes
+        REQUIRE(slept);
+        const std::int64_t grown = anon_rss_bytes(::getpid()) - before;
+        INFO("RssAnon grew by " << grown << " bytes");
+        CHECK(grown < 8 * 1024 * 1024);
+        (void)co_await raw.shutdown(SHUT_WR);  // the server's receive ends: abnormal closure
+    };
+    const auto outcome = c.run_for(10s, with_echo_server({.max_message = 64 << 20}, body));
+    CHECK(outcome.messages == 0);
 }
 
 TEST_CASE("websocket: invalid UTF-8 in text closes with 1007", "[ws]") {

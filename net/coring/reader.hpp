@@ -8,7 +8,9 @@
 // - in the spill, a heap buffer of the reader's: only when a message straddles two receives
 //   are its bytes copied, so that peek() can always show them as one contiguous span.
 // The spill is bounded (spill_limit): a peer that sends a message bigger than that, without the
-// parser consuming any of it, gets std::errc::message_size instead of growing memory. Parsers
+// parser consuming any of it, gets std::errc::message_size instead of growing memory. The bound
+// is on the bytes waiting before a receive, so they may pass it by one receive buffer (of any
+// --buffer-size), but never by two. Parsers
 // that stream a large payload (a body, a big frame) consume as they go and never hit it.
 //
 // At most one lease is held at a time, so a reader pins at most one pool buffer, and none while

@@ -97,11 +97,14 @@ task<result<void>> response_stream::start(int status, std::string_view content_t
                                           std::span<const std::pair<std::string, std::string>> headers) {
     connection& c = *conn_;
     started_ = true;
-    remaining_ = content_length;
+    // 1xx, 204 and 304 end at their head (RFC 9110 §6.4.1): no chunks, no body, and a
+    // Content-Length, if given, only says what the 200 would have had.
+    const bool bodiless = status < 200 || status == 204 || status == 304;
+    remaining_ = bodiless ? std::optional<std::uint64_t>{0} : content_length;
     // Without a length, HTTP/1.1 chunks the body; HTTP/1.0 has no chunks: the close ends it.
     // A HEAD response announces what the GET's would, and ends at its head either way.
-    chunked_ = !content_length && c.head_.minor_version == 1;
-    if (!content_length && !chunked_ && !c.is_head_) c.keep_alive_ = false;
+    chunked_ = !bodiless && !content_length && c.head_.minor_version == 1;
+    if (!bodiless && !content_length && !chunked_ && !c.is_head_) c.keep_alive_ = false;
     write_head(c.out_, status, content_type, content_length, c.keep_alive_, headers, chunked_);
     return c.flush();
 }

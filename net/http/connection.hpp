@@ -71,6 +71,8 @@ private:
     // head_ was parsed from the reader's first `length` bytes: keeps them where the request
     // needs them (in place, or copied when a body will move the reader's bytes).
     void keep_head(std::size_t length);
+    // The same by copy: head_ is parsed again from head_copy_, and the reader's bytes consumed.
+    void keep_head_copy(std::size_t length);
     // The route for head_, or none when the answer is already queued (404, 405, 400, 413).
     const routes::route* route();
     // route()'s general case, for a path no parameterless route matches exactly: the router's
@@ -105,7 +107,7 @@ private:
     const routes::table& table_;
     const server_options& opts_;
     request_head head_;
-    std::string head_copy_;      // the head of a request with a body (reading it moves the reader's bytes)
+    std::string head_copy_;      // the head of a request with a body or an upgrade (whose reads move the reader's bytes)
     std::size_t head_in_reader_ = 0;  // a body-less request's head, consumed once it is answered
     bool keep_alive_ = true;
     bool is_head_ = false;       // HEAD: every response goes without its body

@@ -135,10 +135,14 @@ void connection::keep_head(std::size_t length) {
         head_in_reader_ = length;  // parsed in place; consumed once answered
         return;
     }
-    head_copy_.assign(reader_.peek_text().substr(0, length));  // the body's reads will move the reader's bytes
+    keep_head_copy(length);  // the body's reads will move the reader's bytes
+    head_in_reader_ = 0;
+}
+
+void connection::keep_head_copy(std::size_t length) {
+    head_copy_.assign(reader_.peek_text().substr(0, length));
     (void)parse_request_head(head_copy_, head_);
     reader_.consume(length);
-    head_in_reader_ = 0;
 }
 
 int connection::head_if_buffered() {
@@ -326,8 +330,12 @@ task<bool> connection::answer_websocket(const routes::route& r) {
     out_ += ws::accept_response(upgrade.key);  // 101 Switching Protocols
     auto sent = co_await flush();
     if (!sent) co_return false;
-    // What follows the head may already be frames: the websocket reads on from this reader.
-    reader_.consume(std::exchange(head_in_reader_, 0));
+    // What follows the head may already be frames: the websocket reads on from this reader, so
+    // the head's bytes move to head_copy_ first (the request's views must outlive the buffer).
+    if (head_in_reader_ != 0) {
+        keep_head_copy(head_in_reader_);
+        head_in_reader_ = 0;
+    }
     request req = make_request();
     stream_.set_idle_timeout({});
     ws::websocket socket{stream_, reader_, ws::role::server, {.max_message = r.max_message}};

@@ -71,7 +71,7 @@ task<> static_files::serve(request& req, response_stream& out) const {
     }
     if (unchanged) {
         co_await f->close();
-        (void)co_await out.start(304, {}, 0, fields);
+        (void)co_await out.start(304, {}, std::nullopt, fields);  // no Content-Length: RFC 9110 §15.4.5
         co_return;
     }
     byte_range range;

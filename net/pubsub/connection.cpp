@@ -161,10 +161,9 @@ task<> connection::write_loop() {
     room_.set();
 }
 
-task<bool> connection::send_ready() {
+std::size_t connection::gather(std::span<iovec, tcp_stream::max_gather> iov) noexcept {
     // Everything ready from the front, up to max_gather frames; a PUBLISH reply still waiting
     // for counts stops it (what follows must go after it).
-    std::array<iovec, tcp_stream::max_gather> iov;
     std::size_t n = 0;
     std::size_t i = head_;
     for (; i < queue_.size() && n < iov.size() && queue_[i]->ready; ++i) {
@@ -173,29 +172,47 @@ task<bool> connection::send_ready() {
         if (bytes.size() > skip) iov[n++] = {const_cast<char*>(bytes.data()) + skip, bytes.size() - skip};
     }
     in_flight_ = i - head_;  // reply_tail must not grow these while the kernel reads them
-    mutex::guard shared;
-    if (shared_lock_) {
-        auto locked = co_await shared_lock_->lock();
-        if (!locked) co_return false;
-        shared = std::move(*locked);
-    }
-    auto sent = co_await stream_.send(std::span<const iovec>{iov.data(), n});
-    shared.unlock();
-    in_flight_ = 0;
-    if (!sent) co_return false;
-    ++hub_.stats_.sends;
-    std::size_t left = *sent;
+    return n;
+}
+
+void connection::sent(std::size_t left) noexcept {
     queued_ -= left;
     while (left > 0) {  // drop what went out whole
         const std::size_t rest = queue_[head_]->bytes.size() - offset_;
         if (left < rest) {
             offset_ += left;
-            break;
+            return;
         }
         left -= rest;
         queue_[head_++] = frame_ref{};
         offset_ = 0;
     }
+}
+
+task<bool> connection::send_ready() {
+    std::array<iovec, tcp_stream::max_gather> iov;
+    std::size_t n = gather(iov);
+    // A WebSocket's own frames (pongs, its close) share the stream: they may go only between
+    // whole frames, so a send that ends inside one keeps the lock and sends on to its end.
+    mutex::guard shared;
+    if (shared_lock_) {
+        auto locked = co_await shared_lock_->lock();
+        if (!locked) {
+            in_flight_ = 0;
+            co_return false;
+        }
+        shared = std::move(*locked);
+    }
+    for (;;) {
+        auto done = co_await stream_.send(std::span<const iovec>{iov.data(), n});
+        in_flight_ = 0;
+        if (!done) co_return false;
+        ++hub_.stats_.sends;
+        sent(*done);
+        if (!shared.owns_lock() || offset_ == 0) break;
+        n = gather(iov);
+    }
+    shared.unlock();
     if (head_ >= 64 && head_ * 2 >= queue_.size()) {  // the sent front goes; the rest moves up
         queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
         head_ = 0;

@@ -125,8 +125,11 @@ task<result<frame_head>> websocket::read_head() {
     }
 }
 
-task<result<void>> websocket::read_payload(const frame_head& h, std::string& into, std::size_t from, utf8_validator* text) {
-    into.resize(from + h.payload_size);
+task<result<void>> websocket::read_payload(const frame_head& h, std::string& into, utf8_validator* text) {
+    // Appended as the bytes come: a frame head's length is only a claim, so memory grows with
+    // what arrived (14 bytes declaring 8 MiB must not pin 8 MiB). The first step reserves up
+    // to 64 KiB, so most messages take one allocation.
+    into.reserve(into.size() + static_cast<std::size_t>(std::min<std::uint64_t>(h.payload_size, 64 * 1024)));
     std::uint64_t done = 0;
     while (done < h.payload_size) {
         if (reader_.buffered() == 0) {
@@ -139,9 +142,10 @@ task<result<void>> websocket::read_payload(const frame_head& h, std::string& int
         }
         const auto avail = reader_.peek();
         const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(avail.size(), h.payload_size - done));
-        const auto piece = std::span{reinterpret_cast<std::byte*>(into.data()) + from + done, take};
-        std::copy_n(avail.data(), take, piece.data());
+        const std::size_t at = into.size();
+        into.append(reinterpret_cast<const char*>(avail.data()), take);
         reader_.consume(take);
+        const auto piece = std::span{reinterpret_cast<std::byte*>(into.data()) + at, take};
         if (h.masked) apply_mask(piece, h.key, done);
         done += take;
         // Checked as it arrives, so bad text fails before the rest of a long message is read.
@@ -155,7 +159,7 @@ task<result<void>> websocket::read_payload(const frame_head& h, std::string& int
 
 task<result<void>> websocket::on_control(const frame_head& h) {
     std::string payload;  // at most 125 bytes: within the small-string buffer or one allocation
-    auto r = co_await read_payload(h, payload, 0, nullptr);
+    auto r = co_await read_payload(h, payload, nullptr);
     if (!r) co_return r;
     const auto bytes = bytes_of(payload);
     if (h.op == opcode::pong) {
@@ -215,7 +219,7 @@ task<result<message>> websocket::receive() {
             co_return e;
         }
         m.op = op;
-        auto r = co_await read_payload(*h, m.payload, size, op == opcode::text ? &text : nullptr);
+        auto r = co_await read_payload(*h, m.payload, op == opcode::text ? &text : nullptr);
         if (!r) co_return r.error();
         size += static_cast<std::size_t>(h->payload_size);
         if (!h->fin) continue;

@@ -80,7 +80,8 @@ private:
 };
 
 // A response written as it is made: its head first, then the body in pieces (chunked for
-// HTTP/1.1 when the length is not known; for HTTP/1.0 the body runs to the close).
+// HTTP/1.1 when the length is not known; for HTTP/1.0 the body runs to the close). A 1xx, 204
+// or 304 ends at its head: write() refuses bytes for it.
 class response_stream {
 public:
     [[nodiscard]] task<result<void>> start(int status, std::string_view content_type,

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -210,6 +211,9 @@ private:
     const limits& hub_limits() const noexcept;
     bool front_ready() noexcept;  // drops sent and empty frames; is the first one sendable?
     [[nodiscard]] task<bool> send_ready();
+    // The ready frames from the front as iovecs (their count); marks them in flight.
+    std::size_t gather(std::span<iovec, tcp_stream::max_gather> iov) noexcept;
+    void sent(std::size_t bytes) noexcept;  // drops what a send took from the front
     std::string& reply_tail();  // the last queued frame when replies may go on into it
     void cut(const char* why);
     void drop_queue() noexcept;

@@ -100,7 +100,8 @@ public:
 private:
     task<result<void>> send_frame(bool fin, opcode op, std::span<const std::byte> payload);
     task<result<frame_head>> read_head();
-    task<result<void>> read_payload(const frame_head& h, std::string& into, std::size_t from, utf8_validator* text);
+    // Appends the frame's payload to `into`, unmasked (and checked, for text) as it arrives.
+    task<result<void>> read_payload(const frame_head& h, std::string& into, utf8_validator* text);
     task<result<void>> on_control(const frame_head& h);
     // Sends a close frame with `code` (unless one went already), closes the stream, and returns
     // the error receive() reports.
