@@ -4,6 +4,7 @@
 #include "pubsub_support.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <set>
 #include <thread>
@@ -260,6 +261,49 @@ TEST_CASE("pubsub: PUBSUB CHANNELS / NUMSUB / NUMPAT and INFO count both cores",
     CHECK(std::stoul(fields["total_connections_received"]) == 5 + spare.size());
     for (const char* name : {"frames_serialized", "cross_core_batches", "gather_sends", "frames_dropped"})
         CHECK(fields.count(name) == 1);
+}
+
+TEST_CASE("pubsub: a SUBSCRIBE's reply comes before any message of its channel, while that channel floods", "[pubsub]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    pubsub_process server{kind, 2};
+    std::vector<resp_client> spare;
+    // The publisher and the subscribers share core 0: a first subscriber there waits for core 1
+    // to learn of the channel, and the publisher's messages must not reach it meanwhile.
+    resp_client publisher = server.client_on(0, spare);
+    std::atomic<int> round{0};
+    std::atomic<bool> stop{false};
+    std::thread flood{[&] {  // no Catch here: it is not thread-safe
+        char buf[4096];
+        while (!stop) {
+            std::string batch;
+            const std::string channel = "c" + std::to_string(round.load());
+            for (int k = 0; k < 8; ++k) batch += resp_command({"PUBLISH", channel, "x"});
+            if (!publisher.send_raw(batch)) return;
+            for (int lines = 0; lines < 8;) {  // eight ":N" replies
+                const ssize_t n = ::recv(publisher.fd(), buf, sizeof buf, 0);
+                if (n <= 0) return;
+                lines += static_cast<int>(std::count(buf, buf + n, '\n'));
+            }
+        }
+    }};
+    int wrong = 0;
+    for (int i = 0; i < 40; ++i) {
+        round = i;
+        std::this_thread::sleep_for(2ms);  // the flood is on channel c<i> now
+        resp_client sub = server.client_on(0, spare);
+        const std::string channel = "c" + std::to_string(i);
+        REQUIRE(sub.send({"SUBSCRIBE", channel}));
+        const std::string first = sub.next();
+        if (first != "[subscribe, " + channel + ", :1]") {
+            ++wrong;
+            UNSCOPED_INFO("round " << i << ": the first reply was " << first);
+        }
+    }
+    stop = true;
+    flood.join();
+    CHECK(wrong == 0);
 }
 
 TEST_CASE("pubsub: PUBLISH's reply counts channel and pattern subscribers on every core", "[pubsub]") {

@@ -256,6 +256,7 @@ task<result<std::size_t>> connection::subscribe(std::string_view name, bool patt
     } else if (!t.announced) {
         (void)co_await t.announced_event.wait();  // another connection is announcing it
     }
+    s->confirmed = true;  // the caller queues the reply before anything else runs here
     co_return subs_.size();
 }
 

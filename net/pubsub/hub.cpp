@@ -171,6 +171,7 @@ std::uint32_t hub::deliver_local(std::string_view channel, std::string_view payl
     auto fan_out = [&](const topic& t, std::string_view pattern) {
         std::array<frame_ref, 2> frames;
         for (auto* s = t.head; s; s = s->next) {
+            if (!s->confirmed) continue;
             frame_ref& f = frames[static_cast<std::size_t>(s->who->format_)];
             if (!f) {
                 f = encode(s->who->format_, pattern, channel, payload);

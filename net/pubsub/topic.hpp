@@ -23,6 +23,9 @@ struct connection::subscription {
     connection* who;
     hub::topic* topic;
     bool pattern;
+    // Its SUBSCRIBE is answered: until then it gets no messages, which would go out ahead of
+    // the reply (a client's subscribe call takes the first thing it reads as its answer).
+    bool confirmed = false;
     subscription* prev = nullptr;
     subscription* next = nullptr;
 };

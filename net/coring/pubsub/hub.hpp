@@ -192,6 +192,7 @@ public:
     // Subscribes to a channel (or a pattern); returns this connection's subscription count
     // after it. Waits for the other cores only when this core had no subscriber of `name`.
     // Fails (std::errc::too_many_links) when a new name would pass limits::max_subscriptions.
+    // Messages come only once it has returned: queue its reply before the next co_await.
     [[nodiscard]] task<result<std::size_t>> subscribe(std::string_view name, bool pattern);
     // Returns the count after it (unchanged when it was not subscribed).
     std::size_t unsubscribe(std::string_view name, bool pattern);
