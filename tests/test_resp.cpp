@@ -85,6 +85,40 @@ TEST_CASE("commands parse whole, and every prefix is incomplete", "[resp]") {
     }
 }
 
+TEST_CASE("command_progress: a command trickled a byte at a time parses as one sent whole", "[resp]") {
+    std::string wire = "*5\r\n$7\r\nPUBLISH\r\n$0\r\n\r\n$3\r\nabc\r\n$12\r\nhello\r\nworld\r\n$1\r\nz\r\n";
+    const std::vector<std::string> expected{"PUBLISH", "", "abc", "hello\r\nworld", "z"};
+    std::vector<std::string_view> args;
+    std::string scratch;
+    resp::command_progress progress;
+    std::uint32_t done = 0;
+    for (std::size_t cut = 0; cut < wire.size(); ++cut) {
+        INFO("cut at " << cut);
+        const auto p = resp::parse_command(std::string_view{wire}.substr(0, cut), args, scratch, {}, &progress);
+        REQUIRE(p.status == resp::parse_status::incomplete);
+        CHECK(args.empty());
+        CHECK(progress.at <= cut);
+        CHECK(progress.done >= done);  // each element is checked once, then resumed after
+        done = progress.done;
+    }
+    CHECK(done == 4);
+    const auto p = resp::parse_command(wire, args, scratch, {}, &progress);
+    REQUIRE(p.status == resp::parse_status::complete);
+    CHECK(p.consumed == wire.size());
+    CHECK(strings(args) == expected);
+    CHECK(progress.count == 0);  // cleared for the next command
+
+    // A lie found after resuming is the same error as when parsed whole, and clears it too.
+    const std::string bad = "*3\r\n$1\r\na\r\n$2\r\nbcd\r\n$1\r\ne\r\n";
+    REQUIRE(resp::parse_command(std::string_view{bad}.substr(0, 16), args, scratch, {}, &progress).status ==
+            resp::parse_status::incomplete);
+    CHECK(progress.done == 1);
+    const auto lie = resp::parse_command(bad, args, scratch, {}, &progress);
+    REQUIRE(lie.status == resp::parse_status::error);
+    CHECK(lie.error == resp::parse_command(bad, args, scratch).error);
+    CHECK(progress.count == 0);
+}
+
 TEST_CASE("needed names the end of the bulk in flight", "[resp]") {
     std::vector<std::string_view> args;
     std::string scratch;

@@ -309,13 +309,13 @@ constexpr std::size_t session_over = SIZE_MAX;
 // own, run when bytes came: what parsing and running commands takes (the arguments, the parse
 // state, a command's own waits) lives only meanwhile, not in an idle subscriber's frame.
 task<> run_buffered(buffered_reader& in, session& s, pubsub::connection& conn, std::size_t max_message,
-                    std::size_t& needed) {
+                    std::size_t& needed, resp::command_progress& progress) {
     resp::limits lim;
     lim.max_bulk = std::min(lim.max_bulk, max_message);
     args_view args;
     std::string scratch;
     for (;;) {
-        const resp::parsed p = resp::parse_command(in.peek_text(), args, scratch, lim);
+        const resp::parsed p = resp::parse_command(in.peek_text(), args, scratch, lim, &progress);
         if (p.status == resp::parse_status::error) {
             conn.reply_with([&](std::string& out) { resp::append_error(out, p.error); });
             needed = session_over;
@@ -358,9 +358,10 @@ task<> resp_session(tcp_stream stream, pubsub::hub& hub, const pubsub_options& o
         buffered_reader in{stream, opts.max_message + 64 * 1024};
         session s{conn, hub, id};
         std::size_t needed = 0;  // a command known to need this many bytes: no parse before
+        resp::command_progress progress;  // how far an incomplete command was checked
         for (;;) {
             if (needed <= in.buffered()) {
-                co_await run_buffered(in, s, conn, opts.max_message, needed);
+                co_await run_buffered(in, s, conn, opts.max_message, needed, progress);
                 if (needed == session_over) break;
             }
             auto got = co_await in.fill();

@@ -109,21 +109,19 @@ bool line_number(std::string_view input, std::size_t at, std::size_t cr, std::in
     return input[cr + 1] == '\n' && parse_length(input.substr(at + 1, cr - at - 1), value);
 }
 
-parsed parse_multibulk(std::string_view input, std::vector<std::string_view>& args, const limits& lim) {
+// The elements from `at` on, `done` of `count` checked before: into `args` when it is given.
+// Incomplete: `progress` (when given) records how far they were checked.
+parsed parse_elements(std::string_view input, std::size_t at, std::int64_t done, std::int64_t count,
+                      std::vector<std::string_view>* args, const limits& lim, command_progress* progress) {
+    const auto stop_at = [&](std::size_t element, std::int64_t i, std::size_t needed) {
+        if (progress && element <= UINT32_MAX && count <= UINT32_MAX)
+            *progress = {static_cast<std::uint32_t>(element), static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(count)};
+        return incomplete(needed);
+    };
     std::size_t cr = 0;
-    switch (find_line(input, 0, lim.max_inline, cr)) {
-    case line_state::incomplete: return incomplete();
-    case line_state::too_big: return error(err_mbulk_count_too_big);
-    case line_state::whole: break;
-    }
-    std::int64_t count = 0;
-    if (!line_number(input, 0, cr, count) || (count > 0 && static_cast<std::uint64_t>(count) > lim.max_args))
-        return error(err_multibulk_length);
-    std::size_t at = cr + 2;
-    // Zero or negative: Redis skips it as an empty command.
-    for (std::int64_t i = 0; i < count; ++i) {
+    for (std::int64_t i = done; i < count; ++i) {
         switch (find_line(input, at, lim.max_inline, cr)) {
-        case line_state::incomplete: return incomplete();
+        case line_state::incomplete: return stop_at(at, i, 0);
         case line_state::too_big: return error(err_bulk_count_too_big);
         case line_state::whole: break;
         }
@@ -134,17 +132,38 @@ parsed parse_multibulk(std::string_view input, std::vector<std::string_view>& ar
         std::int64_t size = 0;
         if (!line_number(input, at, cr, size) || size < 0 || static_cast<std::uint64_t>(size) > lim.max_bulk)
             return error(err_bulk_length);
-        at = cr + 2;
+        const std::size_t data = cr + 2;
         const auto bytes = static_cast<std::size_t>(size);
-        // No overflow: bytes <= max_bulk, and `at` is inside input.
-        if (input.size() - at < bytes + 2) return incomplete(at + bytes + 2);
+        // No overflow: bytes <= max_bulk, and `data` is inside input.
+        if (input.size() - data < bytes + 2) return stop_at(at, i, data + bytes + 2);
         // Redis skips the two bytes after a bulk unseen; anything but CRLF there means the
         // length lied, and the next "argument" would start inside this one.
-        if (input[at + bytes] != '\r' || input[at + bytes + 1] != '\n') return error(err_bulk_length);
-        args.push_back(input.substr(at, bytes));
-        at += bytes + 2;
+        if (input[data + bytes] != '\r' || input[data + bytes + 1] != '\n') return error(err_bulk_length);
+        if (args) args->push_back(input.substr(data, bytes));
+        at = data + bytes + 2;
     }
     return complete(at);
+}
+
+parsed parse_multibulk(std::string_view input, std::vector<std::string_view>& args, const limits& lim,
+                       command_progress* progress) {
+    if (progress && progress->count != 0) {
+        // What was checked before is whole: only the rest is looked at, without its arguments.
+        const parsed r = parse_elements(input, progress->at, progress->done, progress->count, nullptr, lim, progress);
+        if (r.status != parse_status::complete) return r;
+        // Complete: once more from the start, now taking the arguments (once per command).
+    }
+    std::size_t cr = 0;
+    switch (find_line(input, 0, lim.max_inline, cr)) {
+    case line_state::incomplete: return incomplete();
+    case line_state::too_big: return error(err_mbulk_count_too_big);
+    case line_state::whole: break;
+    }
+    std::int64_t count = 0;
+    if (!line_number(input, 0, cr, count) || (count > 0 && static_cast<std::uint64_t>(count) > lim.max_args))
+        return error(err_multibulk_length);
+    // Zero or negative: Redis skips it as an empty command.
+    return parse_elements(input, cr + 2, 0, count, &args, lim, progress);
 }
 
 // ---- commands: the inline form ----
@@ -364,12 +383,13 @@ std::size_t decimal_digits(std::size_t n) noexcept {
 }  // namespace
 
 parsed parse_command(std::string_view input, std::vector<std::string_view>& args, std::string& scratch,
-                     const limits& lim) {
+                     const limits& lim, command_progress* progress) {
     args.clear();
     if (input.empty()) return incomplete();
     // As processInputBuffer decides: '*' starts the array form, anything else is a line.
-    parsed r = input[0] == '*' ? parse_multibulk(input, args, lim) : parse_inline(input, args, scratch, lim);
+    parsed r = input[0] == '*' ? parse_multibulk(input, args, lim, progress) : parse_inline(input, args, scratch, lim);
     if (r.status != parse_status::complete) args.clear();
+    if (progress && r.status != parse_status::incomplete) *progress = {};
     return r;
 }
 

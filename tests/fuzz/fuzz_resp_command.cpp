@@ -4,8 +4,9 @@
 // The first three bytes pick small limits (so the "too big" and "invalid length" paths are
 // reached by short inputs) and a cut point; the rest is the stream. It is parsed twice: whole
 // (command after command) and as a reader receives it (in two pieces, re-parsed as they come,
-// waiting for `needed` when a bulk is in flight). Invariants checked:
-// - both readings give the same commands, then the same end (an error's text, or incomplete);
+// waiting for `needed` when a bulk is in flight), and in pieces again with a command_progress
+// carried between the parses of one command. Invariants checked:
+// - all readings give the same commands, then the same end (an error's text, or incomplete);
 // - consumed is within the input and not zero; needed, when known, lies past the input;
 // - every argument is a view into the input or into the scratch string;
 // - an incomplete or failed parse leaves no arguments behind.
@@ -28,8 +29,9 @@ namespace {
 
 // One call, with the invariants every call must keep.
 parsed parse_checked(std::string_view in, std::vector<std::string_view>& args, std::string& scratch,
-                     const limits& lim) {
-    const parsed p = parse_command(in, args, scratch, lim);
+                     const limits& lim, command_progress* progress = nullptr) {
+    const parsed p = parse_command(in, args, scratch, lim, progress);
+    if (progress) FUZZ_CHECK(progress->at <= in.size() && (p.status == parse_status::incomplete || progress->count == 0));
     switch (p.status) {
     case parse_status::complete:
         FUZZ_CHECK(p.consumed > 0 && p.consumed <= in.size());
@@ -64,10 +66,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     std::vector<std::string_view> args;
     std::string scratch;
-    check_readings_agree<std::vector<std::string>>(in, cut, [&](std::string_view bytes, std::vector<std::string>& command) {
+    auto plain = [&](std::string_view bytes, std::vector<std::string>& command) {
         const parsed p = parse_checked(bytes, args, scratch, lim);
         command.assign(args.begin(), args.end());
         return p;
-    });
+    };
+    check_readings_agree<std::vector<std::string>>(in, cut, plain);
+    command_progress progress;
+    auto resumed = [&](std::string_view bytes, std::vector<std::string>& command) {
+        const parsed p = parse_checked(bytes, args, scratch, lim, &progress);
+        command.assign(args.begin(), args.end());
+        return p;
+    };
+    FUZZ_CHECK(read_in_pieces<std::vector<std::string>>(in, in.size(), plain) ==
+               read_in_pieces<std::vector<std::string>>(in, cut, resumed));
     return 0;
 }

@@ -27,12 +27,23 @@ struct parsed {
     std::string_view error;    // error: Redis's text without the "-", e.g. "ERR Protocol error: invalid bulk length"
 };
 
+// How far an incomplete array command was checked, so that the next parse of the same bytes
+// plus more goes on from there: a peer that trickles a command of a million small arguments
+// then costs time linear in its bytes, not quadratic. parse_command keeps it while the command
+// is incomplete and clears it when the command completes or fails.
+struct command_progress {
+    std::uint32_t at = 0;     // bytes known to hold the array's head and `done` whole elements
+    std::uint32_t done = 0;
+    std::uint32_t count = 0;  // the array's length; 0: nothing recorded
+};
+
 // One command from the start of `input`: a RESP array of bulk strings, or an inline command (a
 // line split at spaces, with "..." and '...' quoting as redis-cli's). `args` gets the arguments:
 // views into `input`, or into `scratch` where an inline argument had escapes (both must outlive
 // them). A blank inline line or an empty array is complete with no arguments: skip it.
+// With `progress`, `input` must start with the bytes the last incomplete call saw.
 parsed parse_command(std::string_view input, std::vector<std::string_view>& args, std::string& scratch,
-                     const limits& lim = {});
+                     const limits& lim = {}, command_progress* progress = nullptr);
 
 // A reply, flattened in pre-order: an array is an item of type '*' with `size` elements,
 // followed by them. `text` views `input` ('+' '-' '$' items); '$' or '*' with size -1 is null.
