@@ -38,9 +38,21 @@ task<bool> eventually(Pred pred, int tries = 500) {
     co_return pred();
 }
 
+// ss's lines for the connections to 127.0.0.1:port (their kernel timers included).
+std::string connections_to(std::uint16_t port) {
+    child_process ss{"/usr/bin/ss", {"-tnoH", "state", "established", "dst", "127.0.0.1:" + std::to_string(port)}};
+    (void)ss.wait_exit_or_kill(5s);
+    return ss.out();
+}
+
 task<> commands(std::uint16_t port) {
     redis::client db{at(port)};
     CO_REQUIRE(co_await db.wait_connected(5s));
+    if (::access("/usr/bin/ss", X_OK) == 0) {  // keepalive probing is armed (options::keepalive)
+        const std::string ss = connections_to(port);
+        INFO("ss: " << ss);
+        CHECK(ss.find("timer:(keepalive,") != std::string::npos);
+    }
     auto set = co_await db.command("SET", "k", "v1");
     REQUIRE(set);
     CHECK(set->kind == reply::type::status);
@@ -141,12 +153,19 @@ task<> refused(std::uint16_t port) {
 task<> timeout_then_recovery(std::uint16_t port, pid_t pid) {
     auto o = at(port);
     o.command_timeout = 200ms;
+    o.max_pending_bytes = 4096;
     redis::client db{o};
     CO_REQUIRE(co_await db.wait_connected(5s));
     CO_REQUIRE(co_await db.command("PING"));
     REQUIRE(::kill(pid, SIGSTOP) == 0);  // the redis-server this test started
     auto slow = co_await db.command("SET", "late", "1");
     CHECK(slow.error() == std::errc::timed_out);
+    // Timed out, the commands stay with hiredis until Redis answers: bounded by
+    // max_pending_bytes (4 KiB here), past which a command fails at once.
+    const std::string kib(1024, 'x');
+    result<reply> refused = std::errc::interrupted;
+    for (int i = 0; i < 8 && refused.error() != std::errc::no_buffer_space; ++i) refused = co_await db.command("SET", "big", kib);
+    CHECK(refused.error() == std::errc::no_buffer_space);
     // A cancelled command: its task ends with ECANCELED, the record stays with hiredis.
     task_group g;
     result<reply> cancelled = std::errc::interrupted;

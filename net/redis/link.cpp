@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <cstdint>
 #include <cstdlib>
 
 namespace coring::redis::detail {
@@ -146,6 +150,20 @@ std::string numeric_host(const address& a) {
     return text;
 }
 
+// options::keepalive on a connection's socket.
+void keep_alive(int fd, std::chrono::seconds idle) noexcept {
+    if (idle.count() <= 0) return;
+    const int on = 1, probes = 3;
+    const int secs = static_cast<int>(std::min<std::int64_t>(idle.count(), 86400));
+    const int interval = std::max(1, secs / 3);
+    const unsigned user_timeout_ms = static_cast<unsigned>(secs) * 2000u;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof secs);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+}
+
 }  // namespace
 
 task<bool> link::connect_once() {
@@ -174,6 +192,7 @@ task<bool> link::connect_once() {
         co_return false;
     }
     detail::limit_arrays(*ac->c.reader);
+    keep_alive(ac->c.fd, opts_.keepalive);
     ac_ = ac;
     fd_ = ac->c.fd;
     up_ = false;

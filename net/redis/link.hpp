@@ -48,6 +48,8 @@ public:
     // calls say the same, but g++ 12 at -O3 takes the second for a use after free.)
     void discard() noexcept { delete this; }
 
+    std::size_t bytes = 0;  // a command's: counted against options::max_pending_bytes until answered
+
 private:
     void park(op& o) noexcept override { waiter_ = &o; }
     void unlink(op&) noexcept override { waiter_ = nullptr; }

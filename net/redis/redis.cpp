@@ -21,8 +21,12 @@ public:
 
     // Queues args with hiredis, or says why not (`failed`): a null record.
     pending* begin(std::span<const std::string_view> args, std::error_code& failed) {
+        std::size_t bytes = 16;  // the array's head, then each argument with its own
+        for (const std::string_view a : args) bytes += a.size() + 16;
         if (refused(args)) {
             failed = std::make_error_code(std::errc::invalid_argument);
+        } else if (pending_bytes_ != 0 && pending_bytes_ + bytes > opts_.max_pending_bytes) {
+            failed = std::make_error_code(std::errc::no_buffer_space);  // Redis is not keeping up
         } else if (redisAsyncContext* ac = context()) {
             std::vector<const char*> argv(args.size());
             std::vector<std::size_t> lens(args.size());
@@ -35,6 +39,8 @@ public:
             if (redisAsyncCommandArgv(ac, on_reply, p, static_cast<int>(args.size()), argv.data(), lens.data()) ==
                 REDIS_OK) {
                 ++stats_.commands;
+                p->bytes = bytes;
+                pending_bytes_ += bytes;
                 return p;
             }
             p->discard();  // nobody will answer or await it
@@ -60,9 +66,12 @@ private:
                name == "monitor";
     }
 
+    std::size_t pending_bytes_ = 0;  // of the commands hiredis holds (options::max_pending_bytes)
+
     static void on_reply(redisAsyncContext* ac, void* r, void* privdata) {
         auto& self = *static_cast<client_link*>(ac->data);
         auto* p = static_cast<pending*>(privdata);
+        self.pending_bytes_ -= p->bytes;
         if (r) {
             ++self.stats_.replies;
             const auto& reply = *static_cast<redisReply*>(r);

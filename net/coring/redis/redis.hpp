@@ -45,6 +45,16 @@ struct options {
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds command_timeout{0};                   // 0: none
     std::chrono::milliseconds backoff_min{100}, backoff_max{5000};  // reconnect delays, doubling
+    // A Redis that vanishes without a FIN or a reset (its host down, a NAT mapping dropped) is
+    // noticed, and the link reconnects: TCP keepalive probes after this long idle (three, a
+    // third of it apart), and unacknowledged data gives up after twice it (TCP_USER_TIMEOUT).
+    // 0: the kernel's defaults (no probes; a link that only listens would wait forever).
+    std::chrono::seconds keepalive{15};
+    // client: bytes of commands handed to hiredis and not yet answered (a timed-out or
+    // cancelled one counts until Redis answers it or the connection drops). Past it a command
+    // fails at once with std::errc::no_buffer_space, so a Redis that stalls cannot make this
+    // process's memory grow with every command its callers go on sending.
+    std::size_t max_pending_bytes = std::size_t{64} << 20;
     // subscriber: bytes of messages (names and payloads) waiting for next(). At the bound the
     // subscriber stops reading its socket; what one read already held still lands (hiredis
     // reads 16 KiB at a time and hands over every complete reply in it).
