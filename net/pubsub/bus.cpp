@@ -68,6 +68,13 @@ task<bool> bus::wait_up(std::chrono::milliseconds limit) {
 task<> bus::run() {
     if (!in_) co_return;
     for (;;) {
+        // While too much of what the bus brought is still away at other cores, read no more:
+        // the subscriber link pauses at its queue_limit, and Redis holds the rest.
+        while (hub_.away_bytes_ > hub_.limits_.bus_away) {
+            hub_.home_.reset();
+            auto back = co_await hub_.home_.wait();
+            if (!back) co_return;  // cancelled: closing
+        }
         auto m = co_await in_->next();
         if (!m) break;  // closed
         const envelope u = unwrap_envelope(m->payload);
