@@ -112,12 +112,12 @@ std::int64_t core::now_ns() noexcept {
 
 void core::spawn(task<> t) { spawn_root(std::move(t), false); }
 
-void core::spawn(task<> t, task_group& group) {
+void core::spawn(task<> t, task_group& group, bool inherit_cancel) {
     detail::task_context& ctx = spawn_root(std::move(t), false, false);
     group.child_started(ctx);
     // A cancelled parent, or one past a with_timeout deadline, has no new children: they fail
     // at once like the parent's own ops (the deadline's verdict turns that into ETIMEDOUT).
-    if (current_ && (current_->cancelled || current_->expired > 0)) cancel_task(ctx);
+    if (inherit_cancel && current_ && (current_->cancelled || current_->expired > 0)) cancel_task(ctx);
 }
 
 detail::task_context& core::spawn_root(task<> t, bool system, bool listed) {

@@ -37,6 +37,9 @@ void core::start(op& o) noexcept {
     if (o.deadline_ns != 0) timers_.push(o);  // an I/O op with a deadline: cancelled when it passes
     if (o.kind == op_kind::join) {  // task_group::join_awaiter registered itself already
         ++o.pending;
+        // A task already cancelled (or past its deadline) still waits for its children, but
+        // cancels them first, as a cancel that came during the wait would have.
+        if (current_ && (current_->cancelled || current_->expired > 0)) static_cast<task_group*>(o.buf)->cancel();
         return;
     }
     if (o.kind == op_kind::buffer_wait) {

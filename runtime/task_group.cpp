@@ -14,6 +14,8 @@ task_group::~task_group() {
 
 void task_group::spawn(task<> t) { core::current().spawn(std::move(t), *this); }
 
+void task_group::spawn_independent(task<> t) { core::current().spawn(std::move(t), *this, false); }
+
 void task_group::child_started(detail::task_context& ctx) noexcept {
     core& here = core::current();
     if (count_ == 0) {
@@ -31,10 +33,12 @@ void task_group::child_started(detail::task_context& ctx) noexcept {
 void task_group::child_ended(detail::task_context& ctx) noexcept {
     detail::unlink(children_, ctx);
     if (--count_ == 0) home_->unlink_live(anchor_);
-    if (count_ == 0 && joiner_) {
-        op& j = *std::exchange(joiner_, nullptr);
-        j.res = 0;
-        core::current().complete_join(j);
+    if (count_ != 0) return;
+    for (join_awaiter* j = std::exchange(joiners_, nullptr); j;) {
+        join_awaiter* next = j->next_;  // read first: completing may let its frame go
+        j->op_.res = 0;
+        core::current().complete_join(j->op_);
+        j = next;
     }
 }
 
@@ -46,7 +50,8 @@ void task_group::cancel() noexcept {
 void task_group::join_awaiter::await_suspend(std::coroutine_handle<> h) noexcept {
     op_.waiter = h;
     op_.buf = &group_;
-    group_.joiner_ = &op_;
+    next_ = group_.joiners_;
+    group_.joiners_ = this;
     core::current().start(op_);  // a join op: parked in the group, cancellable like any op
 }
 

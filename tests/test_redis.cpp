@@ -5,6 +5,8 @@
 #include "redis_support.hpp"
 #include "support.hpp"
 
+#include <array>
+
 #include <coring/redis/redis.hpp>
 
 #include <csignal>
@@ -178,6 +180,33 @@ task<> timeout_then_recovery(std::uint16_t port, pid_t pid) {
     REQUIRE(now);
     CHECK(now->str == "1");
     CHECK(db.stats().connects == 1);  // a timeout does not cost the connection
+    co_await db.close();
+}
+
+// A cancelled task still calling into hiredis (a cut session unsubscribing, say): the write
+// pump its call starts serves the link, not that task, so the command goes out now, not with
+// the next command someone else sends. Another client looks for its effect.
+task<> from_cancelled_task(std::uint16_t port) {
+    redis::client db{at(port)};
+    redis::client other{at(port)};
+    CO_REQUIRE(co_await db.wait_connected(5s));
+    CO_REQUIRE(co_await other.wait_connected(5s));
+    task_group g;
+    g.spawn([&db]() -> task<> {
+        (void)co_await sleep_for(std::chrono::hours{1});  // cancelled here; it runs on
+        const std::array<std::string_view, 3> args{"SET", "from-cancelled", "1"};
+        db.send(args, [](result<reply>) {});  // its own answer is ECANCELED: the caller is
+    });
+    co_await yield();
+    co_await g.cancel_and_join();
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; ++i) {
+        auto got = co_await other.command("GET", "from-cancelled");
+        seen = got && got->str == "1";
+        if (!seen) (void)co_await sleep_for(10ms);
+    }
+    CHECK(seen);
+    co_await other.close();
     co_await db.close();
 }
 
@@ -379,6 +408,17 @@ TEST_CASE("redis client: a stopped server times commands out, cancels detach, th
     auto srv = start_redis(binary);
     test_core c{kind};
     c.run_for(20s, timeout_then_recovery(srv.port, srv.proc->pid()));
+}
+
+TEST_CASE("redis client: a command sent by a cancelled task still goes out", "[redis]") {
+    const auto binary = server_binary("redis-server");
+    if (binary.empty()) return;
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    auto srv = start_redis(binary);
+    test_core c{kind};
+    c.run_for(20s, from_cancelled_task(srv.port));
 }
 
 TEST_CASE("redis: a server restarted on its port: the client reconnects, the subscriber re-subscribes", "[redis]") {

@@ -154,6 +154,58 @@ TEST_CASE("cancelling every task reaches the children of every task_group", "[ta
     CHECK(c->live_tasks() == 0);
 }
 
+namespace {
+// Two tasks join one group while its child sleeps: both resume when it ends.
+task<int> two_joiners() {
+    task_group work;
+    work.spawn([]() -> task<> { (void)co_await sleep_for(50ms); });
+    int resumed = 0;
+    task_group joiners;
+    for (int i = 0; i < 2; ++i)
+        joiners.spawn([&work, &resumed]() -> task<> {
+            co_await work.join();
+            ++resumed;
+        });
+    co_await joiners.join();
+    co_return resumed;
+}
+
+// A task cancelled while it sleeps then joins its own group, whose child would sleep an hour:
+// the join cancels the child, so the outer cancel_and_join ends.
+task<std::error_code> cancelled_task_joins() {
+    std::error_code child_saw;
+    task_group outer;
+    outer.spawn([&child_saw]() -> task<> {
+        task_group inner;
+        inner.spawn([&child_saw]() -> task<> {
+            auto slept = co_await sleep_for(std::chrono::hours{1});
+            child_saw = slept ? std::error_code{} : slept.error();
+        });
+        (void)co_await sleep_for(std::chrono::hours{1});  // cancelled here
+        co_await inner.join();
+    });
+    co_await yield();
+    co_await outer.cancel_and_join();
+    co_return child_saw;
+}
+}  // namespace
+
+TEST_CASE("task_group: two tasks join at once and both resume", "[task]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    test_core c{kind};
+    CHECK(c.run_for(5s, two_joiners()) == 2);
+}
+
+TEST_CASE("task_group: a task already cancelled that joins cancels its children first", "[task]") {
+    const auto kind = GENERATE(backend_kind::uring, backend_kind::epoll);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    test_core c{kind};
+    CHECK(c.run_for(5s, cancelled_task_joins()) == std::errc::operation_canceled);
+}
+
 TEST_CASE("a million synchronous awaits run in constant stack", "[task][symmetric]") {
     test_core c{backend_kind::epoll};
     std::uint64_t sum = 0;

@@ -69,7 +69,9 @@ void link::start() { tasks_.spawn(connector()); }
 
 void link::want(int d, bool on) noexcept {
     // A pump switched off from inside its own Handle call sees it when that call returns.
-    if (const unsigned generation = wishes_[d].set(on)) tasks_.spawn(pump(d, generation, ac_));
+    // Independent: the hook may run inside a cancelled task (a cut session unsubscribing), and
+    // the pump serves the link, not that task.
+    if (const unsigned generation = wishes_[d].set(on)) tasks_.spawn_independent(pump(d, generation, ac_));
 }
 
 void link::on_cleanup() noexcept {

@@ -139,7 +139,7 @@ public:
 
     // Runs t as a new task owned by this core. An exception that escapes it is logged.
     void spawn(task<> t);
-    void spawn(task<> t, task_group& group);  // see task_group::spawn
+    void spawn(task<> t, task_group& group, bool inherit_cancel = true);  // see task_group::spawn
     // The same for a callable returning task<> (a lambda with captures): the task owns it, so
     // its captures live as long as the task (see make_task).
     template <class Fn>

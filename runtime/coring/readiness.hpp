@@ -70,15 +70,17 @@ template <class Rep, class Period>
 // c-ares's sock_state_cb), served by a pump task that waits (wait_ready) and calls the library
 // back for as long as the wish stands:
 //
-//   if (unsigned g = wish.set(on)) group.spawn(pump(g));       // from the library's hook
+//   if (unsigned g = wish.set(on)) group.spawn_independent(pump(g));  // from the library's hook
 //   task<> pump(unsigned g) {                                   // the pump
 //       wish.enter();
 //       while (wish.current(g)) { wait_ready(...), then the library's handler }
 //       wish.leave(g);
 //   }
 //
-// Switching it off cancels the pump's wait (ECANCELED ends it); a pump switched off from inside
-// its own callback sees it when the callback returns. Switching off and on again starts a new
+// spawn_independent: the hook runs in whatever task called into the library, perhaps a
+// cancelled one, and a pump born cancelled would end at once and let the wish lapse while the
+// library waits for it. Switching it off cancels the pump's wait (ECANCELED ends it); a pump
+// switched off from inside its own callback sees it when the callback returns. Switching off and on again starts a new
 // pump under a new generation, and the old one ends at its next check.
 class readiness_wish {
 public:

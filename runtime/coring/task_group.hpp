@@ -23,7 +23,13 @@ public:
     ~task_group();
 
     // Starts t on the current core as a child of this group. An exception escaping it is logged.
+    // A child spawned by a task that is cancelled (or past a with_timeout deadline) starts
+    // cancelled, as the parent's own ops fail.
     void spawn(task<> t);
+    // The same, but the child does not take the spawning task's cancellation: for a helper the
+    // group owns that happens to be started from some task's call, e.g. a readiness pump a C
+    // library's hook asks for while a cancelled task is calling into the library.
+    void spawn_independent(task<> t);
     // The same for a callable returning task<>: the child owns it (captures live as long as it).
     template <class Fn>
         requires std::is_invocable_r_v<task<>, Fn&>
@@ -35,6 +41,8 @@ public:
     // Waits until every child has ended. A task of its own, so the wait's op sits in that small
     // frame while it waits, not in every frame that joins (a task and its awaiter there, 16
     // bytes, instead of 72: a pub/sub session's frame, say, which lives as long as its client).
+    // Several tasks may join at once; all resume when the last child has ended. A task that is
+    // already cancelled when it joins cancels the children first.
     [[nodiscard]] task<> join();
 
     void cancel() noexcept;
@@ -51,8 +59,10 @@ private:
         void await_resume() const noexcept {}
 
     private:
+        friend class task_group;
         task_group& group_;
         op op_;
+        join_awaiter* next_ = nullptr;  // the group's other joiners
     };
 
     friend class core;
@@ -63,7 +73,7 @@ private:
     detail::task_context anchor_{.waiting_on = nullptr, .anchor = true, .group = this};  // on the core's list while there are children
     core* home_ = nullptr;  // the core whose list holds the anchor: every child runs there
     std::size_t count_ = 0;
-    op* joiner_ = nullptr;  // the join op waiting for count_ to reach 0
+    join_awaiter* joiners_ = nullptr;  // waiting for count_ to reach 0, through their next_
 };
 
 }  // namespace coring
