@@ -16,9 +16,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
-from benchlib import fmt, line_plot, series_by_conns, stop, summary_row, window_cpu, write_results
+from benchlib import fmt, line_plot, median_range, series_by_conns, stop, summary_row, window_cpu, write_results
 
 # name: (binary relative to the build dir, args before --port/--listen, how it takes a port,
 #        how it takes a core count: "--cores", "--threads", or None for a fixed design)
@@ -80,6 +81,8 @@ def start_server(build, name, port, cpus, cores):
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
         if "listening on" in line:
+            # Read on (and drop) whatever it says later: a full pipe would stall a chatty server.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
             return proc
         if not line:  # end of its stderr: it exited
             proc.wait()
@@ -107,6 +110,8 @@ def run_cell_once(build, server, port, cell, args):
     proc = start_server(build, server, port, server_cpus, cell["cores"])
     try:
         json_path = os.path.join(args.out, "last-run.json")
+        if os.path.exists(json_path):
+            os.remove(json_path)  # a run that writes none must not be read as the one before it
         cmd = ["taskset", "-c", load_cpus, os.path.join(build, "apps/coring-load"),
                "--target", f"127.0.0.1:{port}", "--conns", str(cell["conns"]), "--depth", str(cell["depth"]),
                "--size", str(cell["size"]), "--duration", str(args.duration), "--warmup", str(args.warmup),
@@ -114,6 +119,8 @@ def run_cell_once(build, server, port, cell, args):
                "--json", json_path]
         load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         cpu, rc, other = window_cpu(load, proc.pid, timeout=args.warmup + args.duration + 120)
+        if not os.path.exists(json_path):
+            raise RuntimeError(f"coring-load wrote no result (exit {rc}{': ' + other[-1] if other else ''})")
         with open(json_path) as f:
             result = json.load(f)
         if proc.poll() is not None:
@@ -156,47 +163,70 @@ def parse_two_core(spec):
     return cells
 
 
-def print_ratios(rows, cells):
+def cell_key(cell):
+    return (cell["conns"], cell["size"], cell["depth"], cell["cores"])
+
+
+def print_ratios(rows, cells, rounds):
     """The ratios the targets speak of, from this run, per cell. CPU ratios are server CPU per
-    message; 'cheaper' and 'more expensive' in the targets mean that."""
-    index = {(r["server"], r["conns"], r["size"], r["depth"], r["cores"]): r for r in rows}
+    message; 'cheaper' and 'more expensive' in the targets mean that. Each is the ratio of the
+    two medians, then the same ratio taken round by round (the two servers ran back to back in
+    each repetition): its median and range show how far the cell moves between rounds, and the
+    verdict is that median's."""
+    index = {(r["server"],) + cell_key(r): r for r in rows}
 
     def get(server, cell, key):
-        r = index.get((server, cell["conns"], cell["size"], cell["depth"], cell["cores"]))
+        r = index.get((server,) + cell_key(cell))
         return r[key] if r else None
+
+    def per_round(a, b, cell):
+        xs, ys = rounds.get((a, cell_key(cell)), []), rounds.get((b, cell_key(cell)), [])
+        return sorted(x / y for x, y in zip(xs, ys) if x and y)
 
     def cpu_ratio(a, b, cell):
         x, y = get(a, cell, "cpu_us_per_msg"), get(b, cell, "cpu_us_per_msg")
         return x / y if x and y else None
 
+    def shown(a, b, cell):
+        """'a/b 1.10 (rounds: median 1.02, 0.75..1.44)', and the number a verdict is taken on."""
+        r = cpu_ratio(a, b, cell)
+        if not r:
+            return None, None
+        paired = per_round(a, b, cell)
+        if len(paired) < 2:
+            return f"{a}/{b} {r:.2f}", r
+        mid = median_range(paired)[0]
+        return f"{a}/{b} {r:.2f} (rounds: median {mid:.2f}, {paired[0]:.2f}..{paired[-1]:.2f})", mid
+
     def verdict(ok):
         return "" if ok is None else (" met" if ok else " MISSED")
 
-    print("\nratios (this run; server CPU per message, so below 1 the first named is cheaper):")
+    print("\nratios (this run; server CPU per message, so below 1 the first named is cheaper; a verdict is on"
+          " the median of the per-round ratios):")
     for cell in cells:
         parts = []
         big = cell["conns"] >= 100  # the io_uring floor targets hold from 100 connections up
-        r = cpu_ratio("coring-uring", "raw-uring", cell)
-        if r:
-            parts.append(f"coring-uring/raw-uring {r:.2f}" + (f" (<= 1.00{verdict(r <= 1.0)})" if big else ""))
-        r = cpu_ratio("coring-uring", "raw-uring-fast", cell)
-        if r:
-            parts.append(f"coring-uring/raw-uring-fast {r:.2f}" + (f" (<= 1.03{verdict(r <= 1.03)})" if big else ""))
-        coring, raw = cpu_ratio("coring-epoll", "coring-uring", cell), cpu_ratio("raw-epoll", "raw-uring-fast", cell)
-        if coring:
-            line = f"coring-epoll/coring-uring {coring:.2f}"
-            if raw:
-                line += f" vs raw-epoll/raw-uring-fast {raw:.2f} (>={verdict(coring >= raw)})"
-            parts.append(line)
+        text, r = shown("coring-uring", "raw-uring", cell)
+        if text:
+            parts.append(text + (f" (<= 1.00{verdict(r <= 1.0)})" if big else ""))
+        text, r = shown("coring-uring", "raw-uring-fast", cell)
+        if text:
+            parts.append(text + (f" (<= 1.03{verdict(r <= 1.03)})" if big else ""))
+        text, coring = shown("coring-epoll", "coring-uring", cell)
+        if text:
+            raw_text, raw = shown("raw-epoll", "raw-uring-fast", cell)
+            if raw_text:
+                text += f" vs {raw_text} (>={verdict(coring >= raw)})"
+            parts.append(text)
         for asio in ASIO:
-            r = cpu_ratio(asio, "coring-uring", cell)
-            if r:
+            text, r = shown(asio, "coring-uring", cell)
+            if text:
                 target = 1.25 if cell["conns"] in (1000, 10000) else 1.0
-                parts.append(f"{asio}/coring-uring {r:.2f} (>= {target:.2f}{verdict(r >= target)})")
+                parts.append(text + f" (>= {target:.2f}{verdict(r >= target)})")
         for variant in FAST_PATHS:
-            r = cpu_ratio(variant, "coring-uring", cell)
-            if r:
-                parts.append(f"{variant}/coring-uring {r:.2f}")
+            text, _ = shown(variant, "coring-uring", cell)
+            if text:
+                parts.append(text)
         mu = get("coring-uring", cell, "msgs_per_sec")
         for base in ("threads", "poll-pool"):
             mb = get(base, cell, "msgs_per_sec")
@@ -272,6 +302,7 @@ def main():
     if any(c["cores"] > 1 for c in cells):
         print(f"matrix: {two_core_note}", file=sys.stderr)
     rows = []
+    rounds = {}  # (server, cell): CPU per message of each repetition, in order (a round is one repetition of every server)
     done = 0
     started = time.monotonic()
     for cell in cells:
@@ -295,6 +326,7 @@ def main():
         for server in servers:
             rows.append(summary_row(dict(cell, server=server), samples[server],
                                     ("msgs_per_sec", "p50_us", "p99_us", "cpu_us_per_msg")))
+            rounds[(server, cell_key(cell))] = [r["cpu_us_per_msg"] for r in samples[server]]
 
     # The table.
     width = max(13, *(len(s) for s in servers))
@@ -310,13 +342,15 @@ def main():
     if any(c["cores"] > 1 for c in cells):
         print(f"note: {two_core_note}")
 
-    print_ratios(rows, cells)
+    print_ratios(rows, cells, rounds)
 
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M"),
                "duration_s": args.duration, "warmup_s": args.warmup, "reps": args.reps,
                "server_cpu": args.server_cpu, "load_cpu": args.load_cpu}
     if any(c["cores"] > 1 for c in cells):
         machine["two_core_note"] = two_core_note
+    machine["cpu_us_per_msg_by_round"] = {f"{server} {cell[0]}x{cell[1]}x{cell[2]} {cell[3]} core(s)": v
+                                          for (server, cell), v in rounds.items()}
     write_results(args.out, "matrix", rows, machine)
     pngs = plot(args.out, rows, servers)
     print(f"\nmatrix: wrote {args.out}/matrix.csv, matrix.json" + (f" and {len(pngs)} plots" if pngs else ""),

@@ -290,7 +290,9 @@ task<> receive_loop(connection& c) {
         if (!n) break;  // counted as the connection's failure
         const std::int64_t sent_at = c.sent_at[c.received % c.window()];
         const std::int64_t now = core::now_ns();
-        if (sent_at >= sh.measure_from && sent_at < sh.stop_at) {
+        // Counted by when it came back, as the server's CPU is read over the same window: a
+        // reply to a warm-up send that lands inside counts, one that lands after does not.
+        if (now >= sh.measure_from && now < sh.stop_at) {
             const auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - sent_at));
             sh.out.latency.record(ns);
             sh.interval.record(ns);

@@ -3,7 +3,8 @@
 // No runtime, no callbacks, no allocation on the hot path: one epoll_wait loop (256 events),
 // non-blocking sockets from accept4(SOCK_NONBLOCK), and every connection registered exactly once
 // with EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, so the loop never calls epoll_ctl(MOD). On readable
-// we recv into one shared buffer until EAGAIN and send each chunk straight back. If send would
+// we recv into one shared buffer until a short read (the socket is empty then; later bytes
+// raise a new edge) or EAGAIN, and send each chunk straight back. If send would
 // block, the unsent tail is kept in the connection's pending buffer and the connection stops
 // reading (backpressure) until EPOLLOUT drains it; then reading resumes, because under edge
 // triggering the unread input will not be announced again. Data is never lost or reordered.
@@ -84,6 +85,10 @@ void on_event(int fd, std::uint32_t events) {
                 c.pending.assign(scratch + w, scratch + n);
                 return;
             }
+            // A short read emptied the socket: bytes that come later raise a new edge, so the
+            // recv that would only say EAGAIN is skipped (coring's epoll backend does the same).
+            // Not when the peer's FIN came with this edge: the read that sees it must happen now.
+            if (static_cast<std::size_t>(n) < sizeof scratch && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return;
         } else if (n == 0) {
             return close_conn(fd);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {

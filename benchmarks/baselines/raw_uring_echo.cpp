@@ -2,7 +2,7 @@
 //
 // No runtime around it, but the same kernel features coring uses, so the comparison is fair:
 // a SINGLE_ISSUER|DEFER_TASKRUN ring (plain flags if the kernel refuses) with a 64Ki-entry CQ,
-// one multishot accept, a provided-buffer ring (4096 x 4 KiB, group 0), one multishot recv per
+// one multishot accept, a provided-buffer ring (1024 x 16 KiB, coring's default pool, group 0), one multishot recv per
 // connection selecting from that ring, and sends issued straight from the provided buffer; the
 // buffer goes back to the ring when its send completes. Each connection keeps at most one send
 // in flight and queues later buffers in order, so short sends and back-to-back receives never
@@ -49,7 +49,7 @@ struct connection {
     bool failed = false;  // error: drop the queue, close once the kernel is done with the fd
 };
 
-// A ring of 4096 SQEs and 65536 CQEs and 4096 x 4 KiB provided buffers (the defaults).
+// A ring of 4096 SQEs and 65536 CQEs and 1024 x 16 KiB provided buffers (the defaults).
 thread_local baseline::uring::plain_server<connection> server{.prog = prog};
 
 void recycle(std::uint16_t bid) { server.bufs.recycle(bid); }

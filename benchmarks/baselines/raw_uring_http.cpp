@@ -2,7 +2,7 @@
 //
 // The kernel features are coring's (and baseline-raw-uring's, whose ring and buffer setup it
 // shares through uring_common.hpp): a SINGLE_ISSUER|DEFER_TASKRUN ring, one multishot accept, a
-// provided-buffer ring (4096 x 4 KiB), one multishot recv per connection. Every received buffer
+// provided-buffer ring (1024 x 16 KiB, coring's pool), one multishot recv per connection. Every received buffer
 // is scanned for complete request heads ("\r\n\r\n") and given straight back to the ring; each
 // complete head is answered with the bytes coring-http sends for GET /plaintext (status line,
 // Server, Date, Content-Type: text/plain, Content-Length: 13, Connection: keep-alive, "Hello,
@@ -63,7 +63,7 @@ struct connection {
 };
 // What is being sent is in vectors, not strings (uring_common.hpp's start_send says why).
 
-// A ring of 4096 SQEs and 65536 CQEs and 4096 x 4 KiB provided buffers (the defaults).
+// A ring of 4096 SQEs and 65536 CQEs and 1024 x 16 KiB provided buffers (the defaults).
 baseline::uring::plain_server<connection> server{.prog = prog};
 
 void refresh_date() {

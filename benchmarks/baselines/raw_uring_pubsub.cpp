@@ -4,7 +4,7 @@
 // redis-server, with the same client.
 //
 // The kernel features are coring's (and the other raw baselines', through uring_common.hpp): a
-// SINGLE_ISSUER|DEFER_TASKRUN ring, one multishot accept, a provided-buffer ring (4096 x 4 KiB),
+// SINGLE_ISSUER|DEFER_TASKRUN ring, one multishot accept, a provided-buffer ring (1024 x 16 KiB),
 // one multishot recv per connection. A PUBLISH serializes its message frame once and appends it
 // to each subscriber's output; after each batch of completions every connection with output and
 // no send in flight gets one send of all of it (so a subscriber receiving several messages in a
@@ -58,7 +58,7 @@ struct connection {
     bool failed = false;      // error or a bound passed: close once the kernel is done with the fd
 };
 
-// A ring of 4096 SQEs and 65536 CQEs and 4096 x 4 KiB provided buffers (the defaults).
+// A ring of 4096 SQEs and 65536 CQEs and 1024 x 16 KiB provided buffers (the defaults).
 baseline::uring::plain_server<connection> server{.prog = prog};
 std::unordered_map<std::string, std::vector<int>> subscribers;  // channel -> subscriber fds
 std::vector<int> dirty;  // connections with output for the end of this turn
