@@ -271,6 +271,16 @@ task<> send_loop(connection& c) {
         c.sent += count;
         c.receiver_wait.notify();
     }
+    // Open loop: what the schedule still owed inside the window was never sent (the sender fell
+    // behind, or the connection failed). Each is counted, and is in the latencies as late as
+    // the window's end had made it: a p99 must not look better for what was never asked.
+    if (s.rate > 0 && c.sh.interval_ns > 0 && c.sh.stop_at != never)
+        for (std::int64_t at = next_send; at < c.sh.stop_at; at += c.sh.interval_ns)
+            if (at >= c.sh.measure_from) {
+                const auto late = static_cast<std::uint64_t>(c.sh.stop_at - at);
+                c.sh.out.latency.record(late);
+                ++c.sh.out.unsent;
+            }
     c.sender_done = true;
     c.receiver_wait.notify();
 }

@@ -114,6 +114,9 @@ struct results {
     std::uint64_t connected = 0;
     std::uint64_t idle_up = 0;        // idle connections that connected and echoed once
     std::uint64_t idle_verified = 0;  // of those, verified again once every one was up
+    // Open loop: sends the schedule owed inside the window that were never made (the sender
+    // fell behind). Each is in `latency` as late as the window's end had made it already.
+    std::uint64_t unsent = 0;
     double setup_seconds = 0;         // until every idle connection (all processes) was up, or
                                       // (pub/sub) every subscriber was confirmed
     double seconds = 0;          // the measured window's length

@@ -55,13 +55,13 @@ void write_json(const options& o, const runtime_options& runtime, const results&
                 "\"mb_per_sec\": {}, \"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, "
                 "\"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, \"timeout\": {}}, "
                 "\"idle\": {}, \"idle_up\": {}, \"idle_verified\": {}, \"idle_sampled\": {}, \"setup_s\": {}, "
-                "\"first_error\": \"{}\"}\n",
+                "\"unsent\": {}, \"first_error\": \"{}\"}\n",
                 protocol_name(o.s.proto), o.s.target.to_string(), o.s.conns, o.s.depth, o.s.size_min, o.s.size_max, num(o.s.duration), num(o.s.warmup),
                 num(o.s.rate), o.procs, runtime.cores ? runtime.cores : available_cpus(), r.backend, r.connected, r.messages,
                 num(static_cast<double>(r.messages) / secs), num(static_cast<double>(r.bytes) / secs / 1e6), us(h.percentile(0.5)),
                 us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), r.errors.total(),
                 r.errors.connect, r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, o.s.idle, r.idle_up,
-                r.idle_verified, idle_sampled(o.s), num(r.setup_seconds), json_escape(r.first_error));
+                r.idle_verified, idle_sampled(o.s), num(r.setup_seconds), r.unsent, json_escape(r.first_error));
     if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", path.c_str());
 }
 
@@ -176,6 +176,9 @@ int report(const options& o, const runtime_options& runtime, const results& r, b
                 rate, static_cast<double>(r.bytes) / secs / 1e6, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
                 us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str(),
                 static_cast<unsigned long long>(r.errors.total()), o.s.conns, o.s.depth, o.s.size_max);
+    if (r.unsent > 0)
+        std::printf("  the open loop fell behind: %llu scheduled sends never made (in the latencies, as late as the end made them)\n",
+                    static_cast<unsigned long long>(r.unsent));
     if (o.s.idle > 0)
         std::printf("  idle: %llu of %llu up in %.1f s, %llu of %llu sampled verified again\n",
                     static_cast<unsigned long long>(r.idle_up), static_cast<unsigned long long>(o.s.idle),

@@ -44,6 +44,7 @@ void results::merge(const results& o) {
     connected += o.connected;
     idle_up += o.idle_up;
     idle_verified += o.idle_verified;
+    unsent += o.unsent;
     setup_seconds = std::max(setup_seconds, o.setup_seconds);
     seconds = std::max(seconds, o.seconds);
     if (backend.empty()) backend = o.backend;
@@ -55,9 +56,9 @@ std::string results::serialize() const {
     // pub/sub counts in pubsub_counts' order.
     const auto& c = pubsub;
     std::string out = format("messages={} bytes={} connected={} seconds={} connect={} io={} eof={} verify={} timeout={} backend={} "
-                             "idle_up={} idle_verified={} setup={} pubsub={},{},{},{},{},{},{},{},{},{},{} hist={} | {}",
+                             "idle_up={} idle_verified={} setup={} unsent={} pubsub={},{},{},{},{},{},{},{},{},{},{} hist={} | {}",
                              messages, bytes, connected, seconds, errors.connect, errors.io, errors.eof, errors.verify,
-                             errors.timeout, backend.empty() ? "-" : backend, idle_up, idle_verified, setup_seconds, c.published,
+                             errors.timeout, backend.empty() ? "-" : backend, idle_up, idle_verified, setup_seconds, unsent, c.published,
                              c.published_window, c.delivered, c.subscribed, c.reached, c.lost, c.duplicated, c.reordered,
                              c.slow_received, c.slow_lost, c.slow_cut, latency.serialize(), first_error);
     for (const auto& h : steps) out += "\n" + h.serialize();
@@ -83,6 +84,10 @@ bool results::deserialize(const std::string& text) {
     unsigned long long up, ver;
     if (std::sscanf(line.c_str() + idle_at, "idle_up=%llu idle_verified=%llu setup=%lf", &up, &ver, &setup_seconds) != 3)
         return false;
+    const auto unsent_at = line.find(" unsent=");
+    unsigned long long owed = 0;
+    if (unsent_at == std::string::npos || std::sscanf(line.c_str() + unsent_at, " unsent=%llu", &owed) != 1) return false;
+    unsent = owed;
     const auto pubsub_at = line.find(" pubsub=");
     unsigned long long ps[11];
     if (pubsub_at == std::string::npos ||
