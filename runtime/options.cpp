@@ -183,10 +183,15 @@ runtime_options::parse_outcome runtime_options::parse_args(int argc, char** argv
             if (!flag.starts_with("--"))
                 throw std::invalid_argument(format("unexpected argument '{}' (see --help)", flag));
             std::string_view value;
-            const bool takes_no_value = is_switch(flag) || std::find(switches.begin(), switches.end(), flag) != switches.end();
+            const auto is_switch_flag = [&](std::string_view f) {
+                return is_switch(f) || std::find(switches.begin(), switches.end(), f) != switches.end();
+            };
+            const bool takes_no_value = is_switch_flag(flag);
             if (const auto eq = flag.find('='); eq != std::string_view::npos) {
                 value = flag.substr(eq + 1);
                 flag = flag.substr(0, eq);
+                // "--stats=off" must not turn --stats on: a switch takes no value at all.
+                if (is_switch_flag(flag)) throw std::invalid_argument(format("{} takes no value (got '{}')", flag, value));
             } else if (!takes_no_value) {
                 if (i + 1 >= argc) throw std::invalid_argument(format("{}: missing value", flag));
                 value = argv[++i];

@@ -243,6 +243,46 @@ TEST_CASE("coring-echo on a unix socket: several cores, a stale file replaced, r
     ::unlink(path.c_str());
 }
 
+TEST_CASE("coring-echo on a unix socket: a server started while the old one drains keeps its file", "[app][unix]") {
+    const std::string path = "/tmp/coring-echo-succ-" + std::to_string(::getpid()) + ".sock";
+    ::unlink(path.c_str());
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::snprintf(un.sun_path, sizeof un.sun_path, "%s", path.c_str());
+    const auto round_trip = [&](const char* text) {
+        fd_guard conn{::socket(AF_UNIX, SOCK_STREAM, 0)};
+        if (::connect(conn.fd, reinterpret_cast<sockaddr*>(&un), sizeof un) != 0) return std::string{"connect: "} + std::strerror(errno);
+        const timeval limit{5, 0};
+        ::setsockopt(conn.fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        return blocking_round_trip(conn.fd, text);
+    };
+    const auto listening = [](const child_process& e) { return e.err().find("listening on unix:") != std::string::npos; };
+    child_process old{CORING_ECHO_BINARY, {"--listen", "unix:" + path, "--cores", "1", "--drain-timeout", "1500"}};
+    REQUIRE(old.read_until(clock_type::now() + 10s, listening));
+    // A client that stays connected keeps the old server draining after SIGTERM.
+    fd_guard held{::socket(AF_UNIX, SOCK_STREAM, 0)};
+    REQUIRE(::connect(held.fd, reinterpret_cast<sockaddr*>(&un), sizeof un) == 0);
+    REQUIRE(::kill(old.pid(), SIGTERM) == 0);
+    bool closed = false;  // the old server's listener is closed (connects refused) once its stop began
+    for (int i = 0; i < 500 && !closed; ++i) {
+        fd_guard probe{::socket(AF_UNIX, SOCK_STREAM, 0)};
+        closed = ::connect(probe.fd, reinterpret_cast<sockaddr*>(&un), sizeof un) != 0 && (errno == ECONNREFUSED || errno == ENOENT);
+        if (!closed) std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(closed);
+    child_process successor{CORING_ECHO_BINARY, {"--listen", "unix:" + path, "--cores", "1"}};
+    const bool up = successor.read_until(clock_type::now() + 10s, listening);
+    INFO("successor's stderr:\n" << successor.err());
+    REQUIRE(up);
+    const auto status = old.wait_exit_or_kill(5s);  // the drain ends: the old server's files go
+    REQUIRE(status);
+    CHECK(round_trip("to the successor") == "to the successor");  // its file is still there
+    REQUIRE(::kill(successor.pid(), SIGTERM) == 0);
+    CHECK(successor.wait_exit_or_kill(5s));
+    CHECK(::access(path.c_str(), F_OK) != 0);  // and it removed its own at the end
+    ::unlink(path.c_str());
+}
+
 namespace {
 
 // Opens n connections to port, each proven accepted and served by one round trip, then idle.

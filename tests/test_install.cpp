@@ -149,6 +149,8 @@ TEST_CASE("parse_args names what is wrong in one line", "[backend][flags]") {
         {{"prog", "--cores", "many"}, "--cores many: expected a whole number from 0 to 1024"},
         {{"prog", "--backend=io"}, "--backend io: expected uring, epoll or auto"},
         {{"prog", "stray"}, "unexpected argument 'stray' (see --help)"},
+        {{"prog", "--stats=off"}, "--stats takes no value (got 'off')"},     // a runtime switch
+        {{"prog", "--verbose=false"}, "--verbose takes no value (got 'false')"},  // an app's switch
     };
     for (const auto& e : examples) {
         args a(e.words);

@@ -20,8 +20,16 @@ const char* socket_file(const address& where) {
 
 }  // namespace
 
-void remove_socket_file(const address& where) {
-    if (const char* path = socket_file(where)) ::unlink(path);
+socket_file_id socket_file_of(const address& where) {
+    struct stat st;
+    const char* path = socket_file(where);
+    if (!path || ::lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) return {};
+    return {st.st_dev, st.st_ino};
+}
+
+void remove_socket_file(const address& where, socket_file_id made) {
+    const socket_file_id now = socket_file_of(where);
+    if (made.ino != 0 && now.ino == made.ino && now.dev == made.dev) ::unlink(socket_file(where));
 }
 
 namespace {
@@ -93,10 +101,11 @@ task<> core_listeners::bind(core& c) {
     };
     co_await listeners_.start(make);
     bound_ = true;
+    if (where_.family() == AF_UNIX) made_ = socket_file_of(where_);
 }
 
 core_listeners::~core_listeners() {
-    if (bound_ && where_.family() == AF_UNIX) remove_socket_file(where_);
+    if (bound_ && where_.family() == AF_UNIX) remove_socket_file(where_, made_);
 }
 
 }  // namespace coring::apps

@@ -71,9 +71,7 @@ task<> accept_loop(tcp_listener listener, bool nodelay) {
         if (!accepted) break;  // the core is stopping
         here.spawn(echo_connection(std::move(*accepted), nodelay));
     }
-    const auto where = listener.local_address();
-    co_await listener.close();
-    if (where && where->family() == AF_UNIX) remove_socket_file(*where);  // ours: we made it
+    co_await listener.close();  // a unix socket's file goes when the process ends (core_listeners)
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ std::uint32_t parse_ipv4(std::string_view flag, std::string_view v) {
 
 void parse_bind_range(std::string_view flag, std::string_view v, settings& s) {
     if (const auto slash = v.find('/'); slash != std::string_view::npos) {
-        const auto bits = static_cast<unsigned>(apps::number_flag(flag, v.substr(slash + 1), 8, 32));
+        const auto bits = static_cast<unsigned>(apps::count_flag(flag, v.substr(slash + 1), 8, 32));
         const std::uint32_t mask = bits == 32 ? ~0u : ~((1u << (32 - bits)) - 1);
         const std::uint32_t net = parse_ipv4(flag, v.substr(0, slash)) & mask;
         // Skip the network's first address (127.0.0.0 is not usable); keep the rest.
@@ -99,7 +99,8 @@ void parse_bind_range(std::string_view flag, std::string_view v, settings& s) {
         s.source_first = a;
         s.source_count = b - a + 1;
     }
-    if ((s.source_first >> 24) != 127) throw std::invalid_argument(format("{} {}: loopback (127.0.0.0/8) only", flag, v));
+    if ((s.source_first >> 24) != 127 || ((s.source_first + s.source_count - 1) >> 24) != 127)
+        throw std::invalid_argument(format("{} {}: loopback (127.0.0.0/8) only", flag, v));
 }
 
 // Part k of n of the range [first, first + count): {its first, its count}.
@@ -309,37 +310,37 @@ int main(int argc, char** argv) {
                 throw std::invalid_argument(format("--path {}: expected an absolute path without spaces", v));
             o.s.http_path = o.s.ws_path = std::string{v};
         } else if (flag == "--expect") o.s.http_expect = std::string{v};
-        else if (flag == "--conns") o.s.conns = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000'000));
-        else if (flag == "--depth") o.s.depth = static_cast<unsigned>(apps::number_flag(flag, v, 1, 4096));
+        else if (flag == "--conns") o.s.conns = static_cast<unsigned>(apps::count_flag(flag, v, 1, 10'000'000));
+        else if (flag == "--depth") o.s.depth = static_cast<unsigned>(apps::count_flag(flag, v, 1, 4096));
         else if (flag == "--size") {
             const auto colon = v.find(':');
-            o.s.size_min = static_cast<std::size_t>(apps::number_flag(flag, v.substr(0, colon), 1, 16 << 20));
+            o.s.size_min = static_cast<std::size_t>(apps::count_flag(flag, v.substr(0, colon), 1, 16 << 20));
             o.s.size_max = colon == std::string_view::npos ? o.s.size_min
-                                                            : static_cast<std::size_t>(apps::number_flag(flag, v.substr(colon + 1), 1, 16 << 20));
+                                                            : static_cast<std::size_t>(apps::count_flag(flag, v.substr(colon + 1), 1, 16 << 20));
             if (o.s.size_max < o.s.size_min) throw std::invalid_argument(format("--size {}: MAX below MIN", v));
         } else if (flag == "--duration") o.s.duration = apps::number_flag(flag, v, 0.1, 86400);
         else if (flag == "--warmup") o.s.warmup = apps::number_flag(flag, v, 0, 3600);
         else if (flag == "--rate") o.s.rate = apps::number_flag(flag, v, 0, 1e9);
-        else if (flag == "--procs") o.procs = static_cast<unsigned>(apps::number_flag(flag, v, 1, 256));
+        else if (flag == "--procs") o.procs = static_cast<unsigned>(apps::count_flag(flag, v, 1, 256));
         else if (flag == "--bind-range") parse_bind_range(flag, v, o.s);
-        else if (flag == "--connect-parallel") o.s.connect_parallel = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
+        else if (flag == "--connect-parallel") o.s.connect_parallel = static_cast<unsigned>(apps::count_flag(flag, v, 1, 1'000'000));
         else if (flag == "--reply-timeout") o.s.reply_timeout = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 3'600'000))};
         else if (flag == "--json") o.json = std::string{v};
-        else if (flag == "--idle") o.s.idle = static_cast<std::uint64_t>(apps::number_flag(flag, v, 0, 10'000'000));
-        else if (flag == "--verify-every") o.s.verify_stride = static_cast<std::uint64_t>(apps::number_flag(flag, v, 1, 10'000'000));
-        else if (flag == "--subscribers") o.s.pubsub.subscribers = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
-        else if (flag == "--channels") o.s.pubsub.channels = static_cast<unsigned>(apps::number_flag(flag, v, 1, 1'000'000));
+        else if (flag == "--idle") o.s.idle = static_cast<std::uint64_t>(apps::count_flag(flag, v, 0, 10'000'000));
+        else if (flag == "--verify-every") o.s.verify_stride = static_cast<std::uint64_t>(apps::count_flag(flag, v, 1, 10'000'000));
+        else if (flag == "--subscribers") o.s.pubsub.subscribers = static_cast<unsigned>(apps::count_flag(flag, v, 1, 1'000'000));
+        else if (flag == "--channels") o.s.pubsub.channels = static_cast<unsigned>(apps::count_flag(flag, v, 1, 1'000'000));
         else if (flag == "--patterns") o.s.pubsub.patterns = true;
-        else if (flag == "--publishers") o.s.pubsub.publishers = static_cast<unsigned>(apps::number_flag(flag, v, 1, 10'000));
+        else if (flag == "--publishers") o.s.pubsub.publishers = static_cast<unsigned>(apps::count_flag(flag, v, 1, 10'000));
         else if (flag == "--setup-limit") o.s.pubsub.setup_limit = std::chrono::seconds{static_cast<long>(apps::number_flag(flag, v, 1, 86400))};
-        else if (flag == "--steps") o.s.pubsub.steps = static_cast<unsigned>(apps::number_flag(flag, v, 1, 64));
+        else if (flag == "--steps") o.s.pubsub.steps = static_cast<unsigned>(apps::count_flag(flag, v, 1, 64));
         else if (flag == "--step-factor") o.s.pubsub.step_factor = apps::number_flag(flag, v, 1.01, 100);
         else if (flag == "--step-limit") o.s.pubsub.step_limit = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 600'000))};
         else if (flag == "--drain-quiet") o.s.pubsub.drain_quiet = std::chrono::milliseconds{static_cast<long>(apps::number_flag(flag, v, 1, 600'000))};
         else if (flag == "--slow") {
             const auto comma = v.find(',');
             if (comma == std::string_view::npos) throw std::invalid_argument(format("--slow {}: expected N,SECS", v));
-            o.s.pubsub.slow = static_cast<unsigned>(apps::number_flag(flag, v.substr(0, comma), 0, 1'000'000));
+            o.s.pubsub.slow = static_cast<unsigned>(apps::count_flag(flag, v.substr(0, comma), 0, 1'000'000));
             o.s.pubsub.slow_after = apps::number_flag(flag, v.substr(comma + 1), 0, 86400);
         }
         else if (flag == "--quiet") o.quiet = true;

@@ -81,6 +81,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "coring-pubsub: --cores %u: at most 64\n", runtime.cores);
         return 2;
     }
+    if (runtime.cores == 0 && available_cpus() > 64) {  // every CPU, by default: as many as the hub takes
+        log("{} CPUs here, at most 64 cores for coring-pubsub: --cores 64 (name --cores to choose)", available_cpus());
+        runtime.cores = 64;
+    }
+    if (workers > 1 && opts.listen.family() == AF_UNIX) {
+        std::fprintf(stderr, "coring-pubsub: --workers needs a TCP address (unix sockets have no SO_REUSEPORT)\n");
+        return 2;
+    }
     for (address* a : {&opts.listen, opts.http ? &*opts.http : nullptr}) {
         if (!a) continue;
         if (auto port = apps::prepare_listen_address(*a)) {
