@@ -52,6 +52,8 @@ inline http::routes test_routes() {
     });
     // A handler that never reads the body it was sent: the server must not read it as a request.
     r.post("/ignore", [](http::request&) -> task<http::response> { co_return http::response::text("ignored"); });
+    // A handler that answers 204 with a body it should not have: the server sends neither.
+    r.get("/nocontent", [](http::request&) { return http::response{.status = 204, .content_type = "", .body = "dropped", .headers = {}}; });
     // A WebSocket route that reads its request only after the socket has received: the head's
     // views must outlive the buffer it came in.
     r.websocket("/ws/who", [](http::request& req, ws::websocket& socket) -> task<> {

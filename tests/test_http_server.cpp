@@ -106,6 +106,25 @@ TEST_CASE("http: a WebSocket handler reads its request's path and headers after 
     });
 }
 
+TEST_CASE("http: a 204 goes without Content-Length or body, and the connection goes on", "[http]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    if (skip_without(kind)) return;
+    INFO(to_string(kind));
+    serve_while(kind, {}, [](std::uint16_t port) {
+        const int fd = connect_blocking(port);
+        REQUIRE(fd >= 0);
+        fd_guard guard{fd};
+        REQUIRE(send_all(fd, "GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\nGET /n/7 HTTP/1.1\r\nHost: x\r\n\r\n"));
+        std::string pending;
+        const auto none = read_response(fd, pending);
+        CHECK(none.status == 204);
+        CHECK(none.head.find("Content-Length") == std::string::npos);
+        const auto next = read_response(fd, pending);  // a body after the 204 would be read as this
+        CHECK(next.status == 200);
+        CHECK(next.body == "7");
+    });
+}
+
 TEST_CASE("http: a request split at every byte, and a body split too", "[http]") {
     const auto kind = GENERATE(BOTH_BACKENDS);
     if (skip_without(kind)) return;

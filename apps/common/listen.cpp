@@ -1,6 +1,7 @@
 #include "listen.hpp"
 
 #include <cerrno>
+#include <fcntl.h>
 #include <cstddef>
 #include <system_error>
 #include <sys/socket.h>
@@ -20,16 +21,18 @@ const char* socket_file(const address& where) {
 
 }  // namespace
 
-socket_file_id socket_file_of(const address& where) {
-    struct stat st;
+int hold_socket_file(const address& where) {
     const char* path = socket_file(where);
-    if (!path || ::lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) return {};
-    return {st.st_dev, st.st_ino};
+    return path ? ::open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC) : -1;
 }
 
-void remove_socket_file(const address& where, socket_file_id made) {
-    const socket_file_id now = socket_file_of(where);
-    if (made.ino != 0 && now.ino == made.ino && now.dev == made.dev) ::unlink(socket_file(where));
+void remove_socket_file(const address& where, int held) {
+    if (held < 0) return;
+    struct stat ours, now;
+    const char* path = socket_file(where);
+    if (path && ::fstat(held, &ours) == 0 && ::lstat(path, &now) == 0 && ours.st_dev == now.st_dev && ours.st_ino == now.st_ino)
+        ::unlink(path);
+    ::close(held);
 }
 
 namespace {
@@ -101,11 +104,11 @@ task<> core_listeners::bind(core& c) {
     };
     co_await listeners_.start(make);
     bound_ = true;
-    if (where_.family() == AF_UNIX) made_ = socket_file_of(where_);
+    if (where_.family() == AF_UNIX) file_ = hold_socket_file(where_);
 }
 
 core_listeners::~core_listeners() {
-    if (bound_ && where_.family() == AF_UNIX) remove_socket_file(where_, made_);
+    if (bound_ && where_.family() == AF_UNIX) remove_socket_file(where_, file_);
 }
 
 }  // namespace coring::apps

@@ -1,5 +1,4 @@
 #pragma once
-#include <sys/types.h>
 // Listen addresses for the apps' servers (not installed), checked before the cores start.
 #include <coring/address.hpp>
 #include <coring/result.hpp>
@@ -20,12 +19,6 @@ namespace coring::apps {
 // or anything at the path that is not a socket, is EADDRINUSE and stays as it is.
 result<address> prepare_listen_address(address where);
 
-// A unix socket's file as its bind made it (see remove_socket_file).
-struct socket_file_id {
-    dev_t dev = 0;
-    ino_t ino = 0;  // 0: no file (an abstract name, or not bound)
-};
-
 // One listener per core on one address, all bound in run()'s setup phase, so every core listens
 // before any core's main runs: the "listening on" line a main says is then true of the whole
 // server. Said while core 0 alone listened, it let the clients that connected at once all land
@@ -45,14 +38,16 @@ public:
 private:
     address where_;
     bool bound_ = false;
-    socket_file_id made_;  // a unix socket's file, as bind made it
+    int file_ = -1;  // a unix socket's file, held from its bind on (hold_socket_file)
     sharded<std::optional<tcp_listener>> listeners_;
 };
 
 // A unix socket's path outlives its listener: the server that made it removes it, and only
 // while the path still names the file its bind made. A server started on the same path while
-// this one drains (after its listener closed) has made a file of its own, which stays.
-socket_file_id socket_file_of(const address& where);  // right after bind
-void remove_socket_file(const address& where, socket_file_id made);
+// this one drains (after its listener closed) has made a file of its own, which stays. The
+// file is held by an O_PATH descriptor from the bind on: a held inode is never freed, so its
+// number cannot come back as the successor's file and pass for ours.
+int hold_socket_file(const address& where);  // right after bind; -1: no file (an abstract name)
+void remove_socket_file(const address& where, int held);  // and closes `held`
 
 }  // namespace coring::apps

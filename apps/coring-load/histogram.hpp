@@ -21,9 +21,9 @@ public:
     static constexpr unsigned max_shift = 37;  // values up to 2^42 ns (over an hour)
     static constexpr std::size_t bucket_count = (max_shift + 1) * sub_count + sub_count;
 
-    void record(std::uint64_t ns) noexcept {
-        ++counts_[index_of(ns)];
-        ++total_;
+    void record(std::uint64_t ns, std::uint64_t times = 1) noexcept {
+        counts_[index_of(ns)] += times;
+        total_ += times;
         max_ = std::max(max_, ns);
         min_ = std::min(min_, ns);
     }

@@ -70,7 +70,7 @@ task<> bus::run() {
     for (;;) {
         // While too much of what the bus brought is still away at other cores, read no more:
         // the subscriber link pauses at its queue_limit, and Redis holds the rest.
-        while (hub_.away_bytes_ > hub_.limits_.bus_away) {
+        while (hub_.bus_away_bytes_ > hub_.limits_.bus_away) {
             hub_.home_.reset();
             auto back = co_await hub_.home_.wait();
             if (!back) co_return;  // cancelled: closing

@@ -210,7 +210,12 @@ task<bool> connection::send_ready() {
         ++hub_.stats_.sends;
         sent(*done);
         if (!shared.owns_lock() || offset_ == 0) break;
-        n = gather(iov);
+        // Only the rest of the frame it stopped in: the lock goes at that frame's end, however
+        // slowly the peer reads and however much more is queued behind it.
+        const std::string& rest = queue_[head_]->bytes;
+        iov[0] = {const_cast<char*>(rest.data()) + offset_, rest.size() - offset_};
+        n = 1;
+        in_flight_ = 1;
     }
     shared.unlock();
     if (head_ >= 64 && head_ * 2 >= queue_.size()) {  // the sent front goes; the rest moves up

@@ -39,7 +39,7 @@ struct hub::batch {
     std::vector<leg> legs;             // per core; only those in `cores` travel
     core_mask cores = 0;
     unsigned pending = 0;  // legs not back yet
-    std::size_t bytes = 0;  // of its messages, in origin.away_bytes_ until it is home
+    std::size_t bus_bytes = 0;  // of its messages from the bus, in origin.bus_away_bytes_ until it is home
 };
 
 counters& counters::operator+=(const counters& o) noexcept {
@@ -200,16 +200,17 @@ void hub::deliver_from_bus(std::string_view pattern, std::string_view channel, s
     const auto& cores = pattern.empty() ? channel_cores_ : pattern_cores_;
     const auto found = cores.find(pattern.empty() ? channel : pattern);
     const core_mask others = found == cores.end() ? 0 : found->second & ~(core_mask{1} << core_);
-    if (others != 0) queue_remote(others, channel, payload, frame_ref{}, r, pattern);
+    if (others == 0) return;
+    queue_remote(others, channel, payload, frame_ref{}, r, pattern);
+    const std::size_t bytes = channel.size() + payload.size() + pattern.size();
+    filling_->bus_bytes += bytes;
+    bus_away_bytes_ += bytes;
 }
 
 void hub::queue_remote(core_mask cores, std::string_view channel, std::string_view payload, frame_ref reply,
                        reach r, std::string_view pattern) {
     if (!filling_) filling_ = std::make_unique<batch>(*this, all_.size());
     filling_->messages.push_back({std::string{channel}, std::string{payload}, cores, r, std::string{pattern}});
-    const std::size_t bytes = channel.size() + payload.size() + pattern.size();
-    filling_->bytes += bytes;
-    away_bytes_ += bytes;
     filling_->replies.push_back(std::move(reply));
     filling_->cores |= cores;
     if (!flush_posted_) {  // the batch leaves when this turn is over: the mail comes back next turn
@@ -286,8 +287,8 @@ void hub::on_counts(detail::mail& m) noexcept {
     if (--b->pending > 0) return;
     std::unique_ptr<batch> done{b};
     hub& origin = b->origin;
-    origin.away_bytes_ -= b->bytes;
-    if (origin.away_bytes_ <= origin.limits_.bus_away) origin.home_.set();
+    origin.bus_away_bytes_ -= b->bus_bytes;
+    if (origin.bus_away_bytes_ <= origin.limits_.bus_away) origin.home_.set();
     for (std::size_t i = 0; i < b->messages.size(); ++i) {
         frame_ref& reply = b->replies[i];
         if (!reply) continue;

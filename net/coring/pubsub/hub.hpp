@@ -121,9 +121,10 @@ struct limits {
     // Channels plus patterns one connection may hold (redis-server has no limit): each costs an
     // entry on its core and interest on every core, so this is what bounds a client's memory.
     std::size_t max_subscriptions = 100'000;
-    // Bytes of messages this core sent to other cores to fan out and not yet back (their
-    // counts): past it, the bus (on core 0) reads no more from Redis until enough came home,
-    // so a core slower at fan-out than Redis is read cannot pile mail up without bound.
+    // Bytes of the bus's messages (those Redis brought) that this core sent to other cores to
+    // fan out and are not yet back (their counts): past it, the bus (on core 0) reads no more
+    // from Redis until enough came home, so a core slower at fan-out than Redis is read cannot
+    // pile mail up without bound. Publishers here are bounded per connection instead.
     std::size_t bus_away = 16 << 20;
 };
 
@@ -316,8 +317,8 @@ private:
     name_map<core_mask> channel_cores_;  // replicated: the cores that have subscribers of a name
     name_map<core_mask> pattern_cores_;
     std::unique_ptr<batch> filling_;     // this turn's publishes for other cores
-    std::size_t away_bytes_ = 0;         // of batches sent and not yet home (limits::bus_away)
-    event home_{true};                   // the bus's wait while away_bytes_ is past the limit
+    std::size_t bus_away_bytes_ = 0;     // of the bus's messages in batches not yet home (limits::bus_away)
+    event home_{true};                   // the bus's wait while bus_away_bytes_ is past the limit
     unsigned core_;                      // this hub's
     detail::mail flush_mail_;                      // to this core itself: "the turn is over"
     bool flush_posted_ = false;
