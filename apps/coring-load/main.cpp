@@ -19,6 +19,7 @@
 #include <fstream>
 #include <mutex>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -409,6 +410,7 @@ int main(int argc, char** argv) {
             const pid_t pid = ::fork();
             if (pid == 0) {
                 ::close(fds[0]);
+                ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a parent killed outright takes its children along
                 results mine;
                 options here = o;  // one process says when the window opens and closes
                 here.s.announce_window = o.s.announce_window && p == 0;
@@ -428,6 +430,18 @@ int main(int argc, char** argv) {
             children.push_back({pid, fds[0]});
         }
         start_progress();
+        // The stop signals are blocked here (main's first line): one sent to this process alone
+        // (kill -TERM) is passed on to every child by pid, which stops its run early and still
+        // reports; a terminal's Ctrl-C reached them all already.
+        std::thread relay{[&children, &stop, &done] {
+            const timespec tick{0, 100'000'000};
+            while (!done) {
+                siginfo_t info{};
+                const int sig = ::sigtimedwait(&stop, &info, &tick);
+                if (sig > 0 && info.si_pid != 0)
+                    for (const child& c : children) ::kill(c.pid, sig);  // our own children
+            }
+        }};
         for (std::size_t p = 0; p < children.size(); ++p) {
             std::string line;
             char buf[65536];
@@ -451,6 +465,8 @@ int main(int argc, char** argv) {
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed = true;
             total.merge(r);
         }
+        done = true;
+        relay.join();
     }
     done = true;
     if (progress.joinable()) progress.join();
