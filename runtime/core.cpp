@@ -117,7 +117,7 @@ void core::spawn(task<> t, task_group& group, bool inherit_cancel) {
     group.child_started(ctx);
     // A cancelled parent, or one past a with_timeout deadline, has no new children: they fail
     // at once like the parent's own ops (the deadline's verdict turns that into ETIMEDOUT).
-    if (inherit_cancel && current_ && (current_->cancelled || current_->expired > 0)) cancel_task(ctx);
+    if (inherit_cancel && current_ && current_->refuses_ops()) cancel_task(ctx);
 }
 
 detail::task_context& core::spawn_root(task<> t, bool system, bool listed) {

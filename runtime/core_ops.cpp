@@ -17,7 +17,7 @@ namespace {
 // one past a with_timeout deadline) may still close fds and wait for its children, and a
 // stopping core accepts nothing more.
 bool refuses(const detail::task_context* ctx, op_kind k, bool stopping) noexcept {
-    const bool task_over = ctx && (ctx->cancelled || ctx->expired > 0) && k != op_kind::close && k != op_kind::join;
+    const bool task_over = ctx && ctx->refuses_ops() && k != op_kind::close && k != op_kind::join;
     return task_over || (stopping && k == op_kind::accept);
 }
 }  // namespace
@@ -39,7 +39,7 @@ void core::start(op& o) noexcept {
         ++o.pending;
         // A task already cancelled (or past its deadline) still waits for its children, but
         // cancels them first, as a cancel that came during the wait would have.
-        if (current_ && (current_->cancelled || current_->expired > 0)) static_cast<task_group*>(o.buf)->cancel();
+        if (current_ && current_->refuses_ops()) static_cast<task_group*>(o.buf)->cancel();
         return;
     }
     if (o.kind == op_kind::buffer_wait) {

@@ -19,7 +19,7 @@ void feed<Self>::wait(feed_reader& r, std::coroutine_handle<> h, std::int64_t de
     core& c = core::current();
     r.place = h.address();
     task_context* const ctx = c.current_task();
-    if (ctx && (ctx->cancelled || ctx->expired > 0)) {
+    if (ctx && ctx->refuses_ops()) {
         // A task that is cancelled or past a with_timeout deadline waits for nothing, as every
         // op it starts fails at once. A multishot op still armed would otherwise keep handing it
         // whatever arrives: a peer sending a byte now and then would never see the deadline.

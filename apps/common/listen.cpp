@@ -103,12 +103,9 @@ task<> core_listeners::bind(core& c) {
         return std::move(*bound);
     };
     co_await listeners_.start(make);
-    bound_ = true;
     if (where_.family() == AF_UNIX) file_ = hold_socket_file(where_);
 }
 
-core_listeners::~core_listeners() {
-    if (bound_ && where_.family() == AF_UNIX) remove_socket_file(where_, file_);
-}
+core_listeners::~core_listeners() { remove_socket_file(where_, file_); }  // nothing when nothing is held
 
 }  // namespace coring::apps

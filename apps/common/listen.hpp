@@ -27,7 +27,7 @@ result<address> prepare_listen_address(address where);
 class core_listeners {
 public:
     explicit core_listeners(address where) : where_{where} {}
-    ~core_listeners();  // a unix socket's file, once bound, is removed: ours, we made it
+    ~core_listeners();  // a unix socket's file goes, while the path still names the one its bind made
     // run()'s setup: on core 0, binds a listener (SO_REUSEPORT) on every core; a unix socket
     // only on core 0 (no SO_REUSEPORT there: its connections stay on that core). A failure
     // throws std::system_error naming the address.
@@ -37,7 +37,6 @@ public:
 
 private:
     address where_;
-    bool bound_ = false;
     int file_ = -1;  // a unix socket's file, held from its bind on (hold_socket_file)
     sharded<std::optional<tcp_listener>> listeners_;
 };

@@ -97,9 +97,9 @@ task<result<void>> response_stream::start(int status, std::string_view content_t
                                           std::span<const std::pair<std::string, std::string>> headers) {
     connection& c = *conn_;
     started_ = true;
-    // 1xx, 204 and 304 end at their head (RFC 9110 §6.4.1): no chunks, no body, and a
-    // Content-Length, if given, only says what the 200 would have had.
-    const bool bodiless = status < 200 || status == 204 || status == 304;
+    // No chunks and no body where the status ends at the head; a 304's Content-Length, if
+    // given, only says what the 200 would have had.
+    const bool bodiless = ends_at_head(status);
     remaining_ = bodiless ? std::optional<std::uint64_t>{0} : content_length;
     // Without a length, HTTP/1.1 chunks the body; HTTP/1.0 has no chunks: the close ends it.
     // A HEAD response announces what the GET's would, and ends at its head either way.

@@ -211,13 +211,13 @@ void write_head(std::string& out, int status, std::string_view content_type,
         last.chunked != chunked) {
         last.whole_valid = false;
         last.whole = last.start;
-        const bool bodiless = status < 200 || status == 204;
-        if (!bodiless && content_length) {
+        const bool never_length = ends_at_head(status) && status != 304;  // a 304 may repeat the 200's
+        if (!never_length && content_length) {
             char number[24];
             last.whole.append("Content-Length: ");
             last.whole.append(number, std::to_chars(number, number + sizeof(number), *content_length).ptr);
             last.whole.append("\r\n");
-        } else if (!bodiless && status != 304 && chunked) {
+        } else if (!ends_at_head(status) && chunked) {
             last.whole.append("Transfer-Encoding: chunked\r\n");
         }
         last.whole.append(keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");

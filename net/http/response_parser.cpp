@@ -1,4 +1,5 @@
 // parse_response_head: the status line, the fields (shared with requests), then the framing.
+#include <coring/http/response.hpp>
 #include <coring/http/response_parser.hpp>
 
 #include "fields.hpp"
@@ -36,7 +37,7 @@ int parse_response_head(std::string_view head, response_head& out, bool head_req
     const bool http11 = out.minor_version == 1;
     out.keep_alive = http11 ? !f.connection_close : (f.connection_keep_alive && !f.connection_close);
     // RFC 9112 §6.3 item 1: these never carry a body, whatever their fields say.
-    if (head_request || out.status < 200 || out.status == 204 || out.status == 304) return 0;
+    if (head_request || ends_at_head(out.status)) return 0;
     if (f.transfer_encoding) {
         if (!http11 || f.content_length_lines > 0 || f.transfer_coding_status != 0) return bad;
         out.framing = body_framing::chunked;

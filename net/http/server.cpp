@@ -50,9 +50,9 @@ task<result<void>> connection::flush() {
 
 void connection::queue(const response& resp) {
     std::string_view body = resp.body;
-    // 1xx, 204 and 304 end at their head (RFC 9110 §6.4.1): no body, and no Content-Length
-    // (a 304's may only repeat the 200's, which a handler's empty body is not).
-    const bool bodiless = resp.status < 200 || resp.status == 204 || resp.status == 304;
+    // No body where the status ends at the head, and no Content-Length (a 304's may only
+    // repeat the 200's, which a handler's empty body is not).
+    const bool bodiless = ends_at_head(resp.status);
     write_head(out_, resp.status, resp.content_type, bodiless ? std::nullopt : std::optional<std::uint64_t>{body.size()},
                keep_alive_, resp.headers);
     if (!is_head_ && !bodiless) out_ += body;

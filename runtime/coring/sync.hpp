@@ -40,7 +40,7 @@ class wait_queue;
 // must go to core::start, which fails them, rather than complete on a fast path.
 inline bool refuses_waits() noexcept {
     const task_context* t = core::current().current_task();
-    return t && (t->cancelled || t->expired > 0);
+    return t && t->refuses_ops();
 }
 
 // One wait, inside its awaiter. core::start parks its op here (park: linked into the queue);

@@ -48,6 +48,9 @@ struct task_context {
     task_context* next = nullptr;
     task_group* group = nullptr;   // the group this task is a child of (an anchor's own), if any
 
+    // Its ops fail at once (ECANCELED): it was cancelled, or is past a with_timeout deadline.
+    bool refuses_ops() const noexcept { return cancelled || expired > 0; }
+
     // As promise_base asks of its link (continuation_word is the other kind).
     void* frame() const noexcept { return root ? nullptr : awaiter_frame; }
     void set_frame(void* f) noexcept { awaiter_frame = f; }

@@ -22,6 +22,10 @@ struct response {
     static response json(std::string body, int status = 200);  // application/json
 };
 
+// 1xx, 204 and 304 end at their head: never a body, whatever the fields say (RFC 9110 §6.4.1,
+// RFC 9112 §6.3 item 1). A 304 may still repeat the 200's Content-Length; the others carry none.
+constexpr bool ends_at_head(int status) noexcept { return status < 200 || status == 204 || status == 304; }
+
 // The reason phrase RFC 9110 §15 gives a status; "" for one it does not name (a client must
 // not rely on the phrase, and an empty one is valid).
 std::string_view reason_phrase(int status) noexcept;
