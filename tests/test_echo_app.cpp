@@ -445,3 +445,44 @@ TEST_CASE("coring-load refuses, before it starts, a run this machine or process 
     CHECK_THAT(p.err(), Catch::Contains(c.reason));
     CHECK(count_lines(p.err()) == 1);
 }
+
+TEST_CASE("coring-load stopped by a signal reports the part of the window it measured, without errors",
+          "[app][signal]") {
+    struct workload {
+        const char* server;
+        std::vector<std::string> load_args;
+    };
+    const auto w = GENERATE(workload{CORING_ECHO_BINARY, {"--conns", "4"}},
+                            workload{CORING_PUBSUB_BINARY, {"--protocol", "pubsub", "--subscribers", "20"}});
+    // Ctrl-C and a hang-up to one process; a TERM to the parent of two, which passes it on.
+    const auto [sig, procs] = GENERATE(std::pair{SIGINT, "1"}, std::pair{SIGHUP, "1"}, std::pair{SIGTERM, "2"});
+    INFO(w.server << ", signal: " << strsignal(sig) << ", procs " << procs);
+    child_process server{w.server, {"--listen", "127.0.0.1:0", "--cores", "1"}};
+    const bool up = server.read_until(clock_type::now() + 10s, [](const child_process& e) { return listening_port(e.err()) != 0; });
+    INFO("server stderr:\n" << server.err());
+    REQUIRE(up);
+    std::vector<std::string> args = w.load_args;
+    args.insert(args.end(), {"--target", "127.0.0.1:" + std::to_string(listening_port(server.err())), "--duration", "60",
+                             "--warmup", "0", "--procs", procs});
+    child_process load{CORING_LOAD_BINARY, args};
+    // The progress line of the second second: the window is open and has run a while.
+    const bool running = load.read_until(clock_type::now() + 15s, [](const child_process& l) {
+        return l.err().find(" 2s ") != std::string::npos;
+    });
+    INFO("load stderr:\n" << load.err() << "\nload stdout:\n" << load.out());
+    REQUIRE(running);
+    REQUIRE(::kill(load.pid(), sig) == 0);  // this test's own child, by pid: with --procs 2 it relays
+    const auto status = load.wait_exit_or_kill(5s);
+    REQUIRE(status);
+    REQUIRE(WIFEXITED(*status));
+    CHECK(WEXITSTATUS(*status) == 0);
+    CHECK_THAT(load.out(), Catch::Contains(" s measured (cut short by a stop signal)") && Catch::Contains("errors 0 "));
+    if (w.server == std::string_view{CORING_PUBSUB_BINARY}) CHECK_THAT(load.out(), Catch::Contains("lost 0, duplicated 0, reordered 0"));
+    // The rates are over the seconds measured (about 2-3 here), not over --duration's 60.
+    const auto at = load.out().find(" s measured");
+    REQUIRE(at != std::string::npos);
+    const auto from = load.out().rfind(' ', at - 1);
+    const double measured = std::strtod(load.out().c_str() + from + 1, nullptr);
+    CHECK(measured > 1.5);
+    CHECK(measured < 10);
+}

@@ -58,6 +58,16 @@ struct share {
     std::int64_t measure_from = never;  // set when the last connection is up: + warmup
     std::int64_t stop_at = never;
     std::int64_t interval_ns = 0;       // open loop: time between one connection's sends
+    bool cut_short = false;             // a stop signal ended the window early
+
+    // A stop signal (Ctrl-C, TERM): the window ends now (or opens empty), senders stop at their
+    // next check, the replies still owed come in, and the report covers what was measured.
+    void cut_window() {
+        const std::int64_t now = core::now_ns();
+        cut_short = true;
+        stop_at = std::min(stop_at, now);
+        measure_from = std::min(measure_from, stop_at);
+    }
 
     void fail(std::uint64_t error_counts::* kind_counter, std::uint64_t id, const std::string& what) {
         ++(out.errors.*kind_counter);
@@ -66,11 +76,12 @@ struct share {
     }
     // A send or recv error: a timeout is a reply that did not come, anything else an I/O error.
     void fail_io(std::uint64_t id, std::error_code ec, const char* during) {
+        if (ec == std::errc::operation_canceled && cut_short) return;  // the stop's drain ran out: not the server's fault
         if (ec == std::errc::timed_out) fail(&error_counts::timeout, id, format("no reply within {} ms", s.reply_timeout.count()));
         else fail(&error_counts::io, id, format("{}: {}", during, ec.message()));
     }
     void connection_settled() {
-        if (--pending_connects == 0) {
+        if (--pending_connects == 0 && !cut_short) {
             measure_from = core::now_ns() + static_cast<std::int64_t>(s.warmup * 1e9);
             stop_at = measure_from + static_cast<std::int64_t>(s.duration * 1e9);
         }
@@ -506,13 +517,16 @@ task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, re
     if (count > 0) {
         task_group ticker;
         ticker.spawn(report_p99(sh.interval, sh.live));
+        ticker.spawn(when_stopping([&sh] { sh.cut_window(); }));
         if (s.announce_window) ticker.spawn(announce_window(sh));
         task_group conns;
         for (std::uint64_t i = 0; i < count; ++i) conns.spawn(one_connection(sh, first + i));
         co_await conns.join();
         co_await ticker.cancel_and_join();
+        // The window as it ran: shorter than --duration when a stop signal cut it.
+        if (sh.measure_from != never) out->seconds = static_cast<double>(sh.stop_at - sh.measure_from) / 1e9;
+        out->cut_short = sh.cut_short;
     }
-    out->seconds = s.duration;
     for (auto& entry : held) {
         abort_close(entry.second);
         co_await entry.second.close();

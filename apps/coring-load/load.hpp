@@ -120,6 +120,7 @@ struct results {
     double setup_seconds = 0;         // until every idle connection (all processes) was up, or
                                       // (pub/sub) every subscriber was confirmed
     double seconds = 0;          // the measured window's length
+    bool cut_short = false;      // a stop signal ended it before --duration
     std::string backend;         // what the load ran on
     std::string first_error;     // what went wrong first, for the one-line message
     pubsub_counts pubsub;
@@ -163,6 +164,15 @@ constexpr std::int64_t never = INT64_MAX;
 // Once a second, until cancelled: the last second's p99 from `interval` into live.p99_ns (the
 // slowest core's wins), for the progress line.
 task<> report_p99(histogram& interval, live_counters& live);
+// Calls on_stop() once this core starts stopping (a stop signal); cancel it when the run is over.
+template <class Fn>
+task<> when_stopping(Fn on_stop) {
+    while (!core::current().stopping()) {
+        const auto slept = co_await sleep_for(std::chrono::milliseconds{10});
+        if (!slept) co_return;
+    }
+    on_stop();
+}
 
 // One task waits here until another task of the same core calls notify(). The two tasks of a
 // connection use a pair of these: neither is ever left waiting when the other ends.
@@ -234,6 +244,7 @@ class pubsub_board {
         std::atomic<std::uint64_t> publishers_ready{0};
         std::atomic<std::uint64_t> publishers_done{0};
         std::atomic<std::int64_t> start_ns;
+        std::atomic<std::int64_t> cut_ns;
     };
     std::size_t map_bytes_;
     void* map_;
@@ -251,18 +262,23 @@ public:
     std::atomic<std::uint64_t>& publishers_ready;    // publishers connected or failed
     std::atomic<std::uint64_t>& publishers_done;     // publishers that stopped and saw their last answer
     std::atomic<std::int64_t>& start_ns;             // publishing starts (every subscriber is in)
+    std::atomic<std::int64_t>& cut_ns;               // a stop signal ended the window here (or never)
     pubsub_step* const steps;                        // [s.pubsub.steps]
     std::atomic<std::uint64_t>* const published;     // [publisher * channels + channel]
 
     std::int64_t measure_from() const noexcept;      // start + warmup (never before the start)
     std::int64_t step_from(unsigned k) const noexcept;  // step k's window: [step_from, step_to)
-    std::int64_t step_to(unsigned k) const noexcept;
+    std::int64_t step_to(unsigned k) const noexcept;  // (no later than the cut)
     std::int64_t stop_at() const noexcept;           // the last step's end
     int step_of(std::int64_t sent_ns) const noexcept;  // the step whose window holds sent_ns, or -1
     std::uint64_t subscribers_of(unsigned channel) const noexcept;  // that take `channel`, in all
     // Once step k's pause is over: whether the next step runs. The first caller (of any process)
     // judges it; everyone after reads that verdict, so all publishers agree.
     bool go_on_after(unsigned k) noexcept;
+    // A stop signal (Ctrl-C, TERM, HUP) in any core of any process: publishing ends now, the
+    // deliveries owed still come in, and the window is what ran.
+    void cut() noexcept;
+    bool was_cut() const noexcept { return cut_ns.load(std::memory_order_acquire) != never; }
 };
 
 // The smallest payload: publisher id, channel, sequence number and send time.

@@ -42,7 +42,8 @@ constexpr std::string_view usage =
     "  --conns N              connections in all (default 64)\n"
     "  --depth D              messages in flight per connection, closed loop (default 1)\n"
     "  --size S | MIN:MAX     message bytes, fixed or a range per message (default 64)\n"
-    "  --duration SECONDS     measured time (default 10)\n"
+    "  --duration SECONDS     measured time (default 10); Ctrl-C (or TERM, HUP) ends it early: the replies\n"
+    "                         owed come in and the report covers the part that ran\n"
     "  --warmup SECONDS       unmeasured time once every connection is up (default 1)\n"
     "  --rate R               open loop: R requests/s in all, latency from the intended send time; sends\n"
     "                         the schedule owed and never made are reported (unsent) and count as late\n"
@@ -278,13 +279,10 @@ bool preflight(const options& o, unsigned long fd_limit) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    // Block the stop signals before any thread starts, so every thread inherits the block and
-    // run() alone receives them (through its signalfd).
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+    // Block the stop signals (INT, TERM, HUP) before any thread starts, so every thread inherits
+    // the block and run() alone receives them (through its signalfd).
+    hold_stop_signals();
+    const sigset_t stop = stop_signals();
 
     if (argc > 1 && std::string_view{argv[1]} == "echo") {  // the mode word is optional: echo is the only one yet
         argv[1] = argv[0];
@@ -294,7 +292,7 @@ int main(int argc, char** argv) {
     runtime_options runtime;
     runtime.quiet = true;
     runtime.cores = 1;
-    runtime.drain_timeout = std::chrono::milliseconds{500};
+    runtime.drain_timeout = std::chrono::milliseconds{2000};  // after a stop signal: the replies and deliveries owed come in
     const unsigned long fd_limit = raise_fd_limit();  // every connection is an fd
     options o;
     apps::parse_flags(argc, argv, usage, runtime, [&](std::string_view flag, std::string_view v) {

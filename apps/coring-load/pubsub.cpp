@@ -111,6 +111,7 @@ task<> run_pubsub_share(const settings& s, pubsub_board& board, std::uint64_t su
     }
     task_group ticker;
     ticker.spawn(report_p99(sh.interval, sh.live));
+    ticker.spawn(when_stopping([&board] { board.cut(); }));
     if (s.announce_window && core::current().id() == 0) ticker.spawn(announce_window(board));
     task_group readers, writers;
     for (auto& sub : subs) readers.spawn(run_subscriber(sh, sub.get()));

@@ -38,13 +38,14 @@ T* construct_array(void* at, std::size_t n) {
 pubsub_board::pubsub_board(const settings& st)
     : map_bytes_{board_bytes(st)},
       map_{map_shared(map_bytes_)},
-      head_{new (map_) shared_head{.start_ns = never}},
+      head_{new (map_) shared_head{.start_ns = never, .cut_ns = never}},
       s{st},
       created_ns{core::now_ns()},
       settled{head_->settled},
       publishers_ready{head_->publishers_ready},
       publishers_done{head_->publishers_done},
       start_ns{head_->start_ns},
+      cut_ns{head_->cut_ns},
       steps{construct_array<pubsub_step>(static_cast<char*>(map_) + 64, st.pubsub.steps)},
       published{construct_array<std::atomic<std::uint64_t>>(steps + st.pubsub.steps,
                                                             std::size_t{st.pubsub.publishers} * st.pubsub.channels)} {
@@ -69,7 +70,14 @@ std::int64_t pubsub_board::step_from(unsigned k) const noexcept {
 
 std::int64_t pubsub_board::step_to(unsigned k) const noexcept {
     const std::int64_t from = step_from(k);
-    return from == never ? never : from + static_cast<std::int64_t>(s.duration * 1e9);
+    return from == never ? never : std::min(from + static_cast<std::int64_t>(s.duration * 1e9), cut_ns.load(std::memory_order_acquire));
+}
+
+void pubsub_board::cut() noexcept {
+    const std::int64_t now = core::now_ns();
+    std::int64_t seen = cut_ns.load(std::memory_order_acquire);
+    while (now < seen && !cut_ns.compare_exchange_weak(seen, now, std::memory_order_acq_rel)) {
+    }
 }
 
 std::int64_t pubsub_board::stop_at() const noexcept { return step_to(s.pubsub.steps - 1); }

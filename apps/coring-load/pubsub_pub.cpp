@@ -33,11 +33,11 @@ void add_publish(core_share& sh, publisher& p, std::int64_t at) {
     sh.live.published.fetch_add(1, std::memory_order_relaxed);
 }
 
-// One step's publishing, until its window closes (the warmup belongs to step 0).
-task<> publish_step(core_share& sh, publisher& p, double rate, std::int64_t& next_send, std::int64_t until) {
+// Step k's publishing, until its window closes (the warmup belongs to step 0) or is cut.
+task<> publish_step(core_share& sh, publisher& p, double rate, std::int64_t& next_send, unsigned k) {
     const settings& s = sh.s;
     const std::int64_t interval = rate > 0 ? static_cast<std::int64_t>(1e9 * sh.ps().publishers / rate) : 0;
-    while (!p.failed && core::now_ns() < until) {
+    while (!p.failed && core::now_ns() < sh.board.step_to(k)) {
         std::uint64_t count = 1;
         std::int64_t at = core::now_ns();
         if (rate > 0) {  // open loop: the schedule decides, and latency counts from it
@@ -45,7 +45,7 @@ task<> publish_step(core_share& sh, publisher& p, double rate, std::int64_t& nex
             next_send += interval;
             if (at > core::now_ns()) {
                 const auto slept = co_await sleep_until(std::chrono::steady_clock::time_point{std::chrono::nanoseconds{at}});
-                if (!slept || core::now_ns() >= until) break;
+                if (!slept || core::now_ns() >= sh.board.step_to(k)) break;
             }
         } else {
             if (p.sent - p.answered >= s.depth) {  // the window is full: wait for an answer
@@ -55,7 +55,7 @@ task<> publish_step(core_share& sh, publisher& p, double rate, std::int64_t& nex
             count = s.depth - (p.sent - p.answered);  // as many as the window has room for, in one write
         }
         p.out.clear();
-        for (std::uint64_t k = 0; k < count; ++k) add_publish(sh, p, at);
+        for (std::uint64_t i = 0; i < count; ++i) add_publish(sh, p, at);
         if (sh.nats() && rate <= 0) {  // PUB has no answer: a PING after the window stands for one
             p.out += "PING\r\n";
             p.pings.push_back(count);
@@ -77,8 +77,8 @@ task<> publish_loop(core_share& sh, publisher& p) {
     auto until = [](std::int64_t ns) { return std::chrono::steady_clock::time_point{std::chrono::nanoseconds{ns}}; };
     for (unsigned k = 0; k < sh.ps().steps && !p.failed; ++k) {
         if (k > 0) next_send = sh.board.step_from(k);  // a new schedule: what the last step still owed is not sent
-        co_await publish_step(sh, p, s.rate * std::pow(sh.ps().step_factor, k), next_send, sh.board.step_to(k));
-        if (sh.ps().steps == 1 || p.failed) break;  // steps: the last one is judged too, for the report
+        co_await publish_step(sh, p, s.rate * std::pow(sh.ps().step_factor, k), next_send, k);
+        if (sh.ps().steps == 1 || p.failed || sh.board.was_cut()) break;  // steps: the last one is judged too, for the report
         const auto paused = co_await sleep_until(until(sh.board.step_to(k) + std::chrono::duration_cast<std::chrono::nanoseconds>(sh.ps().step_limit).count()));
         if (!paused || !sh.board.go_on_after(k)) break;
     }

@@ -50,11 +50,13 @@ struct core_share {
         if (out.first_error.empty()) out.first_error = format("{}: {}", who, what);
     }
     void fail_io(const std::string& who, std::error_code ec, const char* during) {
+        if (ec == std::errc::operation_canceled && board.was_cut()) return;  // the stop's drain ran out
         if (ec == std::errc::timed_out) fail(&error_counts::timeout, who, format("no answer within {} ms", s.reply_timeout.count()));
         else fail(&error_counts::io, who, format("{}: {}", during, ec.message()));
     }
     // Publishing starts once every subscriber and publisher (every core) is in; whoever sees it first.
     void try_start() noexcept {
+        if (board.was_cut()) return;
         if (board.settled.load(std::memory_order_acquire) < ps().subscribers) return;
         if (board.publishers_ready.load(std::memory_order_acquire) < ps().publishers) return;
         std::int64_t expected = never;

@@ -45,8 +45,17 @@ const char* protocol_name(load::protocol p) {
 
 namespace {
 
+// The window as it ran: shorter than --duration when a stop signal cut it, none when it cut it
+// before the window opened.
+double window_seconds(const options& o, const results& r) { return r.seconds > 0 || r.cut_short ? r.seconds : o.s.duration; }
+double per_second(double n, double secs) { return secs > 0 ? n / secs : 0; }
+// Step k's window as it ran: --duration, or less when a stop signal cut it.
+double step_seconds(const pubsub_board& b, unsigned k) {
+    return static_cast<double>(std::max<std::int64_t>(0, b.step_to(k) - b.step_from(k))) / 1e9;
+}
+
 void write_json(const options& o, const runtime_options& runtime, const results& r, const std::string& path) {
-    const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
+    const double secs = window_seconds(o, r);
     const histogram& h = r.latency;
     std::ofstream f{path};
     f << format("{\"tool\": \"coring-load\", \"mode\": \"{}\", \"target\": \"{}\", \"conns\": {}, \"depth\": {}, "
@@ -55,13 +64,13 @@ void write_json(const options& o, const runtime_options& runtime, const results&
                 "\"mb_per_sec\": {}, \"latency_us\": {\"p50\": {}, \"p90\": {}, \"p99\": {}, \"p999\": {}, \"max\": {}}, "
                 "\"errors\": {\"total\": {}, \"connect\": {}, \"io\": {}, \"eof\": {}, \"verify\": {}, \"timeout\": {}}, "
                 "\"idle\": {}, \"idle_up\": {}, \"idle_verified\": {}, \"idle_sampled\": {}, \"setup_s\": {}, "
-                "\"unsent\": {}, \"first_error\": \"{}\"}\n",
+                "\"unsent\": {}, \"cut_short\": {}, \"first_error\": \"{}\"}\n",
                 protocol_name(o.s.proto), o.s.target.to_string(), o.s.conns, o.s.depth, o.s.size_min, o.s.size_max, num(o.s.duration), num(o.s.warmup),
                 num(o.s.rate), o.procs, runtime.cores ? runtime.cores : available_cpus(), r.backend, r.connected, r.messages,
-                num(static_cast<double>(r.messages) / secs), num(static_cast<double>(r.bytes) / secs / 1e6), us(h.percentile(0.5)),
+                num(per_second(static_cast<double>(r.messages), secs)), num(per_second(static_cast<double>(r.bytes), secs) / 1e6), us(h.percentile(0.5)),
                 us(h.percentile(0.9)), us(h.percentile(0.99)), us(h.percentile(0.999)), us(h.max()), r.errors.total(),
                 r.errors.connect, r.errors.io, r.errors.eof, r.errors.verify, r.errors.timeout, o.s.idle, r.idle_up,
-                r.idle_verified, idle_sampled(o.s), num(r.setup_seconds), r.unsent, json_escape(r.first_error));
+                r.idle_verified, idle_sampled(o.s), num(r.setup_seconds), r.unsent, r.cut_short ? "true" : "false", json_escape(r.first_error));
     if (!f) std::fprintf(stderr, "coring-load: cannot write %s\n", path.c_str());
 }
 
@@ -75,15 +84,21 @@ int report_pubsub(const options& o, const results& r, bool failed, const pubsub_
     // With steps, the window is the steps that ran (their pauses publish nothing).
     unsigned steps_run = 1;
     while (board && steps_run < ps.steps && board->steps[steps_run - 1].verdict.load() == 1) ++steps_run;
-    const double secs = (r.seconds > 0 ? r.seconds : o.s.duration) * steps_run;
+    // The steps' windows as they ran (a stop signal may have cut one short).
+    double secs = (r.seconds > 0 ? r.seconds : o.s.duration) * steps_run;
+    if (board) {
+        secs = 0;
+        for (unsigned k = 0; k < steps_run; ++k) secs += step_seconds(*board, k);
+    }
+    const bool cut = board && board->was_cut();
     const histogram& h = r.latency;
-    const double deliveries = static_cast<double>(r.messages) / secs;
-    const double publishes = static_cast<double>(c.published_window) / secs;
+    const double deliveries = per_second(static_cast<double>(r.messages), secs);
+    const double publishes = per_second(static_cast<double>(c.published_window), secs);
     const char* proto = protocol_name(o.s.proto);
-    std::printf("coring-load %s %s: %u subscribers, %u channels%s, %u publisher(s), %s, %zu B, %.1f s measured, %s\n", proto,
+    std::printf("coring-load %s %s: %u subscribers, %u channels%s, %u publisher(s), %s, %zu B, %.1f s measured%s, %s\n", proto,
                 o.s.target.to_string().c_str(), ps.subscribers, ps.channels, ps.patterns ? " (patterns)" : "", ps.publishers,
                 o.s.rate > 0 ? format("open loop at {}/s", o.s.rate).c_str() : format("closed loop, depth {}", o.s.depth).c_str(),
-                o.s.size_min, secs, r.backend.c_str());
+                o.s.size_min, secs, cut ? " (cut short by a stop signal)" : "", r.backend.c_str());
     std::printf("  %.0f publishes/s, %.0f deliveries/s; latency us: p50 %s  p99 %s  p99.9 %s  max %s\n", publishes, deliveries,
                 us(h.percentile(0.5)).c_str(), us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str());
     std::printf("  subscribed %llu of %u in %.1f s, %llu reached by a message; published %llu, delivered %llu; lost %llu, "
@@ -116,8 +131,8 @@ int report_pubsub(const options& o, const results& r, bool failed, const pubsub_
         if (k > 0) steps += ", ";
         steps += format("{\"rate\": {}, \"publishes_per_sec\": {}, \"deliveries_per_sec\": {}, \"expected\": {}, "
                         "\"on_time\": {}, \"p50_us\": {}, \"p99_us\": {}, \"verdict\": \"{}\"}",
-                        num(o.s.rate * std::pow(ps.step_factor, k)), num(static_cast<double>(st.published.load()) / o.s.duration),
-                        num(static_cast<double>(sh.count()) / o.s.duration), st.expected.load(), st.on_time.load(),
+                        num(o.s.rate * std::pow(ps.step_factor, k)), num(per_second(static_cast<double>(st.published.load()), step_seconds(*board, k))),
+                        num(per_second(static_cast<double>(sh.count()), step_seconds(*board, k))), st.expected.load(), st.on_time.load(),
                         us(sh.percentile(0.5)), us(sh.percentile(0.99)),
                         verdict == 1 ? "within" : verdict == 2 ? "over" : ps.steps == 1 ? "-" : "not run");
     }
@@ -153,18 +168,18 @@ int report_pubsub(const options& o, const results& r, bool failed, const pubsub_
 }
 
 int report(const options& o, const runtime_options& runtime, const results& r, bool failed) {
-    const double secs = r.seconds > 0 ? r.seconds : o.s.duration;
+    const double secs = window_seconds(o, r);
     const histogram& h = r.latency;
-    const double rate = static_cast<double>(r.messages) / secs;
+    const double rate = per_second(static_cast<double>(r.messages), secs);
+    const double mb = per_second(static_cast<double>(r.bytes), secs) / 1e6;
     const std::string size = o.s.size_min == o.s.size_max ? format("{} B", o.s.size_min)
                                                           : format("{}..{} B", o.s.size_min, o.s.size_max);
     const char* proto = protocol_name(o.s.proto);
-    std::printf("coring-load %s %s: %u conns, depth %u, %s, %s, %.1f s measured, %s, %u proc(s)\n", proto,
+    std::printf("coring-load %s %s: %u conns, depth %u, %s, %s, %.1f s measured%s, %s, %u proc(s)\n", proto,
                 o.s.target.to_string().c_str(), o.s.conns, o.s.depth, size.c_str(),
                 o.s.rate > 0 ? format("open loop at {}/s", o.s.rate).c_str() : "closed loop", secs,
-                r.backend.c_str(), o.procs);
-    std::printf("  %.0f msgs/s, %.2f MB/s; latency us: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", rate,
-                static_cast<double>(r.bytes) / secs / 1e6, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
+                r.cut_short ? " (cut short by a stop signal)" : "", r.backend.c_str(), o.procs);
+    std::printf("  %.0f msgs/s, %.2f MB/s; latency us: p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n", rate, mb, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
                 us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str());
     std::printf("  connected %llu of %u; errors %llu (connect %llu, io %llu, eof %llu, verify %llu, timeout %llu)\n",
                 static_cast<unsigned long long>(r.connected), o.s.conns,
@@ -173,7 +188,7 @@ int report(const options& o, const runtime_options& runtime, const results& r, b
                 static_cast<unsigned long long>(r.errors.verify), static_cast<unsigned long long>(r.errors.timeout));
     std::printf("msgs_per_sec=%.0f mb_per_sec=%.3f p50_us=%s p90_us=%s p99_us=%s p999_us=%s max_us=%s errors=%llu conns=%u "
                 "depth=%u size=%zu\n",
-                rate, static_cast<double>(r.bytes) / secs / 1e6, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
+                rate, mb, us(h.percentile(0.5)).c_str(), us(h.percentile(0.9)).c_str(),
                 us(h.percentile(0.99)).c_str(), us(h.percentile(0.999)).c_str(), us(h.max()).c_str(),
                 static_cast<unsigned long long>(r.errors.total()), o.s.conns, o.s.depth, o.s.size_max);
     if (r.unsent > 0)

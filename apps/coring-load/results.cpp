@@ -47,6 +47,7 @@ void results::merge(const results& o) {
     unsent += o.unsent;
     setup_seconds = std::max(setup_seconds, o.setup_seconds);
     seconds = std::max(seconds, o.seconds);
+    cut_short = cut_short || o.cut_short;
     if (backend.empty()) backend = o.backend;
     if (first_error.empty()) first_error = o.first_error;
 }
@@ -56,9 +57,9 @@ std::string results::serialize() const {
     // pub/sub counts in pubsub_counts' order.
     const auto& c = pubsub;
     std::string out = format("messages={} bytes={} connected={} seconds={} connect={} io={} eof={} verify={} timeout={} backend={} "
-                             "idle_up={} idle_verified={} setup={} unsent={} pubsub={},{},{},{},{},{},{},{},{},{},{} hist={} | {}",
+                             "idle_up={} idle_verified={} setup={} unsent={} cut={} pubsub={},{},{},{},{},{},{},{},{},{},{} hist={} | {}",
                              messages, bytes, connected, seconds, errors.connect, errors.io, errors.eof, errors.verify,
-                             errors.timeout, backend.empty() ? "-" : backend, idle_up, idle_verified, setup_seconds, unsent, c.published,
+                             errors.timeout, backend.empty() ? "-" : backend, idle_up, idle_verified, setup_seconds, unsent, cut_short ? 1 : 0, c.published,
                              c.published_window, c.delivered, c.subscribed, c.reached, c.lost, c.duplicated, c.reordered,
                              c.slow_received, c.slow_lost, c.slow_cut, latency.serialize(), first_error);
     for (const auto& h : steps) out += "\n" + h.serialize();
@@ -86,8 +87,10 @@ bool results::deserialize(const std::string& text) {
         return false;
     const auto unsent_at = line.find(" unsent=");
     unsigned long long owed = 0;
-    if (unsent_at == std::string::npos || std::sscanf(line.c_str() + unsent_at, " unsent=%llu", &owed) != 1) return false;
+    int cut = 0;
+    if (unsent_at == std::string::npos || std::sscanf(line.c_str() + unsent_at, " unsent=%llu cut=%d", &owed, &cut) != 2) return false;
     unsent = owed;
+    cut_short = cut != 0;
     const auto pubsub_at = line.find(" pubsub=");
     unsigned long long ps[11];
     if (pubsub_at == std::string::npos ||
