@@ -9,6 +9,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 
 
 def stop(proc, timeout=10):
@@ -87,20 +88,51 @@ def window_cpu(load, server_pid, timeout):
     `timeout` seconds is ended (SIGTERM, then SIGKILL) and returns exit code None."""
     cpu_start = cpu_end = None
     other = []
-    for line in load.stderr:
-        if line.rstrip().endswith(": measuring"):
-            cpu_start = cpu_seconds(server_pid)
-        elif line.rstrip().endswith(": measured"):
-            cpu_end = cpu_seconds(server_pid)
-        else:
-            other.append(line.strip())
-    try:
-        rc = load.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    # The reading below ends only when coring-load closes its stderr, so the deadline is a timer
+    # of its own; a run it ended is no result, even though coring-load then reports what it had.
+    overdue = threading.Event()
+
+    def end_overdue():
+        overdue.set()
         stop(load)
+
+    timer = threading.Timer(timeout, end_overdue)
+    timer.start()
+    try:
+        for line in load.stderr:
+            if line.rstrip().endswith(": measuring"):
+                cpu_start = cpu_seconds(server_pid)
+            elif line.rstrip().endswith(": measured"):
+                cpu_end = cpu_seconds(server_pid)
+            else:
+                other.append(line.strip())
+        rc = load.wait()
+    finally:
+        timer.cancel()
+        timer.join()
+    if overdue.is_set():
+        other.append(f"coring-load ran past its {timeout:.0f} s limit and was stopped")
         rc = None
     cpu = (cpu_end - cpu_start) if cpu_start is not None and cpu_end is not None else None
     return cpu, rc, other
+
+
+def load_result(json_path, rc, other):
+    """The JSON result of a coring-load run that window_cpu() read; RuntimeError when the run
+    left none to trust: it was ended at its deadline, or wrote no file."""
+    if rc is None:
+        raise RuntimeError(other[-1] if other else "coring-load ran past its limit")
+    if not os.path.exists(json_path):
+        raise RuntimeError(f"coring-load wrote no result (exit {rc}){': ' + other[-1] if other else ''}")
+    with open(json_path) as f:
+        return json.load(f)
+
+
+def run_note(rc, other, cpu):
+    """What a run's row says about it: coring-load's last complaint, or a missing window."""
+    if rc != 0:
+        return other[-1] if other else f"coring-load exit {rc}"
+    return "" if cpu is not None else "no measured window announced: no CPU figure"
 
 
 def median_range(values):
@@ -113,11 +145,12 @@ def median_range(values):
 
 def summary_row(fields, runs, keys):
     """A table row: `fields`, then for each key the median, min and max over the runs (as key,
-    key_min, key_max), the runs' errors summed and their notes joined."""
+    key_min, key_max), the runs' errors summed (a run that gave no result at all, errors None,
+    counts as one) and their notes joined."""
     row = dict(fields)
     for key in keys:
         row[key], row[key + "_min"], row[key + "_max"] = median_range([r[key] for r in runs])
-    row["errors"] = sum(r["errors"] or 0 for r in runs)
+    row["errors"] = sum(1 if r["errors"] is None else r["errors"] for r in runs)
     row["notes"] = "; ".join(sorted({r["note"] for r in runs if r["note"]}))
     return row
 

@@ -12,7 +12,6 @@ window. Writes a table and the issue's ratios to stdout, CSV, JSON and gnuplot P
 Python standard library only; plots need gnuplot (Debian's gnuplot-nox).
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -23,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import (cpu_seconds, end, end_all, fmt, line_plot, ports, series_by_conns, spawn, summary_row,
+from benchlib import (cpu_seconds, end, end_all, fmt, line_plot, load_result, ports, run_note, series_by_conns, spawn, summary_row,
                       run_main, window_cpu, write_results)
 
 SERVERS = ["coring-uring", "coring-epoll", "nginx", "raw-uring-http"]
@@ -221,14 +220,11 @@ def drive_coring_load(build, port, pid, cell, args, tmp):
         cpu, rc, other = window_cpu(load, pid, timeout=args.warmup + args.duration + 60)
     finally:
         end(load)
-    if not os.path.exists(json_path):
-        raise RuntimeError(f"coring-load wrote no result (exit {rc}): {other[-1] if other else ''}")
-    with open(json_path) as f:
-        result = json.load(f)
+    result = load_result(json_path, rc, other)
     return {"requests": result["messages"], "req_per_sec": result["msgs_per_sec"],
             "p50_us": result["latency_us"]["p50"], "p99_us": result["latency_us"]["p99"],
             "errors": result["errors"]["total"], "cpu": cpu,
-            "note": "" if rc == 0 else (other[-1] if other else f"coring-load exit {rc}")}
+            "note": run_note(rc, other, cpu)}
 
 
 def run_once(build, server, driver, cell, args, tmp, port_pool):

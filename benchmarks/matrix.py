@@ -12,14 +12,14 @@ repetitions with min..max. Writes a table to stdout, CSV, JSON and gnuplot PNGs 
 Python standard library only (Debian's python3); plots need gnuplot (Debian's gnuplot-nox).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
 
-from benchlib import fmt, line_plot, median_range, series_by_conns, stop, summary_row, window_cpu, write_results
+from benchlib import (fmt, line_plot, load_result, median_range, run_note, series_by_conns, stop, summary_row, window_cpu,
+                      write_results)
 
 # name: (binary relative to the build dir, args before --port/--listen, how it takes a port,
 #        how it takes a core count: "--cores", "--threads", or None for a fixed design)
@@ -119,10 +119,7 @@ def run_cell_once(build, server, port, cell, args):
                "--json", json_path]
         load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         cpu, rc, other = window_cpu(load, proc.pid, timeout=args.warmup + args.duration + 120)
-        if not os.path.exists(json_path):
-            raise RuntimeError(f"coring-load wrote no result (exit {rc}{': ' + other[-1] if other else ''})")
-        with open(json_path) as f:
-            result = json.load(f)
+        result = load_result(json_path, rc, other)
         if proc.poll() is not None:
             raise RuntimeError(f"{server} died during the run (exit {proc.returncode})")
         msgs = result["messages"]
@@ -132,7 +129,7 @@ def run_cell_once(build, server, port, cell, args):
             "p99_us": result["latency_us"]["p99"],
             "cpu_us_per_msg": (cpu * 1e6 / msgs) if cpu is not None and msgs else None,
             "errors": result["errors"]["total"],
-            "note": "" if rc == 0 else (other[-1] if other else f"coring-load exit {rc}"),
+            "note": run_note(rc, other, cpu),
         }
     finally:
         stop(proc)
@@ -187,16 +184,21 @@ def print_ratios(rows, cells, rounds):
         x, y = get(a, cell, "cpu_us_per_msg"), get(b, cell, "cpu_us_per_msg")
         return x / y if x and y else None
 
+    def flawed(server, cell):
+        """' [server: errors]' when the row of `server` had errors or failed repetitions."""
+        return f" [{server}: errors, no valid comparison]" if get(server, cell, "errors") else ""
+
     def shown(a, b, cell):
         """'a/b 1.10 (rounds: median 1.02, 0.75..1.44)', and the number a verdict is taken on."""
         r = cpu_ratio(a, b, cell)
         if not r:
             return None, None
+        flaws = flawed(a, cell) + flawed(b, cell)
         paired = per_round(a, b, cell)
         if len(paired) < 2:
-            return f"{a}/{b} {r:.2f}", r
+            return f"{a}/{b} {r:.2f}{flaws}", r
         mid = median_range(paired)[0]
-        return f"{a}/{b} {r:.2f} (rounds: median {mid:.2f}, {paired[0]:.2f}..{paired[-1]:.2f})", mid
+        return f"{a}/{b} {r:.2f} (rounds: median {mid:.2f}, {paired[0]:.2f}..{paired[-1]:.2f}){flaws}", mid
 
     def verdict(ok):
         return "" if ok is None else (" met" if ok else " MISSED")

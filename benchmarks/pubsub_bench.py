@@ -15,7 +15,6 @@ latency and the deliveries lost. Table and ratios to stdout, CSV and JSON (and g
 gnuplot is there) to --out. Python standard library only.
 """
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -25,7 +24,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import end, end_all, fmt, line_plot, ports, spawn, summary_row, window_cpu, write_results, run_main
+from benchlib import (end, end_all, fmt, line_plot, load_result, ports, run_main, run_note, spawn, summary_row, window_cpu,
+                      write_results)
 
 SERVERS = ["coring-uring", "coring-epoll", "coring-2cores", "redis", "nats", "raw-uring"]
 RAW = "benchmarks/baselines/baseline-raw-uring-pubsub"
@@ -131,16 +131,13 @@ def run_once(build, server, cell, args, tmp, port_pool):
             raise RuntimeError(f"{server} died during the run (exit {proc.returncode})")
     finally:
         end(proc)
-    if not os.path.exists(json_path):
-        raise RuntimeError(f"coring-load wrote no result (exit {rc}): {other[-1] if other else ''}")
-    with open(json_path) as f:
-        r = json.load(f)
+    r = load_result(json_path, rc, other)
     deliveries = r["messages"]
     return {"deliveries_per_sec": r["deliveries_per_sec"], "publishes_per_sec": r["publishes_per_sec"],
             "p99_us": r["latency_us"]["p99"], "lost": r["lost"] + r["duplicated"] + r["reordered"],
             "cpu_ns_per_delivery": cpu * 1e9 / deliveries if cpu is not None and deliveries else None,
             "errors": r["errors"]["total"] + r["lost"] + r["duplicated"] + r["reordered"],
-            "note": "" if rc == 0 else (other[-1] if other else f"coring-load exit {rc}")}
+            "note": run_note(rc, other, cpu)}
 
 
 def raise_fd_limit(subscribers):

@@ -57,7 +57,7 @@ bool send_all(int fd, const char* p, std::size_t n) {
 }
 
 void worker() {
-    std::vector<char> buf(64 * 1024);
+    std::vector<char> buf(16 * 1024);  // coring's buffer size
     for (;;) {
         int fd;
         {

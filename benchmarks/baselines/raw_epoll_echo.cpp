@@ -35,7 +35,7 @@ struct connection {
 
 // Each thread is a whole server: its tables are thread_local.
 thread_local std::vector<connection> conns;  // indexed by fd
-thread_local char scratch[64 * 1024];        // the thread's receive buffer
+thread_local char scratch[16 * 1024];        // the thread's receive buffer: coring's buffer size, so a receive takes what coring's takes
 
 void close_conn(int fd) {
     connection& c = conns[static_cast<std::size_t>(fd)];
