@@ -111,6 +111,10 @@ void core::complete(op& o) noexcept {
 bool core::hold(op& o) noexcept {
     if (!from_backend(o.kind)) return false;
     if (faults_) faults_->after_completion(o);  // its length back as its owner set it
+    // An io-wq worker's op that we cancelled ends with EINTR (the kernel signals the worker):
+    // that is the cancel's answer, not a signal to restart through; started again, it would
+    // outlive its deadline, or name an fd number that close() has freed since.
+    if (o.res == -EINTR && (o.cancel_sent || o.timed_out)) o.res = -ECANCELED;
     const bool again = o.res == -EINTR && restartable(o.kind);
     if (!again && !(faults_ && faults_->hit(fault::delay))) return false;
     held_.push_back({&o, stats_.loop_turns + 1 + (again ? 0 : faults_->below(3))});

@@ -104,15 +104,16 @@ epoll_backend::fd_state& epoll_backend::state_of(int fd) {
     return fds_[fd];
 }
 
-void epoll_backend::register_fd(int fd, bool tcp) noexcept {
-    state_of(fd) = fd_state{};
-    fds_[fd].registered = true;
-    fds_[fd].tcp = tcp;
+int epoll_backend::register_fd(int fd, bool tcp) noexcept {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;  // PRI: TCP urgent data (see drained_by)
     ev.data.fd = fd;
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0)
-        log("epoll_ctl ADD fd {}: {}", fd, std::system_category().message(errno));
+    // ENOSPC (fs.epoll.max_user_watches) or ENOMEM: an fd no edge would ever wake is refused.
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0) return -errno;
+    state_of(fd) = fd_state{};
+    fds_[fd].registered = true;
+    fds_[fd].tcp = tcp;
+    return 0;
 }
 
 void epoll_backend::forget_fd(int fd) noexcept {
@@ -131,7 +132,10 @@ void epoll_backend::forget_fd(int fd) noexcept {
 int epoll_backend::open_socket(int domain, int type, int protocol) noexcept {
     const int fd = ::socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0) return -errno;
-    register_fd(fd, is_tcp(domain, type & 0xf, protocol));
+    if (const int err = register_fd(fd, is_tcp(domain, type & 0xf, protocol)); err < 0) {
+        ::close(fd);
+        return err;
+    }
     return fd;
 }
 
@@ -143,7 +147,8 @@ void epoll_backend::adopt(int fd) noexcept {
         socklen_t len = sizeof value;
         return ::getsockopt(fd, SOL_SOCKET, name, &value, &len) == 0 ? value : -1;
     };
-    register_fd(fd, is_tcp(option(SO_DOMAIN), option(SO_TYPE), option(SO_PROTOCOL)));
+    if (const int err = register_fd(fd, is_tcp(option(SO_DOMAIN), option(SO_TYPE), option(SO_PROTOCOL))); err < 0)
+        log("epoll_ctl ADD fd {}: {}: its waits will fail", fd, std::system_category().message(-err));
 }
 
 int epoll_backend::perform(op& o) noexcept {
@@ -152,7 +157,10 @@ int epoll_backend::perform(op& o) noexcept {
     case op_kind::accept: {
         const int fd = ::accept4(o.fd, o.addr, o.addr ? &o.addr_len : nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return -errno;
-        register_fd(fd, fds_[o.fd].tcp);  // a TCP listener's connections are TCP
+        if (const int err = register_fd(fd, fds_[o.fd].tcp); err < 0) {  // a TCP listener's connections are TCP
+            ::close(fd);  // the peer sees a reset; the accept loop hears why
+            return err;
+        }
         return fd;
     }
     case op_kind::connect: {
@@ -240,7 +248,10 @@ void epoll_backend::start(op& o) noexcept {
     if (is_file_op(o.kind)) return start_file_op(o);
     const direction d = direction_of(o);
     if (d == neither) return finish(o, perform(o));
-    if (o.kind == op_kind::poll && !state_of(o.fd).registered) register_fd(o.fd, false);  // a foreign fd's first wait
+    if (o.fd < 0) return finish(o, -EBADF);  // a closed or moved-from socket's fd: no table slot
+    if (!state_of(o.fd).registered) {  // a foreign fd's first wait, or one whose registration failed
+        if (const int err = register_fd(o.fd, false); err < 0) return finish(o, err);
+    }
     if (state_of(o.fd).waiter[d]) {  // one op per direction per fd: a second would be a bug
         log("epoll: two {} ops at once on fd {}", d == reading ? "read" : "write", o.fd);
         std::abort();
@@ -359,7 +370,12 @@ void epoll_backend::close_detached(int fd) noexcept {
 void epoll_backend::poll(std::int64_t timeout_ns) noexcept {
     epoll_event events[256];
     // Round up to whole milliseconds: waking early would spin until the deadline.
-    const int timeout_ms = !respin_.empty() ? 0 : timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+    // At most an hour (the loop computes the timeout again after each wake): epoll_wait takes an
+    // int of ms, which a timer 25 days away would overflow.
+    constexpr std::int64_t longest_ns = 3'600'000'000'000;
+    const int timeout_ms = !respin_.empty() ? 0
+                           : timeout_ns < 0 ? -1
+                                            : static_cast<int>((std::min(timeout_ns, longest_ns) + 999'999) / 1'000'000);
     const int n = ::epoll_wait(epfd_, events, 256, timeout_ms);
     ++stats_.enter_calls;
     for (int i = 0; i < n; ++i) {

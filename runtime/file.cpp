@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <fcntl.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -17,6 +18,14 @@ result<file_status> stat_awaiter::await_resume() const noexcept {
     s.inode = status_.stx_ino;
     s.device = makedev(status_.stx_dev_major, status_.stx_dev_minor);
     s.mode = status_.stx_mode;
+    // A regular file drops the O_NONBLOCK open_file gave it (for FIFOs and devices): on io_uring
+    // the flag would mark any file "nowait", so on a filesystem without FMODE_NOWAIT (NFS, FUSE)
+    // a read would be tried inline and wait for the server on the core. Without it, such reads go
+    // to io-wq; a local filesystem's are tried inline either way.
+    if (s.is_regular() && !is_direct_fd(op_.fd)) {
+        const int fl = ::fcntl(op_.fd, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK)) ::fcntl(op_.fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
     return s;
 }
 

@@ -100,6 +100,8 @@ task<> guard_main(task<> main_task, launch_state* state) {
         co_await std::move(main_task);
     } catch (const std::exception& e) {
         state->fail(e.what());
+    } catch (...) {  // a main that throws an int or a string still fails the run
+        state->fail("an exception that is not a std::exception");
     }
 }
 
@@ -190,6 +192,9 @@ task<> setup_then_main(core& c, const core_fn* setup_fn, const core_fn* main_fn,
         main_task = (*main_fn)(c);
     } catch (const std::exception& e) {
         state->fail(e.what());
+        co_return;
+    } catch (...) {
+        state->fail("an exception that is not a std::exception");
         co_return;
     }
     co_await guard_main(std::move(main_task), state);

@@ -77,13 +77,16 @@ io_uring_sqe* uring_backend::get_sqe() noexcept {
             std::abort();
         }
         // Completions must be taken before more can be submitted (EBUSY), or the kernel is
-        // short of memory for requests (EAGAIN): take them, or wait for one.
+        // short of memory for requests (EAGAIN): take them, or wait for one. Only collected
+        // (their CQ slots freed), never handled here: the caller is in the middle of something
+        // (a feed cancelling its op, a loop over its fds) that a handler could end or change.
+        // The loop handles them next, before it waits (poll).
         const std::uint64_t before = stats_.completions;
-        reap();
+        collect();
         if (stats_.completions == before) {
             io_uring_cqe* cqe = nullptr;
             (void)io_uring_wait_cqe(&ring_, &cqe);
-            reap();
+            collect();
         }
     }
     return sqe;
@@ -98,7 +101,7 @@ void uring_backend::start(op& o) noexcept {
     // Close and shutdown never wait: they finish at once, and must stay ordered before any
     // detached close (which is never parked either) that could free their fd number.
     const bool may_park = o.kind != op_kind::close && o.kind != op_kind::shutdown;
-    if (may_park && in_flight_ >= in_flight_limit_) {  // the CQ could overflow: wait for room
+    if (may_park && !room_for_ops()) {  // the CQ could overflow: wait for room
         ++stats_.parked_for_cq;
         return parked_.push(o, park_reason::cq_room);
     }
@@ -157,6 +160,10 @@ void uring_backend::submit(op& o) noexcept {
         sqe->flags |= IOSQE_FIXED_FILE;
     }
     io_uring_sqe_set_data64(sqe, user_data_of(o));  // always: a reused SQE keeps stale values
+    if (o.multishot && !o.multishot_live) {
+        o.multishot_live = true;
+        ++multishot_live_;
+    }
     ++in_flight_;
 }
 
@@ -244,19 +251,15 @@ void uring_backend::cancel(op& o) noexcept {
         o.res = -ECANCELED;
         return sink_.complete(o);
     }
-    io_uring_sqe* sqe = get_sqe();  // may reap (SQ full, then -EBUSY): o may have completed
-    if (o.pending == 0) {
-        io_uring_prep_nop(sqe);  // the slot is taken; fill it with something harmless
-        io_uring_sqe_set_data64(sqe, detached_user_data);
-        ++in_flight_;
-        return;
-    }
+    io_uring_sqe* sqe = get_sqe();  // may collect CQEs (SQ full, then -EBUSY), never handles them
     io_uring_prep_cancel64(sqe, user_data_of(o), 0);
     io_uring_sqe_set_data64(sqe, user_data_of(o) | cancel_tag);
     ++o.pending;  // the cancel's CQE names this op too: the frame must outlive it
     ++in_flight_;
+    // A zerocopy send's notification may wait for the peer forever: reset the connection, the
+    // first time only (by a second cancel, close() may have freed the fd number for another).
+    if (o.zerocopy && !o.cancel_sent) reset_connection(o);
     o.cancel_sent = true;
-    if (o.zerocopy) reset_connection(o);  // else its notification may wait for the peer forever
 }
 
 void uring_backend::cancel_everything() noexcept {
@@ -395,8 +398,9 @@ void uring_backend::collect() noexcept {
 
 void uring_backend::reap() noexcept {
     // Copy CQEs out and free their slots before handling any: handling may start ops, and
-    // starting may reap again (SQ full, then -EBUSY). That inner reap only appends: CQEs are
-    // handled once each, in the order the kernel posted them (a multishot recv's data too).
+    // starting may collect more (SQ full, then -EBUSY), or reap again (a handler that waits for
+    // room). Those only append: CQEs are handled once each, in the order the kernel posted them
+    // (a multishot recv's data too).
     collect();
     if (reaping_) return;  // the outer reap handles them, after what it already holds
     reaping_ = true;
@@ -442,6 +446,10 @@ void uring_backend::withdraw(op& o, op* heir) noexcept {
     for (std::size_t i = next_reaped_; i < reaped_.size(); ++i) {
         cqe_copy& c = reaped_[i];
         if ((c.user_data & ~cancel_tag) == mine) c.user_data = to | (c.user_data & cancel_tag);
+    }
+    if (!heir && o.multishot_live) {  // its last CQE is in reaped_, named an orphan: it has ended
+        o.multishot_live = false;
+        --multishot_live_;
     }
     reaping_ = was_reaping;
 }
@@ -490,6 +498,10 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
         return;
     }
     op& o = op_from(ud);
+    if (o.multishot_live && own && !(flags & IORING_CQE_F_MORE)) {  // its last CQE: it ended
+        o.multishot_live = false;
+        --multishot_live_;
+    }
     if (notification) {
         ++stats_.zc_notifications;
         if (static_cast<std::uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) ++stats_.zc_copied;
@@ -538,7 +550,7 @@ void uring_backend::handle(std::uint64_t ud, std::int32_t res, std::uint32_t fla
 }
 
 void uring_backend::unpark() noexcept {
-    while (!parked_.empty() && in_flight_ < in_flight_limit_) submit(parked_.pop());
+    while (!parked_.empty() && room_for_ops()) submit(parked_.pop());
 }
 
 }  // namespace coring

@@ -216,6 +216,17 @@ task<> check_opens(const tree* t) {
     REQUIRE(st);
     CHECK_FALSE(st->is_regular());
     CHECK((st->mode & S_IFMT) == S_IFIFO);
+    CHECK((::fcntl(fifo->fd(), F_GETFL) & O_NONBLOCK) != 0);  // its reads must not wait for a writer
+    // A regular file loses O_NONBLOCK at its stat: with it, io_uring would try every read inline
+    // even on a filesystem that blocks (NFS, FUSE).
+    auto regular = co_await root->open_file("data.bin");
+    REQUIRE(regular);
+    CHECK((::fcntl(regular->fd(), F_GETFL) & O_NONBLOCK) != 0);
+    auto regular_st = co_await regular->stat();
+    REQUIRE(regular_st);
+    CHECK(regular_st->is_regular());
+    CHECK((::fcntl(regular->fd(), F_GETFL) & O_NONBLOCK) == 0);
+    co_await regular->close();
 
     directory unopened;
     auto none = co_await unopened.open_file("data.bin");

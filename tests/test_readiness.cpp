@@ -68,6 +68,16 @@ task<> cancelled_then_reused(int a, int b) {
     forget_fd(a);
 }
 
+task<> bad_fds() {
+    // A closed or moved-from socket's fd() is -1: EBADF, never a table slot before fds_[0].
+    auto r = co_await wait_readable(-1);
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == std::errc::bad_file_descriptor);
+    auto w = co_await wait_writable(-1);
+    REQUIRE_FALSE(w);
+    CHECK(w.error() == std::errc::bad_file_descriptor);
+}
+
 task<> timeouts(int a) {
     auto own = co_await wait_readable(a, 30ms);
     CHECK(own.error() == std::errc::timed_out);
@@ -141,6 +151,14 @@ TEST_CASE("a readiness wait past its deadline reports ETIMEDOUT", "[readiness]")
     test_core c{kind};
     pair_fds p;
     c.run_for(5s, timeouts(p.a));
+}
+
+TEST_CASE("a readiness wait on fd -1 fails with EBADF", "[readiness]") {
+    const auto kind = GENERATE(BOTH_BACKENDS);
+    INFO("backend: " << to_string(kind));
+    if (skip_without(kind)) return;
+    test_core c{kind};
+    c.run_for(5s, bad_fds());
 }
 
 TEST_CASE("a readiness wait ends when the peer closes", "[readiness]") {

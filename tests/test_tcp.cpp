@@ -504,3 +504,36 @@ TEST_CASE("with a 16-entry CQ, 100 concurrent ops wait for room and all complete
     CHECK(s.cq_overflow == 0);
     if (kind == backend_kind::uring) CHECK(s.parked_for_cq > 0);
 }
+
+namespace {
+task<> recv_one(tcp_stream* s, int* got) {
+    std::array<std::byte, 1> b;
+    const auto n = co_await s->recv(b);  // into its own buffer: a single-shot receive, counted
+    CO_REQUIRE(n);
+    *got += static_cast<int>(*n);
+}
+// 20 receives on a core with room for 14 ops: 6 park. Then the first send parks too, and every
+// op in flight waits for data only a parked op can bring: no completion comes, and only the
+// stall rule (10 ms without one lets the oldest parked op in) gets the sends out.
+task<int> outwait_a_full_cq(int receivers) {
+    std::vector<std::pair<tcp_stream, tcp_stream>> pairs;
+    for (int i = 0; i < receivers; ++i) pairs.push_back(co_await connected_pair());
+    int got = 0;
+    task_group readers;
+    for (auto& p : pairs) readers.spawn(recv_one(&p.first, &got));
+    co_await yield();
+    const std::array<std::byte, 1> byte{std::byte{'x'}};
+    for (auto& p : pairs) CO_REQUIRE(co_await p.second.send(byte));
+    co_await readers.join();
+    co_return got;
+}
+}  // namespace
+
+TEST_CASE("ops waiting for CQ room behind ops that wait for them get in by the stall rule", "[tcp][pressure]") {
+    if (skip_without(backend_kind::uring)) return;
+    test_core c{backend_kind::uring, 8, 16};
+    CHECK(c.run_for(30s, outwait_a_full_cq(20)) == 20);
+    const auto s = c->stats().backend;
+    CHECK(s.parked_for_cq > 0);
+    if (!faults_on()) CHECK(s.cq_overcommits > 0);
+}

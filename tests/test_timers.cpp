@@ -166,6 +166,11 @@ TEST_CASE("with_timeout passes results through, times out whole tasks, and nests
         auto quick = co_await with_timeout(20ms, sleep_for(1ms));
         CHECK(quick);
         CO_REQUIRE(co_await sleep_for(40ms));
+
+        // "No deadline" spelled as the largest duration saturates, and never times out (it
+        // overflowed into the past before, and timed out at once).
+        CHECK(co_await with_timeout(std::chrono::nanoseconds::max(), sleep_for(1ms)));
+        CHECK(co_await with_timeout(std::chrono::hours::max(), sleep_for(1ms)));
         co_await client.close();
         co_await server.close();
     }());

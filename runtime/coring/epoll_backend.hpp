@@ -69,7 +69,7 @@ private:
         bool registered = false;
     };
     fd_state& state_of(int fd);
-    void register_fd(int fd, bool tcp) noexcept;
+    int register_fd(int fd, bool tcp) noexcept;  // 0, or -errno when epoll refuses it
     void on_ready(int fd, int dir) noexcept;  // an edge: retry the parked op, if any
     void setup_buffers() override;
     void attempt(op& o) noexcept;  // perform, then finish or park

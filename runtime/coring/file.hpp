@@ -168,7 +168,8 @@ public:
     // leaves the directory (openat2 RESOLVE_BENEATH): an absolute path, a ".." above it or a
     // symlink pointing outside fails with EXDEV; a symlink that stays inside is followed.
     // /proc-style magic links fail with ELOOP. O_NONBLOCK: opening a FIFO or a device waits for
-    // nothing, and their reads do not block either; callers serving files check is_regular().
+    // nothing, and their reads do not block either; callers serving files check is_regular()
+    // (stat() of a regular file clears the flag: see docs/ARCHITECTURE.md, "Files").
     [[nodiscard]] detail::open_awaiter<file> open_file(std::string_view path) const;
 };
 

@@ -105,6 +105,7 @@ struct op {
     bool cancel_sent : 1 = false;   // io_uring: a cancel was asked for while it was in the kernel
     bool direct_accept : 1 = false; // io_uring accept into the file table: a result is a slot
     bool slot_reserved : 1 = false; // io_uring single-shot direct accept: holds one free slot
+    bool multishot_live : 1 = false; // io_uring: a multishot op the kernel holds (not counted against CQ room)
     std::uint16_t pending = 0;    // completions (CQEs) still owed to this op
     // A bundle's completion: how many pool buffers it filled, from buffer_id() on, chained in
     // ring order through backend::link (each link's len set). 0 or 1: the one buffer, res bytes.
@@ -158,6 +159,7 @@ struct op {
         cancel_sent = o.cancel_sent;
         direct_accept = o.direct_accept;
         slot_reserved = o.slot_reserved;
+        multishot_live = o.multishot_live;
         pending = o.pending;
         buffers = o.buffers;
         fd = o.fd;

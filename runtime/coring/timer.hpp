@@ -12,16 +12,22 @@
 #include <coring/task.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
 namespace coring {
 
 namespace detail {
+// now + d, saturating: with_timeout(nanoseconds::max(), ...) or hours::max() means "never",
+// not an overflow into the past.
 template <class Rep, class Period>
 std::int64_t deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
+    constexpr std::int64_t never = INT64_MAX;
+    const std::int64_t now = core::now_ns();
+    if (std::chrono::duration<double, std::nano>(d).count() >= static_cast<double>(never - now)) return never;
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
-    return core::now_ns() + (ns > 0 ? ns : 0);
+    return now + (ns > 0 ? ns : 0);
 }
 
 }  // namespace detail

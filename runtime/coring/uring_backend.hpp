@@ -105,6 +105,13 @@ private:
     backend_features features_;
     unsigned in_flight_ = 0;        // ops (and cancels, closes) whose last CQE is still owed
     unsigned in_flight_limit_ = 0;  // CQ size minus room for cancels and detached closes
+    // Of in_flight_, the multishot ops armed (receives, accepts). They do not count against the
+    // limit: an idle connection's armed receive posts nothing, and a burst from many of them is
+    // the kernel's to queue (NODROP; a multishot that meets a full CQ ends, with its data). Were
+    // they counted, a core holding more idle connections than its CQ has room for would park
+    // every other op, sends included, behind receives that may never complete.
+    unsigned multishot_live_ = 0;
+    bool room_for_ops() const noexcept { return in_flight_ - multishot_live_ < in_flight_limit_; }
     op_queue parked_;               // ops waiting for CQ room
     io_uring_buf_ring* buf_ring_ = nullptr;
     unsigned ring_window_ = 0;      // the most buffers the ring is refilled to
