@@ -1,12 +1,13 @@
 #include <coring/log.hpp>
 #include <coring/writer.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
 namespace coring {
 
-writer::writer(tcp_stream& stream, std::size_t max_queued) : stream_{stream}, limit_{max_queued} {
+writer::writer(tcp_stream& stream, std::size_t max_queued) : stream_{stream}, limit_{std::max<std::size_t>(1, max_queued)} {
     flusher_.spawn(flush_loop());
 }
 

@@ -345,6 +345,7 @@ TEST_CASE("http: static files with ranges, validators, and nothing from outside 
     const auto data = random_bytes(100'000, 9);  // more than one read_chunk
     std::ofstream(root / "sub" / "data.bin", std::ios::binary).write(reinterpret_cast<const char*>(data.data()), data.size());
     std::ofstream(root / "index.html") << "<p>home</p>";
+    std::ofstream(root / "empty.txt").flush();
     std::ofstream(root.parent_path() / ("coring-secret-" + std::to_string(::getpid()))) << "secret";
     fs::create_symlink(root.parent_path() / ("coring-secret-" + std::to_string(::getpid())), root / "out");
     fs::create_symlink("index.html", root / "in.html");
@@ -363,6 +364,8 @@ TEST_CASE("http: static files with ranges, validators, and nothing from outside 
         CHECK(curl({"-sS", "-r", "-10", base + "/sub/data.bin"}) == whole.substr(whole.size() - 10));
         CHECK(code({"-r", "99990-", base + "/sub/data.bin"}) == "206");
         CHECK(code({"-r", "200000-", base + "/sub/data.bin"}) == "416");
+        CHECK(code({"-r", "-5", base + "/empty.txt"}) == "200");  // the one satisfiable range of an empty file
+        CHECK(code({"-r", "0-", base + "/empty.txt"}) == "416");
         CHECK(code({base + "/out"}) == "404");                                    // a symlink out of the root
         CHECK(code({"--path-as-is", base + "/../etc/passwd"}) == "404");
         CHECK(code({"--path-as-is", base + "/%2e%2e/%2e%2e/etc/passwd"}) == "404");

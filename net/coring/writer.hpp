@@ -11,7 +11,8 @@
 // writer owned one by one would still be a copy, plus an allocation each (docs/ARCHITECTURE.md).
 //
 // Bounded: while `max_queued` bytes or more wait to be sent, write() waits (back-pressure), in
-// the order the writers came; a write bigger than the bound goes once the queue is below it.
+// the order the writers came; a write bigger than the bound goes once the queue is below it
+// (a bound of 0 counts as 1: one write at a time).
 // Errors are sticky: the first failed send fails every waiting write and flush, and every later
 // one, with its error (EPIPE, ECONNRESET, ETIMEDOUT from an idle timeout, ...).
 //

@@ -56,7 +56,8 @@ byte_range parse_range(std::string_view header, std::uint64_t size) noexcept {
     std::uint64_t first = 0, last = 0;
     if (a.empty()) {  // "-N": the last N bytes
         if (!parse_u64(b, last)) return {};
-        if (last == 0 || size == 0) return {byte_range::kind::unsatisfiable};
+        if (last == 0) return {byte_range::kind::unsatisfiable};
+        if (size == 0) return {};  // RFC 9110 §14.1.1: satisfiable, by the whole (empty) file
         return {byte_range::kind::part, last >= size ? 0 : size - last, size - 1};
     }
     if (!parse_u64(a, first)) return {};
