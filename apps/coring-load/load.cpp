@@ -54,8 +54,8 @@ struct share {
     live_counters& live;
     histogram interval;                 // this second's latencies, for the progress line
     gate connecting;
-    std::uint64_t pending_connects;     // connections not yet up (or failed)
-    std::int64_t measure_from = never;  // set when the last connection is up: + warmup
+    // The window, the same on every core and process (live.window_from, once known here).
+    std::int64_t measure_from = never;
     std::int64_t stop_at = never;
     std::int64_t interval_ns = 0;       // open loop: time between one connection's sends
     bool cut_short = false;             // a stop signal ended the window early
@@ -80,11 +80,17 @@ struct share {
         if (ec == std::errc::timed_out) fail(&error_counts::timeout, id, format("no reply within {} ms", s.reply_timeout.count()));
         else fail(&error_counts::io, id, format("{}: {}", during, ec.message()));
     }
+    // The window opens a warm-up after the last connection of the whole run (every core and
+    // process) is up or has failed: one window, so the server's CPU read over it covers every
+    // counted reply.
     void connection_settled() {
-        if (--pending_connects == 0 && !cut_short) {
-            measure_from = core::now_ns() + static_cast<std::int64_t>(s.warmup * 1e9);
-            stop_at = measure_from + static_cast<std::int64_t>(s.duration * 1e9);
-        }
+        if (live.settled.fetch_add(1, std::memory_order_acq_rel) + 1 == s.conns)
+            live.window_from.store(core::now_ns() + static_cast<std::int64_t>(s.warmup * 1e9), std::memory_order_release);
+    }
+    void adopt_window(std::int64_t from) {
+        if (cut_short) return;  // a stop came first: the window stays as the cut left it
+        measure_from = from;
+        stop_at = from + static_cast<std::int64_t>(s.duration * 1e9);
     }
 };
 
@@ -381,6 +387,16 @@ task<> one_connection(share& sh, std::uint64_t id) {
     co_await c->stream.close();
 }
 
+// Takes the run's window as soon as the last connection anywhere has settled.
+task<> await_window(share& sh) {
+    std::int64_t from;
+    while ((from = sh.live.window_from.load(std::memory_order_acquire)) == never) {
+        const auto slept = co_await sleep_for(std::chrono::milliseconds{1});
+        if (!slept) co_return;
+    }
+    sh.adopt_window(from);
+}
+
 // The measured window's edges, as log lines: when they pass, a script reads the server's CPU
 // time, so CPU per message counts exactly the window's messages.
 task<> announce_window(share& sh) {
@@ -473,7 +489,7 @@ void abort_close(tcp_stream& s) {
 
 task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, results* out, live_counters* live,
                  std::uint64_t idle_first, std::uint64_t idle_count) {
-    share sh{s, *out, *live, {}, gate{std::max(1u, s.connect_parallel)}, count};
+    share sh{s, *out, *live, {}, gate{std::max(1u, s.connect_parallel)}};
     if (s.rate > 0) sh.interval_ns = static_cast<std::int64_t>(1e9 * static_cast<double>(s.conns) / s.rate);
     std::vector<std::pair<std::uint64_t, tcp_stream>> held;  // (id, connection): they come up in any order
     if (s.idle > 0) {
@@ -518,7 +534,8 @@ task<> run_share(const settings& s, std::uint64_t first, std::uint64_t count, re
         task_group ticker;
         ticker.spawn(report_p99(sh.interval, sh.live));
         ticker.spawn(when_stopping([&sh] { sh.cut_window(); }));
-        if (s.announce_window) ticker.spawn(announce_window(sh));
+        ticker.spawn(await_window(sh));
+        if (s.announce_window && core::current().id() == 0) ticker.spawn(announce_window(sh));  // one window: one core says it
         task_group conns;
         for (std::uint64_t i = 0; i < count; ++i) conns.spawn(one_connection(sh, first + i));
         co_await conns.join();

@@ -141,6 +141,8 @@ struct live_counters {
     std::atomic<std::uint64_t> idle_settled{0};   // idle connections up or failed
     std::atomic<std::uint64_t> idle_checked{0};   // sampled idle connections verified or failed
     std::atomic<std::uint64_t> published{0};      // pub/sub: publishes sent
+    std::atomic<std::uint64_t> settled{0};        // active connections up or failed
+    std::atomic<std::int64_t> window_from{INT64_MAX};  // the measured window opens (once all settled)
 };
 
 // How many idle connections are sampled for the second check, in all.
